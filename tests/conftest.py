@@ -1,0 +1,45 @@
+"""Shared fixtures: a private model cache per test session, the real TOFU folder when present."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TOFU = Path(os.environ.get("UNLEARN_LAB_TOFU_DIR", REPO.parent / "shared" / "tofu"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Never touch the user's ~/.cache during tests."""
+    old = os.environ.get("UNLEARN_LAB_CACHE")
+    os.environ["UNLEARN_LAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("UNLEARN_LAB_CACHE", None)
+    else:
+        os.environ["UNLEARN_LAB_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tofu_dir() -> Path:
+    if not (SHARED_TOFU / "full.json").is_file():
+        pytest.skip(f"real TOFU files not found at {SHARED_TOFU}")
+    return SHARED_TOFU
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from unlearn_lab.data.tofu import SyntheticSource
+
+    return SyntheticSource(20, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(synthetic):
+    from unlearn_lab.models import tiny
+
+    world = synthetic.world
+    texts = [qa["question"] + " " + qa["answer"] for a in world["authors"] for qa in a] + world["pretrain_text"]
+    return tiny.train_tokenizer(texts + tiny.template_corpus("You are a helpful assistant.", "10 Apr 2025"), 512)

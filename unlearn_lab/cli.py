@@ -1,0 +1,175 @@
+"""Thin click front end: parse -> config -> call. Heavy imports happen inside the commands."""
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from unlearn_lab.errors import UsageError
+
+
+def friendly(fn):
+    """Usage errors become one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+experiment_option = click.option(
+    "--experiment", "-e", default=None, metavar="FILE",
+    help="Experiment YAML (default: experiments/embedded/default.yaml, the embedded world).",
+)
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a config value, e.g. --set finetune.epochs=5 (repeatable).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """unlearn-lab: experiment-tracked LLM unlearning on the TOFU benchmark."""
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@main.group()
+def data():
+    """Inspect TOFU splits from any source."""
+
+
+data_option = click.option("--data", "source", default=None, metavar="SOURCE",
+                           help="synthetic (default), a folder of TOFU files, or hf:locuslab/TOFU.")
+authors_option = click.option("--authors", type=int, default=None,
+                              help="World size (synthetic) or a consistent author subset (folder/hf).")
+
+
+def _source(source, authors, experiment=None):
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.data.tofu import make_source
+
+    cfg = load_experiment(experiment)
+    if source is None:
+        return make_source(cfg.data.source, authors or cfg.data.authors, cfg.data.seed)
+    return make_source(source, authors, cfg.data.seed)
+
+
+@data.command("splits")
+@data_option
+@authors_option
+@experiment_option
+@friendly
+def data_splits(source, authors, experiment):
+    """Print each split's size and fields."""
+    from unlearn_lab.data.tofu import SPLITS, split_summary
+
+    src = _source(source, authors, experiment)
+    click.echo(f"source: {src.name}")
+    click.echo(f"{'split':<24} {'records':>8}  fields")
+    for split in SPLITS:
+        try:
+            n, keys = split_summary(src, split)
+        except UsageError as exc:
+            click.echo(f"{split:<24} {'-':>8}  ({exc})")
+            continue
+        click.echo(f"{split:<24} {n:>8}  {', '.join(keys)}")
+
+
+@data.command("show")
+@click.argument("split")
+@click.option("-n", "count", type=int, default=3, show_default=True, help="Number of records.")
+@data_option
+@authors_option
+@experiment_option
+@friendly
+def data_show(split, count, source, authors, experiment):
+    """Print the first records of SPLIT."""
+    import json
+
+    records = _source(source, authors, experiment).load(split)
+    for record in records[:count]:
+        click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+# ------------------------------------------------------------------------------------------ prepare
+
+
+@main.command()
+@experiment_option
+@set_option
+@friendly
+def prepare(experiment, overrides):
+    """Build (or find in the cache) the base, target and retain models."""
+    import time
+
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.models.prepare import prepare as run_prepare
+
+    from unlearn_lab.runtime import configure_threads
+
+    cfg = load_experiment(experiment, overrides)
+    configure_threads()
+    start = time.perf_counter()
+    result = run_prepare(cfg, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"target: {result.target}")
+    click.echo(f"retain: {result.retain}")
+    state = f"built {', '.join(result.built)}" if result.built else "all cached"
+    click.echo(f"prepare: {state} in {time.perf_counter() - start:.1f} s")
+
+
+# --------------------------------------------------------------------------------------------- eval
+
+
+@main.command("eval")
+@click.option("--model", "model_spec", required=True, metavar="PATH|HUB-ID",
+              help="Model folder, hub id, .gguf file, or 'target' / 'retain' (the experiment's prepared models).")
+@experiment_option
+@click.option("--forget", "forget_split", default=None, help="Forget split (default: the experiment's).")
+@click.option("--holdout", "holdout_split", default=None, help="Holdout split for MIA (default: the experiment's).")
+@click.option("--retain-model", default=None, metavar="PATH|HUB-ID",
+              help="Retain model for the forget_quality / privleak reference (default: the experiment's).")
+@click.option("--retain-logs", default=None, metavar="TOFU_EVAL.json",
+              help="A retain model's TOFU_EVAL.json to use as the reference instead.")
+@click.option("--metrics", default=None, help="default | all | comma-separated metric names.")
+@click.option("--out", "out_dir", default=None, metavar="DIR", help="Output folder (default: saves/eval/<task>).")
+@click.option("--task-name", default=None, help="Name for the default output folder.")
+@set_option
+@friendly
+def eval_command(model_spec, experiment, forget_split, holdout_split, retain_model, retain_logs, metrics,
+                 out_dir, task_name, overrides):
+    """Evaluate a model on the TOFU suite; writes TOFU_EVAL.json and TOFU_SUMMARY.json."""
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.data.tofu import check_pair
+    from unlearn_lab.evaluation import evaluate_model, load_for_eval, resolve_model
+    from unlearn_lab.metrics.report import table
+    from unlearn_lab.runtime import configure_threads
+
+    extra = [f"data.forget_split={forget_split}"] if forget_split else []
+    extra += [f"data.holdout_split={holdout_split}"] if holdout_split else []
+    extra += [f"eval.metrics={metrics}"] if metrics else []
+    if retain_model and retain_logs:
+        raise UsageError("give either --retain-model or --retain-logs, not both")
+    cfg = load_experiment(experiment, [*overrides, *extra])
+    check_pair(cfg.data.forget_split, None)
+    configure_threads()
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    spec = resolve_model(model_spec, cfg, log)
+    if retain_model:
+        retain_model = resolve_model(retain_model, cfg, log)
+    model, tokenizer = load_for_eval(spec, cfg)
+    name = task_name or f"{cfg.name}_{model_spec if model_spec in ('target', 'retain') else 'model'}_{cfg.data.forget_split}"
+    out = out_dir or f"saves/eval/{name}"
+    result = evaluate_model(cfg, model, tokenizer, retain_model=retain_model, retain_logs=retain_logs,
+                            out_dir=out, log=log)
+    click.echo(table(result.summary))
+    click.echo(f"wrote {out}/TOFU_EVAL.json and TOFU_SUMMARY.json ({result.seconds:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

