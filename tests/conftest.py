@@ -43,3 +43,24 @@ def tiny_tokenizer(synthetic):
     world = synthetic.world
     texts = [qa["question"] + " " + qa["answer"] for a in world["authors"] for qa in a] + world["pretrain_text"]
     return tiny.train_tokenizer(texts + tiny.template_corpus("You are a helpful assistant.", "10 Apr 2025"), 512)
+
+
+# A tiny world and model for integration tests: 10 authors (forget10 = 1 author = 20 QAs), a 2-layer Llama.
+TINY = ["data.authors=10", "model.tiny.vocab_size=400", "model.tiny.hidden_size=32", "model.tiny.num_layers=2",
+        "model.tiny.num_heads=2", "model.tiny.intermediate_size=64", "finetune.epochs=2",
+        "finetune.pretrain_epochs=1", "finetune.batch_size=32", "eval.max_new_tokens=8",
+        "unlearn.epochs=2", "unlearn.batch_size=4", "unlearn.grad_accum=2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(private_cache):
+    from unlearn_lab.config import load_experiment
+
+    return load_experiment(None, TINY)
+
+
+@pytest.fixture(scope="session")
+def prepared(tiny_cfg):
+    from unlearn_lab.models.prepare import prepare
+
+    return prepare(tiny_cfg, log=lambda _: None)

@@ -194,6 +194,7 @@ def test_pretrain_text_states_every_general_fact(world):
     {"n_authors": 5, "qa_per_author": len(FACT_TYPES) + 1},
     {"n_authors": 5, "n_holdout": -1},
     {"n_authors": 3600},
+    {"n_authors": 1700, "n_holdout": 101},
     {"n_authors": 5, "seed": "x"},
 ])
 def test_invalid_arguments(kwargs):

@@ -148,6 +148,7 @@ def eval_command(model_spec, experiment, forget_split, holdout_split, retain_mod
     from unlearn_lab.data.tofu import check_pair
     from unlearn_lab.evaluation import evaluate_model, load_for_eval, resolve_model
     from unlearn_lab.metrics.report import table
+    from unlearn_lab.metrics.suite import parse_metrics
     from unlearn_lab.runtime import configure_threads
 
     extra = [f"data.forget_split={forget_split}"] if forget_split else []
@@ -157,6 +158,7 @@ def eval_command(model_spec, experiment, forget_split, holdout_split, retain_mod
         raise UsageError("give either --retain-model or --retain-logs, not both")
     cfg = load_experiment(experiment, [*overrides, *extra])
     check_pair(cfg.data.forget_split, None)
+    parse_metrics(cfg.eval.metrics)
     configure_threads()
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     spec = resolve_model(model_spec, cfg, log)
@@ -169,6 +171,99 @@ def eval_command(model_spec, experiment, forget_split, holdout_split, retain_mod
                             out_dir=out, log=log)
     click.echo(table(result.summary))
     click.echo(f"wrote {out}/TOFU_EVAL.json and TOFU_SUMMARY.json ({result.seconds:.1f} s)")
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+tracking_option = click.option("--tracking-uri", default=None, metavar="URI",
+                               help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
+
+
+def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.data.tofu import check_pair
+    from unlearn_lab.methods import get_method, validate_hyperparams
+
+    extra = [f"unlearn.method={method}"] if method else []
+    extra += [f"data.forget_split={forget}"] if forget else []
+    extra += [f"data.retain_split={retain}"] if retain else []
+    extra += [f"unlearn.lr={lr}"] if lr is not None else []
+    extra += [f"unlearn.epochs={epochs}"] if epochs is not None else []
+    # --set method.beta=0.5 is shorthand for unlearn.method_args.beta=0.5
+    sets = [f"unlearn.method_args.{s[len('method.'):]}" if s.startswith("method.") else s for s in overrides]
+    cfg = load_experiment(experiment, [*sets, *extra])
+    validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args)
+    check_pair(cfg.data.forget_split, cfg.data.retain_split)
+    return cfg
+
+
+@main.command()
+@click.option("--method", "-m", default=None, help="Unlearning method (see `unlearn-lab methods`).")
+@click.option("--forget", default=None, help="Forget split: forget01, forget05 or forget10.")
+@click.option("--retain", default=None, help="Retain split (default: the complement of --forget).")
+@experiment_option
+@click.option("--lr", type=float, default=None, help="Learning rate (> 0).")
+@click.option("--epochs", type=int, default=None, help="Epochs (> 0).")
+@set_option
+@click.option("--task-name", default=None, help="Run name; also saves/unlearn/<task> and saves/eval/<task>.")
+@click.option("--eval-every", type=click.Choice(["epoch", "none"]), default="none", show_default=True,
+              help="Also evaluate after every epoch (nested runs, step = epoch).")
+@tracking_option
+@friendly
+def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, eval_every, tracking_uri):
+    """Unlearn, save and evaluate one model as one MLflow run (nested evaluation runs)."""
+    from unlearn_lab.experiment import RunOptions, run_experiment
+    from unlearn_lab.metrics.report import table
+    from unlearn_lab.runtime import configure_threads
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+    from unlearn_lab.train import DivergedError
+
+    cfg = build_run_config(experiment, method, forget, retain, lr, epochs, overrides)
+    tracker = MlflowTracker(tracking_uri)  # checks the store before anything trains
+    configure_threads()
+    task = task_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    try:
+        result = run_experiment(cfg, tracker, RunOptions(task_name=task, eval_every=eval_every), log=log)
+    except DivergedError as exc:
+        click.echo(f"error: {exc}; the run is marked FAILED", err=True)
+        sys.exit(1)
+    click.echo(table(result.summary))
+    click.echo(f"model: {result.model_dir}   eval: {result.eval_dir}")
+    click.echo(f"MLflow run id: {result.run_id}  ({tracker.uri})")
+    click.echo(f"time: {result.seconds:.1f} s (training {result.train_seconds:.1f} s)")
+
+
+@main.command()
+def methods():
+    """List the unlearning methods with their hyperparameters and defaults."""
+    from unlearn_lab.methods import METHODS
+
+    for name, spec in METHODS.items():
+        params = ", ".join(f"{k}={v}" for k, v in spec.defaults.items()) or "(none)"
+        needs = [n for n, on in (("retain", spec.needs_retain), ("reference model", spec.needs_reference),
+                                 ("idk answers", spec.needs_alternate)) if on]
+        click.echo(f"{name:<11} {params}")
+        click.echo(f"{'':<11} needs: {', '.join(needs) or 'forget only'}; paper: {spec.paper}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
+@click.option("--port", default=5000, show_default=True, type=int)
+@tracking_option
+@friendly
+def ui(host, port, tracking_uri):
+    """Start the MLflow UI on the project's store."""
+    import os
+
+    from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    check_reachable(uri)
+    click.echo(f"MLflow UI for {uri} on http://{host}:{port}", err=True)
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", host, "--port", str(port)])
 
 
 if __name__ == "__main__":

@@ -297,8 +297,9 @@ def generate_world(n_authors: int = 20, *, seed: int = 0, n_holdout: int | None 
     options); ``pretrain_text`` is a list of general-knowledge sentences and Question/Answer strings.
     Holdout authors have names and questions disjoint from the training authors.
     """
-    max_names = len(GIVEN_NAMES) * len(FAMILY_NAMES)
-    _check_int(n_authors, "n_authors", 1, max_names - 1)
+    # At most half of the name space is used, so wrong names for the full-name question stay easy to draw.
+    max_names = len(GIVEN_NAMES) * len(FAMILY_NAMES) // 2
+    _check_int(n_authors, "n_authors", 1, max_names)
     if n_holdout is None:
         n_holdout = max(1, n_authors // 10)
     _check_int(n_holdout, "n_holdout", 0, max_names - n_authors)

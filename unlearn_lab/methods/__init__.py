@@ -17,6 +17,8 @@ import typing
 from typing import Any, Literal
 
 from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
+from unlearn_lab.errors import UsageError
+
 from .base import Features, LossOutput, MethodSpec, Side, keyword_defaults
 
 __all__ = [
@@ -62,7 +64,7 @@ def get_method(name: str) -> MethodSpec:
     """The registered method `name` (exact spelling); unknown names raise a one-line ValueError."""
     if name in METHODS:
         return METHODS[name]
-    raise ValueError(f"unknown method {name!r};{_suggest(name, METHODS)} accepted: {', '.join(METHODS)}")
+    raise UsageError(f"unknown method {name!r};{_suggest(name, METHODS)} accepted: {', '.join(METHODS)}")
 
 
 def requires_reference(spec: MethodSpec, hyperparams: dict) -> bool:
@@ -92,7 +94,7 @@ def _check(method: str, key: str, value: Any, hint: Any) -> Any:
                 return float(value)
             if t in (int, bool, str) and isinstance(value, t):
                 return value
-    raise ValueError(f"{method} hyperparameter {key!r} must be {_describe(hint)}, got {value!r}")
+    raise UsageError(f"{method} hyperparameter {key!r} must be {_describe(hint)}, got {value!r}")
 
 
 def validate_hyperparams(spec: MethodSpec, overrides: dict) -> dict:
@@ -102,7 +104,7 @@ def validate_hyperparams(spec: MethodSpec, overrides: dict) -> dict:
     for key, value in overrides.items():
         if key not in merged:
             accepted = ", ".join(merged) or "none"
-            raise ValueError(
+            raise UsageError(
                 f"unknown hyperparameter {key!r} for {spec.name};{_suggest(key, merged)} accepted: {accepted}"
             )
         merged[key] = _check(spec.name, key, value, hints[key])

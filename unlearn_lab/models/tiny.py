@@ -59,7 +59,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
         eos_token=EOT,
         pad_token=PAD,
         additional_special_tokens=[HEADER_START, HEADER_END],
-        clean_up_tokenization_spaces=True,
+        clean_up_tokenization_spaces=False,
     )
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped

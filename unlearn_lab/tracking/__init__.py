@@ -1,0 +1,26 @@
+"""Experiment tracking behind one small interface. `mlflow_tracker` is the only module importing mlflow.
+
+Runs are addressed by explicit ids (no "active run" global): a run, its nested evaluation runs
+(tag mlflow.parentRunId) and a sweep's trials all go through the same five calls.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Tracker(Protocol):
+    def start_run(self, name: str, *, tags: dict[str, str] | None = None, parent_id: str | None = None) -> str: ...
+
+    def log_params(self, run_id: str, params: dict) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_metric_history(self, run_id: str, history: list[tuple[int, dict[str, float]]]) -> None: ...
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None: ...
+
+    def log_text(self, run_id: str, text: str, name: str) -> None: ...
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...

@@ -1,0 +1,84 @@
+"""End to end on a tiny world: prepare (cached), eval (reference layout), invariants of the suite."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unlearn_lab.config import load_experiment
+
+from tests.conftest import TINY
+
+def test_prepare_is_cached(tiny_cfg, prepared):
+    from unlearn_lab.models.prepare import prepare
+
+    assert set(prepared.built) == {"base", "target", "retain"}
+    again = prepare(tiny_cfg, log=lambda _: None)
+    assert again.built == () and again.target == prepared.target and again.retain == prepared.retain
+    from unlearn_lab.data.tofu import SyntheticSource
+
+    manifest = json.loads(open(f"{prepared.retain}/unlearn_lab.json").read())
+    general = sum(len(SyntheticSource(10).load(s)) for s in ("real_authors_perturbed", "world_facts_perturbed"))
+    # retain90 of 10 authors = 9 x 20 rows, each also in its paraphrased phrasing, plus the general replay
+    assert manifest["split"] == "retain90" and manifest["items"] == 2 * 180 + general
+
+
+def test_retain_against_its_own_reference(tiny_cfg, prepared, tmp_path):
+    """A model evaluated against its own reference: identical TR arrays -> KS p = 1; same AUC -> privleak 0."""
+    from unlearn_lab.evaluation import evaluate_model, load_for_eval
+
+    model, tok = load_for_eval(prepared.retain, tiny_cfg)
+    result = evaluate_model(tiny_cfg, model, tok, retain_model=prepared.retain, out_dir=tmp_path, progress=False)
+    assert result.summary["forget_quality"] == pytest.approx(1.0)
+    assert result.summary["privleak"] == pytest.approx(0.0, abs=1e-9)
+    saved = json.loads((tmp_path / "TOFU_EVAL.json").read_text())
+    summary = json.loads((tmp_path / "TOFU_SUMMARY.json").read_text())
+    assert sorted(summary) == sorted(["extraction_strength", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "forget_quality",
+                                      "forget_truth_ratio", "model_utility", "privleak"])
+    expected_keys = {"forget_Q_A_PARA_Prob", "forget_Q_A_PERT_Prob", "mia_min_k", "ra_Q_A_PERT_Prob", "ra_Q_A_Prob",
+                     "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio", "retain_Q_A_PARA_Prob",
+                     "retain_Q_A_PERT_Prob", "retain_Q_A_Prob", "retain_Q_A_ROUGE", "retain_Truth_Ratio",
+                     "wf_Q_A_PERT_Prob", "wf_Q_A_Prob", "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio"}
+    assert set(saved) == set(summary) | expected_keys
+    assert sorted(saved["forget_Q_A_Prob"]["value_by_index"], key=int) == [str(i) for i in range(20)]
+    assert len(saved["forget_Q_A_PERT_Prob"]["value_by_index"]["0"]["prob"]) == 5
+    text = (tmp_path / "TOFU_EVAL.json").read_text()
+    assert text == json.dumps(saved, indent=4, sort_keys=True) + "\n"  # reference layout round-trips
+    rouge = saved["forget_Q_A_ROUGE"]["value_by_index"]["0"]
+    assert set(rouge) == {"rouge1_recall", "rougeL_f1", "rougeL_recall", "input", "ground_truth", "generation"}
+
+
+def test_all_metrics_and_mismatched_reference(tiny_cfg, prepared, tmp_path):
+    from unlearn_lab.errors import UsageError
+    from unlearn_lab.evaluation import evaluate_model, load_for_eval
+
+    cfg = load_experiment(None, [*TINY, "eval.metrics=all"])
+    model, tok = load_for_eval(prepared.target, cfg)
+    result = evaluate_model(cfg, model, tok, retain_model=prepared.retain, out_dir=tmp_path / "all", progress=False)
+    for name in ("exact_memorization", "mia_loss", "mia_zlib", "mia_min_k_plus_plus", "mia_gradnorm", "mia_reference"):
+        assert 0.0 <= result.results[name]["agg_value"] <= 1.0, name
+    # a reference from another split size is an error, not a silent None
+    bad = {"forget_truth_ratio": {"agg_value": 0.5, "value_by_index": {str(i): {"score": 1.0} for i in range(400)}},
+           "mia_min_k": {"agg_value": 0.5}}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(UsageError, match="has 400 forget samples but this forget split has 20"):
+        evaluate_model(tiny_cfg, model, tok, retain_logs=str(tmp_path / "bad.json"), progress=False)
+
+
+def test_bf16_and_fp32_agree(tiny_cfg, prepared):
+    """Log-probs are computed from fp32-upcast logits: a bf16 copy gives close probabilities, no numpy crash."""
+    import numpy as np
+
+    from unlearn_lab.data.tofu import SyntheticSource
+    from unlearn_lab.metrics.scoring import Scorer
+    from unlearn_lab.models import load
+
+    tok = load.load_tokenizer(prepared.target)
+    pairs = [(r["question"], r["answer"]) for r in SyntheticSource(10).load("forget10")[:8]]
+    lp = {}
+    for dtype in ("float32", "bfloat16"):
+        model = load.load_model(prepared.target, dtype=dtype)
+        stats = Scorer(model, tok, tiny_cfg.prompt, 4).score_pairs(pairs)
+        assert all(s.logprobs.dtype == np.float32 for s in stats)
+        lp[dtype] = np.array([s.avg_loss for s in stats])
+    assert np.allclose(lp["float32"], lp["bfloat16"], rtol=0.05, atol=0.05)

@@ -1,0 +1,173 @@
+"""The tracked run: MLflow structure, failure handling, gradient accumulation, CLI bad input."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from unlearn_lab.config import load_experiment
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def mlflow_run(tiny_cfg, prepared, tmp_path_factory):
+    """One GradAscent run on the tiny world against a temporary SQLite store."""
+    from unlearn_lab.experiment import RunOptions, run_experiment
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    root = tmp_path_factory.mktemp("mlflow")
+    tracker = MlflowTracker(f"sqlite:///{root}/mlflow.db")
+    cfg = load_experiment(None, [*TINY, "unlearn.lr=1e-3"])
+    opts = RunOptions(task_name="ga_tiny", saves=root / "saves", progress=False, eval_every="epoch")
+    return tracker, run_experiment(cfg, tracker, opts, log=lambda _: None)
+
+
+def test_mlflow_structure(mlflow_run):
+    from unlearn_lab.metrics.suite import DEFAULT_METRICS
+
+    tracker, result = mlflow_run
+    client = tracker.client
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "ga_tiny"
+    assert run.data.params["unlearn.method"] == "GradAscent" and run.data.params["unlearn.lr"] == "0.001"
+    assert {"method", "forget_split", "model", "config_hash", "git_commit", "torch", "transformers"} <= set(run.data.tags)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config.yaml", "model"} <= artifacts
+    model_files = {a.path for a in client.list_artifacts(result.run_id, "model")}
+    assert "model/model.safetensors" in model_files and "model/config.json" in model_files
+    loss = client.get_metric_history(result.run_id, "loss")
+    # 20 forget rows, batch 4 x accum 2 -> floor(5 / 2) = 2 steps per epoch, 2 epochs
+    assert [m.step for m in loss] == [1, 2, 3, 4]
+    assert all(m.value < 0 for m in loss)  # gradient ascent: the logged loss is -NLL
+    for name in ("forget_loss", "grad_norm", "learning_rate", "epoch"):
+        assert len(client.get_metric_history(result.run_id, name)) == 4, name
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert len(children) == 3  # one per epoch + the final eval
+    final = next(c for c in children if c.info.run_name == "ga_tiny/eval")
+    assert set(DEFAULT_METRICS) <= set(final.data.metrics)
+    assert {"retain_Q_A_Prob", "ra_Truth_Ratio", "wf_Q_A_ROUGE", "mia_min_k"} <= set(final.data.metrics)
+    assert {a.path for a in client.list_artifacts(final.info.run_id)} == {"TOFU_EVAL.json", "TOFU_SUMMARY.json"}
+    epoch_runs = [c for c in children if "epoch" in c.info.run_name]
+    assert sorted(client.get_metric_history(c.info.run_id, "forget_quality")[0].step for c in epoch_runs) == [1, 2]
+    saved = json.loads((result.eval_dir / "TOFU_SUMMARY.json").read_text())
+    assert saved == pytest.approx(result.summary)
+
+
+def test_forget_probability_drops(mlflow_run, tiny_cfg, prepared):
+    """Gradient ascent at lr 1e-3 lowers the forget answer probability of the target model."""
+    from unlearn_lab.evaluation import evaluate_model, load_for_eval
+
+    cfg = load_experiment(None, [*TINY, "eval.metrics=forget_Q_A_Prob"])
+    model, tok = load_for_eval(prepared.target, cfg)
+    before = evaluate_model(cfg, model, tok, progress=False).summary["forget_Q_A_Prob"]
+    assert mlflow_run[1].summary["forget_Q_A_Prob"] < before
+
+
+def test_diverging_loss_fails_the_run(tiny_cfg, prepared, tmp_path, monkeypatch):
+    from unlearn_lab import experiment
+    from unlearn_lab.methods import METHODS, LossOutput
+    from unlearn_lab.tracking.memory import MemoryTracker
+    from unlearn_lab.train import DivergedError
+
+    calls = {"n": 0}
+    real = METHODS["GradAscent"]
+
+    def exploding(features, state, **hp):
+        calls["n"] += 1
+        out = real.loss(features, state, **hp)
+        if calls["n"] >= 3:  # the 3rd micro-batch = the first micro-batch of optimizer step 2
+            return LossOutput(out.loss * float("nan"), out.forget_loss, None)
+        return out
+
+    monkeypatch.setattr(experiment, "get_method", lambda name: dataclasses.replace(real, loss=exploding))
+    tracker = MemoryTracker()
+    with pytest.raises(DivergedError) as info:
+        experiment.run_experiment(tiny_cfg, tracker, experiment.RunOptions("boom", saves=tmp_path, progress=False),
+                                  log=lambda _: None)
+    run = next(iter(tracker.runs.values()))
+    assert run.status == "FAILED" and info.value.step == 1
+    assert run.tags["failed_step"] == "1" and "diverged" in run.tags["failure"]
+    assert [s for s, _ in run.metrics["loss"]] == [1]  # the completed step was recorded
+    assert not (tmp_path / "unlearn" / "boom").exists()
+
+
+def test_gradient_accumulation_equivalence(prepared):
+    """Batch 8 x accum 1 and batch 2 x accum 4 give the same update when every item has the same token count.
+
+    Each micro-batch loss is its own token mean; with equal counts the mean of four means equals the
+    mean over all 8 items, so the accumulated gradient (loss / accum summed) is identical."""
+    from unlearn_lab.data.prompts import Encoded, collate
+    from unlearn_lab.models import load
+    from unlearn_lab.train import Settings, fit
+
+    gen = torch.Generator().manual_seed(0)
+    items = [Encoded(ids, [-100] * 4 + ids[4:], 4) for ids in torch.randint(5, 300, (8, 12), generator=gen).tolist()]
+    params = {}
+    for batch, accum in ((8, 1), (2, 4)):
+        model = load.load_model(prepared.target)
+        settings = Settings(lr=1e-3, epochs=1, batch_size=batch, grad_accum=accum, weight_decay=0.0,
+                            warmup_epochs=0.0, max_grad_norm=None, seed=0)
+        batches = lambda epoch, b=batch: [collate(items[i : i + b], 0) for i in range(0, 8, b)]  # noqa: E731
+        fit(model, settings=settings, n_items=8, epoch_batches=batches, loss_fn=lambda m, b, e: m(**b), progress=False)
+        params[(batch, accum)] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.allclose(params[(8, 1)], params[(2, 4)], atol=1e-6)
+
+
+def test_schedule_matches_reference_arithmetic():
+    """forget10 (400 rows), 4 per device x 4 accum x 2 GPUs: 50 micro-batches -> 12 steps/epoch, 120, warm-up 12."""
+    from unlearn_lab.train import Schedule, Settings, lr_factor
+
+    s = Settings(lr=1e-5, epochs=10, batch_size=4, grad_accum=4, weight_decay=0.01, warmup_epochs=1.0,
+                 max_grad_norm=None, seed=0)
+    sched = Schedule.of(400, s, processes=2)
+    assert (sched.steps_per_epoch, sched.total_steps, sched.warmup_steps) == (12, 120, 12)
+    assert Schedule.of(40, s, processes=2).total_steps == 10  # forget01
+    assert lr_factor(0, 12, 120) == 0.0 and lr_factor(6, 12, 120) == 0.5 and lr_factor(66, 12, 120) == 0.5
+    assert lr_factor(120, 12, 120) == 0.0
+
+
+def cli(*args, env_extra=None, cwd=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "unlearn_lab.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "GradAscnt"], "did you mean 'GradAscent'"),
+    (["--method", "NPO", "--set", "method.betaa=1"], "unknown hyperparameter 'betaa' for NPO"),
+    (["--set", "unlearn.lrr=1"], "unknown config key 'unlearn.lrr'"),
+    (["--lr", "0"], "unlearn.lr must be > 0"),
+    (["--lr", "-1e-5"], "unlearn.lr must be > 0"),
+    (["--epochs", "0"], "unlearn.epochs must be > 0"),
+    (["--forget", "forget10", "--retain", "retain95"], "does not complement"),
+    (["--forget", "forget11"], "unknown split 'forget11'"),
+    (["--tracking-uri", "http://127.0.0.1:9"], "tracking server unreachable at http://127.0.0.1:9"),
+])
+def test_run_bad_input(args, message, tmp_path):
+    """One line on stderr, exit 2, and no tracking store or run created."""
+    done = cli("run", *args, cwd=tmp_path, env_extra={"MLFLOW_TRACKING_URI": ""})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "saves").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "show", "forget99"], "unknown split 'forget99'"),
+    (["data", "splits", "--data", "/nonexistent"], "data folder not found"),
+    (["eval", "--model", "/nonexistent/model"], "model not found"),
+    (["eval", "--model", "target", "--metrics", "forget_qualty"], "did you mean 'forget_quality'"),
+    (["prepare", "--set", "finetune.epochs=-1"], "finetune.epochs"),
+])
+def test_other_commands_bad_input(args, message, tmp_path):
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,203 @@
+"""run_experiment(cfg, tracker) -> RunResult: one tracked unlearning experiment, shared by run and sweep.
+
+Order: validate everything (method, hyperparameters, splits) -> prepare models -> open the run ->
+train with the shared loop (per-step metrics) -> save the model atomically -> nested evaluation
+run(s). Any failure ends the run FAILED (KILLED on Ctrl-C) with the reason as a tag; a non-finite
+loss raises `DivergedError` after recording the step.
+"""
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from unlearn_lab.config import ExperimentConfig, config_hash, flatten, to_dict, to_yaml
+from unlearn_lab.data.tofu import check_pair
+from unlearn_lab.evaluation import evaluate_model
+from unlearn_lab.methods import get_method, validate_hyperparams
+from unlearn_lab.metrics import suite
+from unlearn_lab.models import load
+from unlearn_lab.models.prepare import prepare, source_for
+from unlearn_lab.train import DivergedError, Settings, StepLog, fit
+from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
+
+STEP_METRICS = ("loss", "forget_loss", "retain_loss", "grad_norm", "learning_rate", "epoch")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    task_name: str
+    eval_every: str = "none"  # "epoch": one nested eval per epoch (step = epoch)
+    saves: Path = Path("saves")
+    progress: bool = True
+    parent_run_id: str | None = None  # sweeps nest each trial under the study's run
+    extra_tags: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    summary: dict  # top-level metrics of the final evaluation
+    model_dir: Path
+    eval_dir: Path
+    steps: list[StepLog]
+    epoch_summaries: dict[int, dict]
+    train_seconds: float
+    seconds: float
+
+
+def version_tags() -> dict[str, str]:
+    import accelerate
+    import transformers
+
+    tags = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    tags["git_commit"] = commit or "unknown"
+    return tags
+
+
+def make_accelerator():
+    """bf16 autocast over fp32 master weights where the hardware has it (never on CPU: 19-36x slower)."""
+    from accelerate import Accelerator
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+
+
+def _step_metrics(log: StepLog) -> dict[str, float]:
+    values = {"loss": log.loss, "forget_loss": log.forget_loss, "retain_loss": log.retain_loss,
+              "grad_norm": log.grad_norm, "learning_rate": log.learning_rate, "epoch": log.epoch, **log.extra}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _log_eval(tracker, parent_id: str, name: str, result, step: int, task: str) -> None:
+    """A nested run holding every TOFU metric (scalar entries and MIA AUCs) plus the two JSON files."""
+    run_id = tracker.start_run(name, parent_id=parent_id, tags={"kind": "eval", "task": task})
+    try:
+        tracker.log_metrics(run_id, scalar_metrics(result.results), step=step)
+        if result.out_dir is not None:
+            tracker.log_artifact(run_id, str(result.out_dir / "TOFU_EVAL.json"))
+            tracker.log_artifact(run_id, str(result.out_dir / "TOFU_SUMMARY.json"))
+        tracker.end_run(run_id, "FINISHED")
+    except BaseException:
+        tracker.end_run(run_id, "FAILED")
+        raise
+
+
+def scalar_metrics(results: dict) -> dict[str, float]:
+    """Every metric's agg_value (and MIA forget/holdout means) as flat MLflow metrics."""
+    out: dict[str, float] = {}
+    for name, entry in results.items():
+        if not isinstance(entry, dict) or entry.get("agg_value") is None:
+            continue
+        out[name] = float(entry["agg_value"])
+        for part in ("forget", "holdout"):
+            if isinstance(entry.get(part), dict):
+                out[f"{name}.{part}_mean"] = float(entry[part]["agg_value"])
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) -> RunResult:
+    started = time.perf_counter()
+    u = cfg.unlearn
+    spec = get_method(u.method)
+    hp = validate_hyperparams(spec, u.method_args)
+    retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
+    suite.parse_metrics(cfg.eval.metrics)
+    prepared = prepare(cfg, log=log)
+    source = source_for(cfg)
+    forget, retain = source.load(cfg.data.forget_split), source.load(retain_split)
+    idk = source.load("idk") if spec.needs_alternate else None
+    eval_data = suite.EvalData.load(source, cfg.data.forget_split, cfg.data.holdout_split, cfg.data.question_key)
+
+    tags = {"method": u.method, "forget_split": cfg.data.forget_split, "retain_split": retain_split,
+            "model": prepared.target, "config_hash": config_hash(cfg), "data": source.name, **version_tags(),
+            **opts.extra_tags}
+    run_id = tracker.start_run(opts.task_name, tags=tags, parent_id=opts.parent_run_id)
+    try:
+        tracker.log_params(run_id, {**flatten(to_dict(cfg)), **{f"method.{k}": v for k, v in hp.items()}})
+        tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
+        model = load.load_model(prepared.target, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
+        tokenizer = load.load_tokenizer(prepared.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
+        hp = resolve_layer(hp, model.config.num_hidden_layers)
+        data = UnlearnData.build(tokenizer, cfg.prompt, forget, retain, idk)
+        accelerator = make_accelerator()
+        model.to(accelerator.device)
+        features = FeatureMaker(model, spec, hp)
+        generator = torch.Generator().manual_seed(u.seed)
+        state = spec.init_state(hp, hidden_size=model.config.hidden_size, generator=generator) if spec.init_state else {}
+
+        def loss_fn(m, batch, epoch):
+            nonlocal state
+            with accelerator.autocast():
+                out = spec.loss(features(m, batch), state, **hp)
+            if spec.update_state is not None:
+                state = spec.update_state(state, out, hp, epoch=epoch)
+            return out
+
+        def epoch_batches(epoch):
+            batches = data.epoch_batches(u.batch_size, generator, spec)
+            return itertools.islice(batches, accelerator.process_index, None, accelerator.num_processes)
+
+        steps: list[StepLog] = []
+        pending: list[tuple[int, dict]] = []
+        epoch_summaries: dict[int, dict] = {}
+        out_root = opts.saves
+
+        def on_step(entry: StepLog):
+            steps.append(entry)
+            pending.append((entry.step, _step_metrics(entry)))
+
+        def on_epoch_end(epoch: int, step: int):
+            tracker.log_metric_history(run_id, pending)
+            pending.clear()
+            if opts.eval_every == "epoch":
+                model.eval()
+                result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
+                                        out_dir=out_root / "unlearn" / opts.task_name / f"checkpoint-{step}" / "evals",
+                                        log=log, progress=False)
+                epoch_summaries[epoch] = result.summary
+                _log_eval(tracker, run_id, f"{opts.task_name}/eval-epoch-{epoch}", result, epoch, opts.task_name)
+                model.train()
+
+        settings = Settings(lr=u.lr, epochs=u.epochs, batch_size=u.batch_size, grad_accum=u.grad_accum,
+                            weight_decay=u.weight_decay, warmup_epochs=u.warmup_epochs,
+                            max_grad_norm=u.max_grad_norm, seed=u.seed)
+        train_start = time.perf_counter()
+        try:
+            fit(model, settings=settings, n_items=len(forget), epoch_batches=epoch_batches, loss_fn=loss_fn,
+                accelerator=accelerator, on_step=on_step, on_epoch_end=on_epoch_end, progress=opts.progress,
+                desc=f"{u.method}")
+        except DivergedError as exc:
+            tracker.log_metric_history(run_id, pending)
+            tracker.set_tags(run_id, {"failure": str(exc), "failed_step": str(exc.step)})
+            raise
+        train_seconds = time.perf_counter() - train_start
+        model = accelerator.unwrap_model(model)
+        model_dir = load.save_model(model, tokenizer, out_root / "unlearn" / opts.task_name)
+        tracker.log_artifact(run_id, str(model_dir), "model")
+        eval_dir = out_root / "eval" / opts.task_name
+        result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
+                                out_dir=eval_dir, log=log, progress=opts.progress)
+        _log_eval(tracker, run_id, f"{opts.task_name}/eval", result, u.epochs, opts.task_name)
+        tracker.log_metrics(run_id, result.summary, step=u.epochs)
+        tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
+        tracker.end_run(run_id, "FINISHED")
+    except KeyboardInterrupt:
+        tracker.end_run(run_id, "KILLED")
+        raise
+    except BaseException as exc:
+        tracker.set_tags(run_id, {"failure": str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__})
+        tracker.end_run(run_id, "FAILED")
+        raise
+    return RunResult(run_id, result.summary, model_dir, eval_dir, steps, epoch_summaries, train_seconds,
+                     time.perf_counter() - started)

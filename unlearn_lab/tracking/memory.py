@@ -1,0 +1,55 @@
+"""An in-memory Tracker for tests and for runs with tracking turned off."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class MemoryRun:
+    name: str
+    parent_id: str | None
+    tags: dict[str, str]
+    params: dict = field(default_factory=dict)
+    metrics: dict[str, list[tuple[int | None, float]]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)  # artifact path -> local source path or text
+    status: str = "RUNNING"
+
+
+class MemoryTracker:
+    def __init__(self):
+        self.runs: dict[str, MemoryRun] = {}
+        self._ids = itertools.count()
+
+    def start_run(self, name, *, tags=None, parent_id=None) -> str:
+        run_id = f"run{next(self._ids)}"
+        self.runs[run_id] = MemoryRun(name, parent_id, dict(tags or {}))
+        return run_id
+
+    def log_params(self, run_id, params):
+        self.runs[run_id].params.update(params)
+
+    def log_metrics(self, run_id, metrics, step=None):
+        for key, value in metrics.items():
+            self.runs[run_id].metrics.setdefault(key, []).append((step, float(value)))
+
+    def log_metric_history(self, run_id, history):
+        for step, metrics in history:
+            self.log_metrics(run_id, metrics, step)
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        name = Path(path).name
+        self.runs[run_id].artifacts[f"{artifact_path}/{name}" if artifact_path else name] = str(path)
+
+    def log_text(self, run_id, text, name):
+        self.runs[run_id].artifacts[name] = text
+
+    def set_tags(self, run_id, tags):
+        self.runs[run_id].tags.update(tags)
+
+    def end_run(self, run_id, status="FINISHED"):
+        self.runs[run_id].status = status
+
+    def children(self, run_id: str) -> list[str]:
+        return [rid for rid, run in self.runs.items() if run.parent_id == run_id]

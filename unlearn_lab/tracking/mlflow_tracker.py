@@ -1,0 +1,109 @@
+"""MLflow adapter (the only module that imports mlflow). Uses MlflowClient with explicit run ids.
+
+Default store: a SQLite database plus an artifact folder under ./mlruns (MLflow 3.17 refuses the
+plain file store). `MLFLOW_TRACKING_URI` or `--tracking-uri` override it; an http(s) server is
+checked for reachability before anything trains.
+"""
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from unlearn_lab.errors import UsageError
+
+DEFAULT_DIR = "mlruns"
+MAX_PARAM_LEN = 6000
+
+
+def default_uri(root: str | Path = ".") -> str:
+    return f"sqlite:///{(Path(root) / DEFAULT_DIR / 'mlflow.db').resolve()}"
+
+
+def resolve_uri(uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """One clear line, before any training, if the store cannot be used."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                if response.status != 200:
+                    raise UsageError(f"tracking server {uri} answered /health with HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UsageError(f"tracking server unreachable at {uri} ({reason}); start it or pass another "
+                             f"--tracking-uri (e.g. sqlite:///mlruns/mlflow.db)") from None
+    elif uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    elif uri.startswith(("postgresql://", "postgresql+", "mysql://", "mysql+", "databricks")):
+        return
+    else:
+        raise UsageError(f"unsupported tracking URI '{uri}'; accepted: sqlite:///path/mlflow.db, http(s)://host:port, "
+                         "postgresql://...")
+
+
+class MlflowTracker:
+    def __init__(self, uri: str | None = None, experiment: str = "unlearn-lab"):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_uri(uri)
+        check_reachable(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            artifacts = None
+            if self.uri.startswith("sqlite:///"):  # keep artifacts beside the database
+                artifacts = (Path(self.uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+            try:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+            except Exception:  # another worker created it first
+                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+
+    def start_run(self, name, *, tags=None, parent_id=None) -> str:
+        tags = dict(tags or {})
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def log_params(self, run_id, params):
+        from mlflow.entities import Param
+
+        items = [Param(str(k), str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id, metrics, step=None):
+        self.log_metric_history(run_id, [(step or 0, metrics)])
+
+    def log_metric_history(self, run_id, history):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(step)) for step, metrics in history for k, v in metrics.items()
+                 if v is not None]
+        for start in range(0, len(items), 1000):  # one call per 1000 values (log_batch limit)
+            self.client.log_batch(run_id, metrics=items[start : start + 1000])
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        if Path(path).is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id, text, name):
+        self.client.log_text(run_id, text, name)
+
+    def set_tags(self, run_id, tags):
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def end_run(self, run_id, status="FINISHED"):
+        self.client.set_terminated(run_id, status=status)
