@@ -82,3 +82,34 @@ def test_bf16_and_fp32_agree(tiny_cfg, prepared):
         assert all(s.logprobs.dtype == np.float32 for s in stats)
         lp[dtype] = np.array([s.avg_loss for s in stats])
     assert np.allclose(lp["float32"], lp["bfloat16"], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("reference_mask", [False, True])
+def test_prefix_shared_scoring_equals_plain_forward(tiny_cfg, prepared, reference_mask):
+    """score_pairs shares each question's prompt pass; it must equal one plain forward per pair."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from unlearn_lab.data import prompts
+    from unlearn_lab.data.tofu import SyntheticSource
+    from unlearn_lab.metrics.scoring import Scorer
+    from unlearn_lab.models import load
+
+    pcfg = dataclasses.replace(tiny_cfg.prompt, reference_attention_mask=reference_mask)
+    tok, model = load.load_tokenizer(prepared.target), load.load_model(prepared.target)
+    recs = SyntheticSource(10).load("forget10_perturbed")[:5]
+    pairs = [(r["question"], a) for r in recs for a in [r["answer"], r["paraphrased_answer"], *r["perturbed_answer"]]]
+    stats = Scorer(model, tok, pcfg, batch_size=9).score_pairs(pairs)
+    for (q, a), st in zip(pairs, stats):
+        enc = prompts.encode_qa(tok, q, a, pcfg)
+        ids = torch.tensor([enc.input_ids])
+        mask = (ids != tok.eos_token_id).long() if reference_mask else torch.ones_like(ids)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits[0, :-1].float()
+        labels = torch.tensor(enc.labels[1:])
+        keep = labels != prompts.IGNORE
+        expected = torch.log_softmax(logits[keep], -1).gather(1, labels[keep][:, None]).squeeze(1).numpy()
+        assert np.allclose(st.logprobs, expected, atol=1e-4), (q, a)
+        assert st.labels.tolist() == labels[keep].tolist()

@@ -13,10 +13,12 @@ newer versions refuse it for BPE tokenizers): rouge-score drops punctuation, so 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from unlearn_lab.data import prompts
 from unlearn_lab.metrics.mia import min_k_plus_plus_stats
@@ -59,36 +61,83 @@ class Scorer:
 
     @torch.no_grad()
     def score_pairs(self, pairs: list[tuple[str, str]], progress=None) -> list[TokenStats]:
-        """Token stats for each (question, answer), in input order; batches sorted by length."""
+        """Token stats for each (question, answer), in input order.
+
+        Pairs that share a question share one prompt pass: the prompts of a batch of questions run once
+        (left-padded, explicit position ids), their KV cache is repeated for each answer, and only the
+        answer tokens run again. Positions equal those of the unpadded conversation, so the numbers are
+        those of one full teacher-forced pass per pair (the tests check this against a plain forward).
+        """
         encoded = [self.encode(q, a) for q, a in pairs]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-        pad = prompts.pad_id(self.tokenizer, self.prompt_cfg)
+        by_question: dict[str, list[int]] = {}
+        for i, (q, _) in enumerate(pairs):
+            by_question.setdefault(q, []).append(i)
+        groups = sorted(by_question.values(), key=lambda rows: len(encoded[rows[0]].input_ids))
         out: list[TokenStats | None] = [None] * len(encoded)
         self.model.eval()
-        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = prompts.collate([encoded[i] for i in idx], pad,
-                                    reference_mask=self.prompt_cfg.reference_attention_mask)
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            labels = batch["labels"][:, 1:]
-            keep = labels != prompts.IGNORE  # (B, T-1): positions predicting a supervised token
-            logits = head(hidden[:, :-1][keep]).float()  # (N, V) only the rows we need, upcast to fp32
-            logp = torch.log_softmax(logits, dim=-1)
-            targets = labels[keep]
-            token_lp = logp.gather(1, targets[:, None]).squeeze(1)
-            mu, sigma = min_k_plus_plus_stats(logp)
-            argmax = logits.argmax(dim=-1)
-            counts = keep.sum(dim=1).tolist()
-            pieces = [t.cpu().numpy() for t in (token_lp, argmax, targets, mu, sigma)]
-            offset = 0
-            for row, n in zip(idx, counts):
-                out[row] = TokenStats(*(p[offset : offset + n] for p in pieces))
-                offset += n
+        batch_groups, size = [], 0
+        for rows in groups:  # about `batch_size` answers per pass
+            if batch_groups and size + len(rows) > self.batch_size:
+                self._score_groups([[encoded[i] for i in g] for g in batch_groups], batch_groups, out)
+                if progress is not None:
+                    progress.update(size)
+                batch_groups, size = [], 0
+            batch_groups.append(rows)
+            size += len(rows)
+        if batch_groups:
+            self._score_groups([[encoded[i] for i in g] for g in batch_groups], batch_groups, out)
             if progress is not None:
-                progress.update(len(idx))
+                progress.update(size)
         return out  # type: ignore[return-value]
+
+    def _score_groups(self, items: list[list[prompts.Encoded]], rows: list[list[int]], out: list) -> None:
+        device, pad = self.device, prompts.pad_id(self.tokenizer, self.prompt_cfg)
+        ref_mask = self.prompt_cfg.reference_attention_mask
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        # 1. prompts, left-padded; position ids count every real token from 0, as in the unpadded pass
+        heads = [g[0].input_ids[: g[0].prompt_len] for g in items]
+        width = max(len(h) for h in heads)
+        ids = torch.full((len(heads), width), pad, dtype=torch.long)
+        real = torch.zeros((len(heads), width), dtype=torch.long)
+        for r, h in enumerate(heads):
+            ids[r, width - len(h):] = torch.tensor(h)
+            real[r, width - len(h):] = 1
+        mask = (ids != pad).long() * real if ref_mask else real
+        positions = (real.cumsum(1) - 1).clamp_min(0)
+        cache = DynamicCache()
+        # transformers >= 5.24 names the argument `cache` (and deprecates `past_key_values`)
+        cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+        prompt_out = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
+                             position_ids=positions.to(device), use_cache=True, **{cache_arg: cache})
+        last_hidden = prompt_out.last_hidden_state[:, -1]  # predicts each answer's first token
+        # 2. answers: repeat each prompt's cache once per answer and run the answer tokens only
+        owner = [r for r, g in enumerate(items) for _ in g]
+        answers = [e.input_ids[e.prompt_len:] for g in items for e in g]
+        cache.batch_select_indices(torch.tensor(owner, device=device))
+        a_width = max(len(a) for a in answers)
+        a_ids = torch.full((len(answers), a_width), pad, dtype=torch.long)
+        a_real = torch.zeros((len(answers), a_width), dtype=torch.long)
+        for r, a in enumerate(answers):
+            a_ids[r, : len(a)] = torch.tensor(a)
+            a_real[r, : len(a)] = 1
+        a_mask = (a_ids != pad).long() * a_real if ref_mask else a_real
+        a_pos = positions[owner, -1:] + 1 + torch.arange(a_width)[None, :]
+        answer_out = decoder(input_ids=a_ids.to(device), attention_mask=torch.cat([mask[owner], a_mask], 1).to(device),
+                             position_ids=a_pos.to(device), use_cache=True, **{cache_arg: cache})
+        # hidden state predicting answer token j: the prompt's last for j = 0, else answer position j - 1
+        hidden = torch.cat([last_hidden[owner][:, None], answer_out.last_hidden_state[:, :-1]], 1)
+        keep = a_real.bool().to(device)
+        logits = head(hidden[keep]).float()  # (N, V): only the rows we need, upcast to fp32
+        logp = torch.log_softmax(logits, dim=-1)
+        targets = a_ids.to(device)[keep]
+        token_lp = logp.gather(1, targets[:, None]).squeeze(1)
+        mu, sigma = min_k_plus_plus_stats(logp)
+        pieces = [t.cpu().numpy() for t in (token_lp, logits.argmax(dim=-1), targets, mu, sigma)]
+        offset = 0
+        for row, answer in zip((i for g in rows for i in g), answers):
+            n = len(answer)
+            out[row] = TokenStats(*(p[offset : offset + n] for p in pieces))
+            offset += n
 
     @torch.no_grad()
     def generate(self, questions: list[str], max_new_tokens: int, progress=None) -> list[str]:
