@@ -236,6 +236,53 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
 
 
 @main.command()
+@click.option("--method", "-m", default=None, help="Unlearning method (default: the experiment's).")
+@click.option("--forget", default=None, help="Forget split (default: the experiment's).")
+@click.option("--trials", type=int, default=20, show_default=True, help="COMPLETE trials wanted in the study.")
+@experiment_option
+@click.option("--lr-range", default="1e-6:1e-3", show_default=True, help="LOW:HIGH, searched on a log scale.")
+@click.option("--epochs-range", default="1:10", show_default=True, help="LOW:HIGH, integers.")
+@click.option("--space", "space_file", default=None, metavar="FILE.yaml",
+              help="Method hyperparameters to search: name: LOW:HIGH | log:LOW:HIGH | [choices].")
+@click.option("--study", "study_name", default=None, help="Study name (default: <experiment>_<method>_<forget>).")
+@click.option("--storage", default=None, metavar="URL",
+              help="journal:PATH (default mlruns/optuna/<study>.log), sqlite:///..., postgresql://...")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
+@click.option("--min-utility", type=float, default=None, help="Constraint: model_utility >= this.")
+@set_option
+@tracking_option
+@friendly
+def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file, study_name, storage, workers,
+          seed, min_utility, overrides, tracking_uri):
+    """Optuna search over lr and epochs (and --space) for the forget-quality vs model-utility trade-off."""
+    from unlearn_lab.methods import get_method, validate_hyperparams
+    from unlearn_lab.sweep import run_sweep
+    from unlearn_lab.sweep.space import build_space
+    from unlearn_lab.sweep.study import SweepSpec, default_storage, make_storage
+
+    if trials <= 0:
+        raise UsageError(f"--trials must be > 0, got {trials}")
+    if workers <= 0:
+        raise UsageError(f"--workers must be > 0, got {workers}")
+    if min_utility is not None and not 0 <= min_utility <= 1:
+        raise UsageError(f"--min-utility must be in [0, 1], got {min_utility}")
+    cfg = build_run_config(experiment, method, forget, None, None, None, overrides)
+    space = build_space(lr_range, epochs_range, space_file,
+                        validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args))
+    name = study_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
+    storage = storage or default_storage(name)
+    make_storage(storage)  # malformed URLs fail here, before anything is created
+    sets = tuple(s for s in overrides if not s.startswith(("unlearn.lr=", "unlearn.epochs=")))
+    spec = SweepSpec(cfg=cfg, space=space, study_name=name, storage=storage, trials=trials, seed=seed,
+                     min_utility=min_utility, tracking_uri=tracking_uri, experiment_arg=experiment, extra_sets=sets)
+    result = run_sweep(spec, workers=workers, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"study {name}: {result.complete} complete, {result.failed} failed trials; Pareto front:")
+    click.echo(result.table)
+    click.echo(f"reports: {result.out_dir}   MLflow parent run: {result.parent_run_id}")
+
+
+@main.command()
 def methods():
     """List the unlearning methods with their hyperparameters and defaults."""
     from unlearn_lab.methods import METHODS

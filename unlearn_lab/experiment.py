@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -36,6 +37,7 @@ class RunOptions:
     progress: bool = True
     parent_run_id: str | None = None  # sweeps nest each trial under the study's run
     extra_tags: dict = field(default_factory=dict)
+    on_run_started: Callable[[str], None] | None = None  # e.g. a sweep trial records its MLflow run id
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
             **opts.extra_tags}
     run_id = tracker.start_run(opts.task_name, tags=tags, parent_id=opts.parent_run_id)
     try:
+        if opts.on_run_started is not None:
+            opts.on_run_started(run_id)
         tracker.log_params(run_id, {**flatten(to_dict(cfg)), **{f"method.{k}": v for k, v in hp.items()}})
         tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
         model = load.load_model(prepared.target, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)

@@ -1,0 +1,81 @@
+"""`unlearn-lab sweep`: the study's MLflow parent run, its workers, and the reports at the end."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearn_lab.sweep.study import SweepSpec, enqueue_default, open_study, reap_dead_trials
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    parent_run_id: str
+    complete: int
+    failed: int
+    pareto: list[dict]
+    table: str
+    out_dir: Path
+
+
+def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
+    from optuna.trial import TrialState
+
+    from unlearn_lab.sweep import report
+    from unlearn_lab.sweep.worker import run_worker, worker_entry
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    tracker = MlflowTracker(spec.tracking_uri)
+    study = open_study(spec)
+    enqueue_default(study, spec)
+    for number in reap_dead_trials(study, tracker):
+        log(f"trial {number} was left RUNNING by a dead process: marked FAIL, it will be replaced")
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent:
+        tracker.resume_run(parent)
+    else:
+        parent = tracker.start_run(spec.study_name, tags={"kind": "sweep", "method": spec.cfg.unlearn.method,
+                                                          "forget_split": spec.cfg.data.forget_split,
+                                                          "study": spec.study_name, "storage": spec.storage})
+        study.set_user_attr("mlflow_parent_run_id", parent)
+        tracker.log_params(parent, {"trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
+                                    **{f"space.{p.name}": p.describe() for p in spec.space.params}})
+    try:
+        if workers <= 1:
+            run_worker(spec, parent, log=log)
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")
+            procs = [ctx.Process(target=worker_entry, args=(spec, parent, i, workers)) for i in range(workers)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            reap_dead_trials(study, tracker)
+        rows = report.trial_rows(study, spec.space)
+        complete = [r for r in rows if r["state"] == "COMPLETE"]
+        pareto = report.pareto_rows(study, spec.space) if complete else []
+        out_dir = spec.saves / "sweep" / spec.study_name
+        report.write_csv(out_dir / "trials.csv", rows)
+        report.write_csv(out_dir / "pareto.csv", pareto)
+        artifacts = [out_dir / "trials.csv", out_dir / "pareto.csv"]
+        if complete:
+            artifacts += report.plots(study, rows, pareto, out_dir)
+        for path in artifacts:
+            tracker.log_artifact(parent, str(path))
+        for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
+            tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}")
+        failed = sum(r["state"] == "FAIL" for r in rows)
+        tracker.log_metrics(parent, {"complete_trials": len(complete), "failed_trials": failed,
+                                     "pareto_size": len(pareto)})
+        table = report.pareto_table(pareto, spec)
+        tracker.log_text(parent, table + "\n", "pareto_front.txt")
+        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
+        tracker.end_run(parent, "FINISHED" if finished else "FAILED")
+    except KeyboardInterrupt:
+        tracker.end_run(parent, "KILLED")
+        raise
+    except BaseException:
+        tracker.end_run(parent, "FAILED")
+        raise
+    return SweepResult(parent, len(complete), failed, pareto, table, out_dir)

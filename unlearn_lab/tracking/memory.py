@@ -20,6 +20,8 @@ class MemoryRun:
 class MemoryTracker:
     def __init__(self):
         self.runs: dict[str, MemoryRun] = {}
+        self.registry: dict[str, list[str]] = {}
+        self.aliases: dict[tuple[str, str], str] = {}
         self._ids = itertools.count()
 
     def start_run(self, name, *, tags=None, parent_id=None) -> str:
@@ -50,6 +52,17 @@ class MemoryTracker:
 
     def end_run(self, run_id, status="FINISHED"):
         self.runs[run_id].status = status
+
+    def resume_run(self, run_id):
+        self.runs[run_id].status = "RUNNING"
+
+    def register_model(self, name, run_id, artifact_path="model", alias=None):
+        versions = self.registry.setdefault(name, [])
+        if run_id not in versions:
+            versions.append(run_id)
+        if alias:
+            self.aliases[(name, alias)] = run_id
+        return versions.index(run_id) + 1
 
     def children(self, run_id: str) -> list[str]:
         return [rid for rid, run in self.runs.items() if run.parent_id == run_id]

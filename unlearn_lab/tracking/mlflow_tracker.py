@@ -107,3 +107,21 @@ class MlflowTracker:
 
     def end_run(self, run_id, status="FINISHED"):
         self.client.set_terminated(run_id, status=status)
+
+    def resume_run(self, run_id):
+        self.client.update_run(run_id, status="RUNNING")
+
+    def register_model(self, name, run_id, artifact_path="model", alias=None):
+        """A registry version for a run's model artifact (once per run), with an optional alias."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name)
+        versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        version = versions[0] if versions else self.client.create_model_version(
+            name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version.version)
+        return version.version

@@ -1,0 +1,168 @@
+"""The sweep on the tiny world: MLflow run tree, resume after a kill, two workers, failures, bad input."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import TINY
+
+SETS = [x for item in TINY for x in ("--set", item)]
+
+
+def sweep_cli(tmp_path, *args, wait=True):
+    cmd = [sys.executable, "-m", "unlearn_lab.cli", "sweep", "--method", "GradAscent", "--lr-range", "1e-4:1e-3",
+           "--epochs-range", "1:2", *SETS, *args]
+    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def load(tmp_path, name="embedded_default_GradAscent_forget10"):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from unlearn_lab.sweep.study import make_storage
+
+    study = optuna.load_study(study_name=name, storage=make_storage(f"journal:{tmp_path}/mlruns/optuna/{name}.log"))
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("unlearn-lab").experiment_id])
+    return study, client, runs
+
+
+def states(study):
+    return sorted(t.state.name for t in study.trials)
+
+
+def trial_runs(runs):
+    return [r for r in runs if "trial" in r.data.tags]
+
+
+def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
+    done = sweep_cli(tmp_path, "--trials", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Pareto front" in done.stdout and "unlearn-lab run --method GradAscent" in done.stdout
+    study, client, runs = load(tmp_path)
+    assert states(study) == ["COMPLETE"] * 3
+    # the experiment's own config (lr 2e-4, TINY's 2 epochs) is enqueued as the first trial
+    assert study.trials[0].params == {"lr": 2e-4, "epochs": 2} and study.trials[0].user_attrs["default_config"]
+    parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
+    trials = trial_runs(runs)
+    assert sorted(int(r.data.tags["trial"]) for r in trials) == [0, 1, 2]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
+    assert all(r.data.tags["trial_state"] == "COMPLETE" and "objective.model_utility" in r.data.tags for r in trials)
+    for t in trials:  # each trial has its own nested eval run
+        evals = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == t.info.run_id]
+        assert len(evals) == 1 and "forget_quality" in evals[0].data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "pareto.csv", "pareto_front.png", "pareto_front.txt", "optimization_history.png"} <= artifacts
+    model = client.get_registered_model("embedded_default_GradAscent_forget10")
+    assert "pareto-1" in model.aliases
+    assert parent.info.status == "FINISHED"
+
+
+def test_killed_sweep_resumes_exactly_the_missing_trials(tmp_path, prepared):
+    import optuna
+
+    proc = sweep_cli(tmp_path, "--trials", "3", wait=False)
+    storage = f"{tmp_path}/mlruns/optuna/embedded_default_GradAscent_forget10.log"
+    deadline = time.time() + 300
+    killed = False
+    while time.time() < deadline and not killed:
+        time.sleep(0.5)
+        try:
+            study, _, _ = load(tmp_path)
+        except (KeyError, AttributeError, ValueError):  # the study or the MLflow store is not there yet
+            continue
+        if any(t.number == 1 and t.state.name == "RUNNING" for t in study.trials):
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+    proc.wait(timeout=30)
+    assert killed, "the sweep never reached trial 1"
+    study, _, _ = load(tmp_path)
+    assert states(study).count("RUNNING") == 1
+    done = sweep_cli(tmp_path, "--trials", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trial 1 was left RUNNING by a dead process" in done.stderr
+    study, client, runs = load(tmp_path)
+    assert states(study) == ["COMPLETE"] * 3 + ["FAIL"]
+    killed_run = next(r for r in trial_runs(runs) if r.data.tags["trial"] == "1")
+    assert killed_run.info.status == "KILLED"
+    complete = [r for r in trial_runs(runs) if r.data.tags.get("trial_state") == "COMPLETE"]
+    assert len(complete) == 3 and len({r.data.tags["trial"] for r in complete}) == 3
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in study.trials}
+
+
+def test_two_workers_lose_and_duplicate_nothing(tmp_path, prepared):
+    done = sweep_cli(tmp_path, "--trials", "4", "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    study, client, runs = load(tmp_path)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4 and not [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
+    tagged = [r for r in trial_runs(runs) if r.data.tags.get("trial_state") == "COMPLETE"]
+    assert sorted(int(r.data.tags["trial"]) for r in tagged) == sorted(t.number for t in complete)
+    assert {r.data.tags["worker"] for r in trial_runs(runs)} <= {"0", "1"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, prepared, tiny_cfg, monkeypatch):
+    import dataclasses
+
+    from unlearn_lab import experiment
+    from unlearn_lab.methods import METHODS, LossOutput
+    from unlearn_lab.sweep import run_sweep
+    from unlearn_lab.sweep.space import build_space
+    from unlearn_lab.sweep.study import SweepSpec
+
+    real = METHODS["GradAscent"]
+    runs = {"n": 0}
+
+    def get_method(name):
+        runs["n"] += 1
+        if runs["n"] != 2:  # the second trial's loss turns NaN
+            return real
+        return dataclasses.replace(real, loss=lambda f, s, **hp: LossOutput(real.loss(f, s).loss * float("nan"),
+                                                                             real.loss(f, s).forget_loss, None))
+
+    monkeypatch.setattr(experiment, "get_method", get_method)
+    spec = SweepSpec(cfg=tiny_cfg, space=build_space("1e-4:1e-3", "1:2", None, {}), study_name="diverge",
+                     storage=f"journal:{tmp_path}/study.log", trials=2, tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                     saves=tmp_path / "saves")
+    result = run_sweep(spec, log=lambda _: None)
+    import optuna
+
+    study = optuna.load_study(study_name="diverge", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")))
+    assert states(study) == ["COMPLETE", "COMPLETE", "FAIL"]
+    failed = next(t for t in study.trials if t.state.name == "FAIL")
+    assert "diverged" in failed.user_attrs["failure"]
+    assert result.complete == 2 and result.failed == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr-range", "1e-3:1e-6"], "inverted"),
+    (["--lr-range", "0:1e-3"], "must be positive"),
+    (["--epochs-range", "0:3"], "must be positive"),
+    (["--epochs-range", "a:b"], "two integers"),
+    (["--trials", "0"], "--trials must be > 0"),
+    (["--storage", "redis://x"], "malformed storage URL 'redis://x'"),
+    (["--storage", "journal:"], "malformed storage URL"),
+])
+def test_sweep_bad_input(tmp_path, args, message):
+    done = sweep_cli(tmp_path, *args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_unknown_space_parameter(tmp_path):
+    (tmp_path / "space.yaml").write_text("betta: 0.1:1\n")
+    done = sweep_cli(tmp_path, "--space", str(tmp_path / "space.yaml"), "--method", "NPO")
+    assert done.returncode == 2 and "unknown space parameter 'betta'; did you mean 'beta'" in done.stderr

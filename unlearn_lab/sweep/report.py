@@ -1,0 +1,121 @@
+"""Sweep reports: trials table, Pareto front (table + plot + reproduce commands), history and importance plots."""
+from __future__ import annotations
+
+import csv
+import warnings
+import shlex
+from pathlib import Path
+
+from unlearn_lab.metrics.report import fmt
+
+
+def trial_rows(study, space) -> list[dict]:
+    rows = []
+    for t in study.trials:
+        row = {"trial": t.number, "state": t.state.name}
+        row.update({p.name: t.params.get(p.name) for p in space.params})
+        row["forget_quality"] = t.user_attrs.get("forget_quality")
+        row["model_utility"] = t.user_attrs.get("model_utility")
+        row["default_config"] = bool(t.user_attrs.get("default_config"))
+        row["failure"] = t.user_attrs.get("failure", "")
+        row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
+        rows.append(row)
+    return rows
+
+
+def pareto_rows(study, space) -> list[dict]:
+    numbers = {t.number for t in study.best_trials}
+    return [r for r in trial_rows(study, space) if r["trial"] in numbers]
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["trial"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
+def reproduce_command(row: dict, spec) -> str:
+    parts = ["unlearn-lab", "run", "--method", spec.cfg.unlearn.method, "--forget", spec.cfg.data.forget_split]
+    if spec.experiment_arg:
+        parts += ["--experiment", spec.experiment_arg]
+    parts += ["--lr", f"{row['lr']:.6g}", "--epochs", str(row["epochs"])]
+    for item in spec.extra_sets:
+        parts += ["--set", item]
+    for p in spec.space.method:
+        parts += ["--set", f"method.{p.name}={row[p.name]}"]
+    return shlex.join(parts)
+
+
+def pareto_table(rows: list[dict], spec) -> str:
+    lines = [f"{'trial':>5}  {'forget_quality':>14}  {'model_utility':>13}  command"]
+    for r in sorted(rows, key=lambda r: -(r["model_utility"] or 0)):
+        lines.append(f"{r['trial']:>5}  {fmt(r['forget_quality']):>14}  {fmt(r['model_utility']):>13}  "
+                     f"{reproduce_command(r, spec)}")
+    return "\n".join(lines)
+
+
+def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path) -> list[Path]:
+    """Pareto-front plot always; optimisation history and parameter importance with >= 3 complete trials."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    lq = lambda r: math.log10(max(r["forget_quality"], 1e-300))  # noqa: E731
+    ax.scatter([lq(r) for r in done], [r["model_utility"] for r in done], c="#9aa", label="trials")
+    front = sorted(pareto, key=lq)
+    ax.plot([lq(r) for r in front], [r["model_utility"] for r in front], "o-", c="#c33", label="Pareto front")
+    for r in done:
+        if r["default_config"]:
+            ax.scatter([lq(r)], [r["model_utility"]], marker="*", s=180, c="#36c", label="default config", zorder=3)
+    ax.set_xlabel("log10 forget_quality (higher = closer to the retain model)")
+    ax.set_ylabel("model_utility")
+    ax.set_title(f"{study.study_name}: {len(done)} complete trials")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    paths.append(out_dir / "pareto_front.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    if len(done) >= 3:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        xs = [r["trial"] for r in done]
+        axes[0].plot(xs, [lq(r) for r in done], "o-")
+        axes[0].set_title("log10 forget_quality by trial")
+        axes[1].plot(xs, [r["model_utility"] for r in done], "o-", c="#c63")
+        axes[1].set_title("model_utility by trial")
+        for a in axes:
+            a.set_xlabel("trial")
+        fig.tight_layout()
+        paths.append(out_dir / "optimization_history.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+        try:
+            import optuna
+
+            names = ("log10_forget_quality", "model_utility")
+            with warnings.catch_warnings():  # the evaluator warns when all trials tie
+                warnings.simplefilter("ignore")
+                # the default evaluator ranks parameters for LOW target values: negate our maximised objectives
+                imps = [optuna.importance.get_param_importances(study, target=lambda t, i=i: -t.values[i])
+                        for i in (0, 1)]
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+            for ax, imp, name in zip(axes, imps, names):
+                ax.barh(list(imp), list(imp.values()))
+                ax.set_title(f"importance for {name}")
+            fig.tight_layout()
+            paths.append(out_dir / "param_importances.png")
+            fig.savefig(paths[-1], dpi=110)
+            plt.close(fig)
+        except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. a parameter that never varied
+            pass
+    return paths

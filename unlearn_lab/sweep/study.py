@@ -1,0 +1,156 @@
+"""`unlearn-lab sweep`: an Optuna study over the unlearning run, two objectives, resumable, multi-process.
+
+Objectives (both maximised): log10(forget_quality) (it spans 1e-239..1) and model_utility. Each trial is
+`run_experiment` with overrides, nested under the sweep's MLflow run; the objective reads the values it
+returns. The study lives in persistent storage (default: an Optuna journal file under mlruns/optuna/,
+safe for several processes on one machine); rerunning the command continues it until `trials` trials are
+COMPLETE. A trial whose process died (same host, pid gone) is marked FAIL, and its MLflow run KILLED,
+before new trials start.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unlearn_lab.config import ExperimentConfig, apply_override, parse_scalar, validate
+from unlearn_lab.errors import UsageError
+from unlearn_lab.sweep.space import SearchSpace
+
+FQ_FLOOR = sys.float_info.min  # log10 of a forget_quality that underflowed to 0
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    cfg: ExperimentConfig
+    space: SearchSpace
+    study_name: str
+    storage: str
+    trials: int
+    seed: int = 0
+    min_utility: float | None = None
+    tracking_uri: str | None = None
+    saves: Path = Path("saves")
+    experiment_arg: str | None = None  # for the printed reproduce commands
+    extra_sets: tuple[str, ...] = field(default_factory=tuple)
+
+
+def default_storage(study_name: str, root: str | Path = ".") -> str:
+    return f"journal:{(Path(root) / 'mlruns' / 'optuna' / f'{study_name}.log').resolve()}"
+
+
+def make_storage(url: str):
+    """journal:PATH (default) | sqlite:///... | postgresql://... | mysql://... -> an Optuna storage."""
+    import optuna
+
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):])
+        if not path.name:
+            raise UsageError(f"malformed storage URL '{url}': journal:PATH needs a file path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith(("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        except Exception as exc:
+            raise UsageError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}") from None
+    raise UsageError(f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., "
+                     "mysql://...")
+
+
+def trial_config(base: ExperimentConfig, space: SearchSpace, params: dict) -> ExperimentConfig:
+    cfg = base
+    for item in space.overrides(params):
+        key, _, text = item.partition("=")
+        cfg = apply_override(cfg, key, parse_scalar(text))
+    return validate(cfg)
+
+
+def objectives(summary: dict) -> tuple[float, float]:
+    fq = summary.get("forget_quality")
+    mu = summary.get("model_utility")
+    if fq is None or mu is None:
+        raise ValueError("the evaluation returned no forget_quality / model_utility")
+    return math.log10(max(fq, FQ_FLOOR)), float(mu)
+
+
+def open_study(spec: SweepSpec, worker: int = 0):
+    """Create or load the study. Each worker seeds its sampler with seed + worker: identical seeds would make
+    parallel workers draw the same start-up trials."""
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(
+        seed=spec.seed + worker, multivariate=True,
+        constraints_func=(lambda t: [spec.min_utility - t.user_attrs.get("model_utility", 0.0)])
+        if spec.min_utility is not None else None,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage), sampler=sampler,
+                                directions=["maximize", "maximize"], load_if_exists=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["log10_forget_quality", "model_utility"])
+    return study
+
+
+def enqueue_default(study, spec: SweepSpec) -> None:
+    """The experiment's own config is the first trial, so the sweep is compared with the default."""
+    if study.trials:
+        return
+    u = spec.cfg.unlearn
+    params = {"lr": u.lr, "epochs": u.epochs}
+    from unlearn_lab.methods import get_method, validate_hyperparams
+
+    hp = validate_hyperparams(get_method(u.method), u.method_args)
+    params.update({p.name: hp[p.name] for p in spec.space.method if p.name in hp})
+    if all(p.contains(params.get(p.name)) for p in spec.space.params):
+        study.enqueue_trial(params, user_attrs={"default_config": True})
+
+
+def reap_dead_trials(study, tracker=None) -> list[int]:
+    """RUNNING trials started on this host by a process that no longer exists -> FAIL (MLflow run KILLED)."""
+    from optuna.trial import TrialState
+
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+        if host != socket.gethostname() or pid is None or _alive(pid):
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "failure", "worker process died mid-trial")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if tracker is not None and t.user_attrs.get("mlflow_run_id"):
+            tracker.end_run(t.user_attrs["mlflow_run_id"], "KILLED")
+        reaped.append(t.number)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def budget_left(study, trials: int) -> int:
+    from optuna.trial import TrialState
+
+    active = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
+    return trials - len(active)
+
+
+def within_budget(study, trial_number: int, trials: int) -> bool:
+    """A trial may run iff it is among the first `trials` COMPLETE/RUNNING/WAITING trials by number."""
+    from optuna.trial import TrialState
+
+    active = sorted(t.number for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)))
+    return trial_number in active[:trials]
