@@ -166,3 +166,36 @@ def test_unknown_space_parameter(tmp_path):
     (tmp_path / "space.yaml").write_text("betta: 0.1:1\n")
     done = sweep_cli(tmp_path, "--space", str(tmp_path / "space.yaml"), "--method", "NPO")
     assert done.returncode == 2 and "unknown space parameter 'betta'; did you mean 'beta'" in done.stderr
+
+
+def test_reuse_epochs_turns_checkpoints_into_trials(tmp_path, prepared):
+    """Epochs 1:2 with --reuse-epochs: each training run (2 epochs, schedule planned over 2) gives the epoch-1
+    checkpoint as a trial of its own plus the run's own trial; 4 trials need 2 runs and save 1 epoch each."""
+    done = sweep_cli(tmp_path, "--trials", "4", "--reuse-epochs", "--collapse-utility", "0")  # tiny model: MU ~ 0
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 training epochs saved" in done.stdout
+    assert "--set unlearn.schedule_epochs=2" in done.stdout
+    study, client, runs = load(tmp_path)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 4
+    checkpoints = [t for t in complete if "checkpoint_of" in t.user_attrs]
+    assert len(checkpoints) == 2 and all(t.params["epochs"] == 1 for t in checkpoints)
+    assert len(trial_runs(runs)) == 2  # two trainings in MLflow, each with per-epoch evals + the final eval
+    for run in trial_runs(runs):
+        assert run.data.params["unlearn.schedule_epochs"] == "2"
+        evals = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
+        assert len(evals) == 3
+
+
+def test_collapsed_utility_stops_early(tmp_path, prepared):
+    """--collapse-utility 1.01 (any utility counts as collapsed): each run stops after epoch 1, its trial FAILs
+    with the reason, the epoch-1 checkpoint fills a COMPLETE slot, and epoch 2 is never trained."""
+    done = sweep_cli(tmp_path, "--trials", "2", "--reuse-epochs", "--collapse-utility", "1.01")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 training epochs saved" in done.stdout  # two runs, each stopped one epoch short
+    study, _, runs = load(tmp_path)
+    assert states(study) == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert all("stopped early at epoch 1" in t.user_attrs["failure"] for t in failed)
+    assert all(t.params["epochs"] == 1 for t in study.trials if t.state.name == "COMPLETE")
+    assert all(r.data.tags.get("stopped_early", "").startswith("epoch 1") for r in trial_runs(runs))

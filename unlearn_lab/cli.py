@@ -250,11 +250,16 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler seed.")
 @click.option("--min-utility", type=float, default=None, help="Constraint: model_utility >= this.")
+@click.option("--reuse-epochs", is_flag=True,
+              help="Train the largest epoch count once per lr (schedule planned over it) and make every epoch's "
+                   "checkpoint a trial; runs whose utility collapses stop early.")
+@click.option("--collapse-utility", type=float, default=0.01, show_default=True,
+              help="With --reuse-epochs: stop a run once model_utility falls below this.")
 @set_option
 @tracking_option
 @friendly
 def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file, study_name, storage, workers,
-          seed, min_utility, overrides, tracking_uri):
+          seed, min_utility, reuse_epochs, collapse_utility, overrides, tracking_uri):
     """Optuna search over lr and epochs (and --space) for the forget-quality vs model-utility trade-off."""
     from unlearn_lab.methods import get_method, validate_hyperparams
     from unlearn_lab.sweep import run_sweep
@@ -275,9 +280,11 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     make_storage(storage)  # malformed URLs fail here, before anything is created
     sets = tuple(s for s in overrides if not s.startswith(("unlearn.lr=", "unlearn.epochs=")))
     spec = SweepSpec(cfg=cfg, space=space, study_name=name, storage=storage, trials=trials, seed=seed,
-                     min_utility=min_utility, tracking_uri=tracking_uri, experiment_arg=experiment, extra_sets=sets)
+                     min_utility=min_utility, tracking_uri=tracking_uri, experiment_arg=experiment, extra_sets=sets,
+                     reuse_epochs=reuse_epochs, collapse_utility=collapse_utility)
     result = run_sweep(spec, workers=workers, log=lambda msg: click.echo(msg, err=True))
-    click.echo(f"study {name}: {result.complete} complete, {result.failed} failed trials; Pareto front:")
+    click.echo(f"study {name}: {result.complete} complete, {result.failed} failed trials, "
+               f"{result.epochs_saved} training epochs saved; Pareto front:")
     click.echo(result.table)
     click.echo(f"reports: {result.out_dir}   MLflow parent run: {result.parent_run_id}")
 

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -110,6 +111,9 @@ class UnlearnConfig:
     warmup_epochs: float = 1.0
     max_grad_norm: float | None = None  # reference runs under DeepSpeed: probably unclipped (spec 5.4)
     seed: int = 0
+    # The lr schedule (warm-up, linear decay to 0) is planned over this many epochs while training stops
+    # after `epochs` (None = epochs). A sweep that reuses per-epoch checkpoints sets it to its largest epoch.
+    schedule_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (u.epochs > 0, f"unlearn.epochs must be > 0, got {u.epochs}"),
         (u.batch_size > 0 and u.grad_accum > 0, "unlearn.batch_size and unlearn.grad_accum must be > 0"),
         (u.warmup_epochs >= 0, f"unlearn.warmup_epochs must be >= 0, got {u.warmup_epochs}"),
+        (u.schedule_epochs is None or u.schedule_epochs >= u.epochs,
+         f"unlearn.schedule_epochs must be >= unlearn.epochs ({u.epochs}), got {u.schedule_epochs}"),
+        (math.isfinite(u.lr) and math.isfinite(f.lr), "learning rates must be finite"),
         (f.lr > 0 and f.pretrain_lr > 0, "finetune.lr and finetune.pretrain_lr must be > 0"),
         (f.epochs > 0 and f.batch_size > 0 and f.grad_accum > 0, "finetune.epochs/batch_size/grad_accum must be > 0"),
         (e.batch_size > 0, f"eval.batch_size must be > 0, got {e.batch_size}"),

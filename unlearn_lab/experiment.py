@@ -7,6 +7,7 @@ loss raises `DivergedError` after recording the step.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 import time
@@ -20,7 +21,7 @@ from unlearn_lab.config import ExperimentConfig, config_hash, flatten, to_dict, 
 from unlearn_lab.data.tofu import check_pair
 from unlearn_lab.evaluation import evaluate_model
 from unlearn_lab.methods import get_method, validate_hyperparams
-from unlearn_lab.metrics import suite
+from unlearn_lab.metrics import report, suite
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare, source_for
 from unlearn_lab.train import DivergedError, Settings, StepLog, fit
@@ -38,6 +39,8 @@ class RunOptions:
     parent_run_id: str | None = None  # sweeps nest each trial under the study's run
     extra_tags: dict = field(default_factory=dict)
     on_run_started: Callable[[str], None] | None = None  # e.g. a sweep trial records its MLflow run id
+    # with eval_every="epoch": (epoch, summary) -> a reason to stop training now, or None
+    stop_when: Callable[[int, dict], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class RunResult:
     epoch_summaries: dict[int, dict]
     train_seconds: float
     seconds: float
+    stopped_at: int | None = None  # the epoch `stop_when` stopped training at
 
 
 def version_tags() -> dict[str, str]:
@@ -155,6 +159,8 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
         steps: list[StepLog] = []
         pending: list[tuple[int, dict]] = []
         epoch_summaries: dict[int, dict] = {}
+        last_eval: dict = {}  # the latest per-epoch evaluation and the step it was made at
+        stopped: dict = {}
         out_root = opts.saves
 
         def on_step(entry: StepLog):
@@ -170,12 +176,19 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
                                         out_dir=out_root / "unlearn" / opts.task_name / f"checkpoint-{step}" / "evals",
                                         log=log, progress=False)
                 epoch_summaries[epoch] = result.summary
+                last_eval.update(result=result, step=step)
                 _log_eval(tracker, run_id, f"{opts.task_name}/eval-epoch-{epoch}", result, epoch, opts.task_name)
                 model.train()
+                reason = opts.stop_when(epoch, result.summary) if opts.stop_when else None
+                if reason:
+                    stopped.update(epoch=epoch)
+                    tracker.set_tags(run_id, {"stopped_early": f"epoch {epoch}: {reason}"})
+                    return True
+            return False
 
         settings = Settings(lr=u.lr, epochs=u.epochs, batch_size=u.batch_size, grad_accum=u.grad_accum,
                             weight_decay=u.weight_decay, warmup_epochs=u.warmup_epochs,
-                            max_grad_norm=u.max_grad_norm, seed=u.seed)
+                            max_grad_norm=u.max_grad_norm, seed=u.seed, schedule_epochs=u.schedule_epochs)
         train_start = time.perf_counter()
         try:
             fit(model, settings=settings, n_items=len(forget), epoch_batches=epoch_batches, loss_fn=loss_fn,
@@ -190,10 +203,16 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
         model_dir = load.save_model(model, tokenizer, out_root / "unlearn" / opts.task_name)
         tracker.log_artifact(run_id, str(model_dir), "model")
         eval_dir = out_root / "eval" / opts.task_name
-        result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
-                                out_dir=eval_dir, log=log, progress=opts.progress)
-        _log_eval(tracker, run_id, f"{opts.task_name}/eval", result, u.epochs, opts.task_name)
-        tracker.log_metrics(run_id, result.summary, step=u.epochs)
+        if last_eval and steps and last_eval["step"] == steps[-1].step:  # the last epoch's eval is the final model's
+            result = last_eval["result"]
+            report.write_reports(eval_dir, result.results, result.summary)
+            result = dataclasses.replace(result, out_dir=eval_dir)
+        else:
+            result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
+                                    out_dir=eval_dir, log=log, progress=opts.progress)
+        final_epoch = stopped.get("epoch", u.epochs)
+        _log_eval(tracker, run_id, f"{opts.task_name}/eval", result, final_epoch, opts.task_name)
+        tracker.log_metrics(run_id, result.summary, step=final_epoch)
         tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
         tracker.end_run(run_id, "FINISHED")
     except KeyboardInterrupt:
@@ -204,4 +223,4 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
         tracker.end_run(run_id, "FAILED")
         raise
     return RunResult(run_id, result.summary, model_dir, eval_dir, steps, epoch_summaries, train_seconds,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, stopped.get("epoch"))

@@ -34,20 +34,23 @@ class Settings:
     warmup_epochs: float
     max_grad_norm: float | None
     seed: int
+    schedule_epochs: int | None = None  # plan the lr schedule over this many epochs (None = epochs)
 
 
 @dataclass(frozen=True)
 class Schedule:
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int  # training stops here
     warmup_steps: int
+    schedule_steps: int  # the linear decay reaches 0 here (= total_steps unless schedule_epochs is set)
 
     @classmethod
     def of(cls, n_items: int, s: Settings, processes: int = 1) -> "Schedule":
         micro = math.ceil(n_items / (s.batch_size * processes))
         per_epoch = max(1, micro // s.grad_accum)
         warmup = math.floor(s.warmup_epochs * n_items / (s.batch_size * s.grad_accum * processes))
-        return cls(per_epoch, math.ceil(s.epochs * per_epoch), warmup)
+        planned = s.schedule_epochs or s.epochs
+        return cls(per_epoch, math.ceil(s.epochs * per_epoch), warmup, math.ceil(planned * per_epoch))
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -91,11 +94,13 @@ def fit(
     loss_fn: LossFn,
     accelerator=None,
     on_step: Callable[[StepLog], None] | None = None,
-    on_epoch_end: Callable[[int, int], None] | None = None,
+    on_epoch_end: Callable[[int, int], bool | None] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> Schedule:
-    """Train `model` in place. `epoch_batches(epoch)` yields the micro-batches of that epoch."""
+    """Train `model` in place. `epoch_batches(epoch)` yields the micro-batches of that epoch.
+
+    `on_epoch_end(epoch, step)` may return True to stop training after that epoch (early stopping)."""
     from tqdm.auto import tqdm
 
     processes = accelerator.num_processes if accelerator is not None else 1
@@ -121,7 +126,7 @@ def fit(
                 continue
             clip = settings.max_grad_norm if settings.max_grad_norm else float("inf")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            lr = settings.lr * lr_factor(step, schedule.warmup_steps, schedule.total_steps)
+            lr = settings.lr * lr_factor(step, schedule.warmup_steps, schedule.schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()
@@ -135,8 +140,8 @@ def fit(
                 on_step(log)
             if step >= schedule.total_steps:
                 break
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, step)
+        if on_epoch_end is not None and on_epoch_end(epoch + 1, step):
+            break
         if step >= schedule.total_steps:
             break
     bar.close()

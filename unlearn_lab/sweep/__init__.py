@@ -15,6 +15,7 @@ class SweepResult:
     pareto: list[dict]
     table: str
     out_dir: Path
+    epochs_saved: int = 0
 
 
 def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
@@ -66,8 +67,9 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
             tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}")
         failed = sum(r["state"] == "FAIL" for r in rows)
+        saved = report.epochs_saved(study)
         tracker.log_metrics(parent, {"complete_trials": len(complete), "failed_trials": failed,
-                                     "pareto_size": len(pareto)})
+                                     "pareto_size": len(pareto), "epochs_saved": saved})
         table = report.pareto_table(pareto, spec)
         tracker.log_text(parent, table + "\n", "pareto_front.txt")
         finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
@@ -78,4 +80,4 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
     except BaseException:
         tracker.end_run(parent, "FAILED")
         raise
-    return SweepResult(parent, len(complete), failed, pareto, table, out_dir)
+    return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved)

@@ -17,10 +17,17 @@ def trial_rows(study, space) -> list[dict]:
         row["forget_quality"] = t.user_attrs.get("forget_quality")
         row["model_utility"] = t.user_attrs.get("model_utility")
         row["default_config"] = bool(t.user_attrs.get("default_config"))
+        row["checkpoint_of"] = t.user_attrs.get("checkpoint_of", "")
+        row["stopped_at"] = t.user_attrs.get("stopped_at", "")
         row["failure"] = t.user_attrs.get("failure", "")
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         rows.append(row)
     return rows
+
+
+def epochs_saved(study) -> int:
+    """Training epochs not paid for (free checkpoint trials, runs stopped early), as each worker recorded."""
+    return sum(t.user_attrs.get("epochs_saved", 0) for t in study.trials)
 
 
 def pareto_rows(study, space) -> list[dict]:
@@ -44,6 +51,8 @@ def reproduce_command(row: dict, spec) -> str:
     if spec.experiment_arg:
         parts += ["--experiment", spec.experiment_arg]
     parts += ["--lr", f"{row['lr']:.6g}", "--epochs", str(row["epochs"])]
+    if spec.reuse_epochs:  # the checkpoint's lr schedule was planned over the range's largest epoch count
+        parts += ["--set", f"unlearn.schedule_epochs={spec.space.epochs.high}"]
     for item in spec.extra_sets:
         parts += ["--set", item]
     for p in spec.space.method:

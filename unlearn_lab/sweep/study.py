@@ -37,6 +37,11 @@ class SweepSpec:
     saves: Path = Path("saves")
     experiment_arg: str | None = None  # for the printed reproduce commands
     extra_sets: tuple[str, ...] = field(default_factory=tuple)
+    # Reuse per-epoch checkpoints: one training run of the range's largest epoch count (lr schedule planned
+    # over it) yields a trial for every epoch in the range; runs whose utility falls below collapse_utility
+    # stop early. Off: every trial trains its own sampled number of epochs.
+    reuse_epochs: bool = False
+    collapse_utility: float = 0.01
 
 
 def default_storage(study_name: str, root: str | Path = ".") -> str:
@@ -64,9 +69,13 @@ def make_storage(url: str):
                      "mysql://...")
 
 
-def trial_config(base: ExperimentConfig, space: SearchSpace, params: dict) -> ExperimentConfig:
+def trial_config(base: ExperimentConfig, space: SearchSpace, params: dict, *, reuse_epochs: bool = False
+                 ) -> ExperimentConfig:
     cfg = base
-    for item in space.overrides(params):
+    overrides = space.overrides(params)
+    if reuse_epochs:
+        overrides.append(f"unlearn.schedule_epochs={space.epochs.high}")
+    for item in overrides:
         key, _, text = item.partition("=")
         cfg = apply_override(cfg, key, parse_scalar(text))
     return validate(cfg)
@@ -104,6 +113,8 @@ def enqueue_default(study, spec: SweepSpec) -> None:
     if study.trials:
         return
     u = spec.cfg.unlearn
+    if spec.reuse_epochs and u.epochs != spec.space.epochs.high:
+        return  # a checkpoint of a longer schedule is not the default config
     params = {"lr": u.lr, "epochs": u.epochs}
     from unlearn_lab.methods import get_method, validate_hyperparams
 

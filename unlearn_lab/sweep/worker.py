@@ -1,77 +1,133 @@
-"""One sweep worker: ask a trial, run it as a nested MLflow run, tell the objectives; repeat within budget."""
+"""One sweep worker: ask a trial, run it as a nested MLflow run, tell the objectives; repeat within budget.
+
+With `reuse_epochs`, a trial trains the range's largest epoch count once (the lr schedule planned over it),
+evaluates every epoch's checkpoint, and each checkpoint inside the epochs range becomes a COMPLETE trial of
+its own (params lr, epochs = k); a run whose model_utility falls below `collapse_utility` stops early.
+"""
 from __future__ import annotations
 
 import os
 import socket
 
-from unlearn_lab.sweep.study import (SweepSpec, budget_left, objectives, open_study, reap_dead_trials, trial_config,
-                                     within_budget)
+from unlearn_lab.sweep.study import (SweepSpec, budget_left, objectives, open_study, trial_config, within_budget)
+
+MAX_FAILURE_STREAK = 10
 
 
-def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers: int = 1, log=print) -> int:
-    """Run trials until the study has `spec.trials` COMPLETE ones; returns how many this worker completed."""
+def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers: int = 1, log=print) -> dict:
+    """Run trials until the study has `spec.trials` COMPLETE ones; returns counts for this worker."""
     from optuna.trial import TrialState
 
     from unlearn_lab.experiment import RunOptions, run_experiment
     from unlearn_lab.runtime import configure_threads
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
-    from unlearn_lab.train import DivergedError
 
     configure_threads(workers)
     tracker = MlflowTracker(spec.tracking_uri)
     study = open_study(spec, worker)
-    done = 0
+    counts = {"complete": 0, "failed": 0, "checkpoint_trials": 0, "epochs_saved": 0}
+    high = spec.space.epochs.high
+    streak = 0  # consecutive trials of this worker that produced nothing
     while budget_left(study, spec.trials) > 0:
+        if streak >= MAX_FAILURE_STREAK:
+            log(f"worker {worker} gives up: {streak} consecutive trials failed; check the ranges and the logs")
+            break
         trial = study.ask()
         if not within_budget(study, trial.number, spec.trials):  # another worker took the last slot
             study.tell(trial, state=TrialState.PRUNED)
             break
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        params = {p.name: p.suggest(trial) for p in spec.space.params}
-        cfg = trial_config(spec.cfg, spec.space, params)
-        name = f"{spec.study_name}/trial-{trial.number}"
+        params = {p.name: (trial.suggest_int("epochs", high, high) if spec.reuse_epochs and p.name == "epochs"
+                           else p.suggest(trial)) for p in spec.space.params}
+        cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs)
+        name = f"{spec.study_name}_trial-{trial.number}"
         tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(worker)}
-        opts = RunOptions(task_name=name.replace("/", "_"), saves=spec.saves, progress=False,
-                          parent_run_id=parent_run_id, extra_tags=tags,
+        collapse = (lambda epoch, summary: f"model_utility {summary['model_utility']:.3g} < {spec.collapse_utility}"
+                    if summary.get("model_utility", 1.0) < spec.collapse_utility else None)
+        opts = RunOptions(task_name=name, saves=spec.saves, progress=False, parent_run_id=parent_run_id,
+                          extra_tags=tags, eval_every="epoch" if spec.reuse_epochs else "none",
+                          stop_when=collapse if spec.reuse_epochs else None,
                           on_run_started=lambda run_id, t=trial: t.set_user_attr("mlflow_run_id", run_id))
         try:
             result = run_experiment(cfg, tracker, opts, log=lambda _: None)
-        except DivergedError as exc:
-            trial.set_user_attr("failure", str(exc))
-            _tag_trial(tracker, trial, "FAIL")
-            study.tell(trial, state=TrialState.FAIL)
-            log(f"trial {trial.number} FAILED: {exc}")
+        except Exception as exc:  # DivergedError included: the trial fails with its reason, the sweep goes on
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            _fail(study, tracker, trial, reason)
+            counts["failed"] += 1
+            streak += 1
+            log(f"trial {trial.number} FAILED: {reason}")
             continue
-        except Exception as exc:
-            trial.set_user_attr("failure", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            _tag_trial(tracker, trial, "FAIL")
-            study.tell(trial, state=TrialState.FAIL)
-            log(f"trial {trial.number} FAILED: {exc}")
-            continue
+        if spec.reuse_epochs:
+            added = _add_checkpoint_trials(study, spec, trial, params, result)
+            saved = epochs_saved(added, result.stopped_at, high)
+            trial.set_user_attr("epochs_saved", saved)
+            counts["checkpoint_trials"] += len(added)
+            counts["epochs_saved"] += saved
+            if result.stopped_at is not None:
+                trial.set_user_attr("stopped_at", result.stopped_at)
+                _fail(study, tracker, trial, f"stopped early at epoch {result.stopped_at}: utility collapsed")
+                counts["failed"] += 1
+                streak = 0 if added else streak + 1
+                log(f"trial {trial.number}: utility collapsed at epoch {result.stopped_at}; stopped early")
+                continue
         values = objectives(result.summary)
         trial.set_user_attr("model_utility", values[1])
         trial.set_user_attr("forget_quality", result.summary["forget_quality"])
-        trial.set_user_attr("model_dir", str(result.model_dir))
         study.tell(trial, values)
         tracker.set_tags(result.run_id, {"trial_state": "COMPLETE", "objective.log10_forget_quality": f"{values[0]:.6g}",
                                          "objective.model_utility": f"{values[1]:.6g}"})
-        done += 1
+        counts["complete"] += 1
+        streak = 0
         log(f"trial {trial.number}: lr={params['lr']:.3g} epochs={params['epochs']} -> "
             f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
             f"({result.seconds:.0f} s)")
-    return done
+    return counts
 
 
-def _tag_trial(tracker, trial, state: str) -> None:
+def _fail(study, tracker, trial, reason: str) -> None:
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("failure", reason)
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id:
-        tracker.set_tags(run_id, {"trial_state": state, "failure": trial.user_attrs.get("failure", "")[:500]})
+        tracker.set_tags(run_id, {"trial_state": "FAIL", "failure": reason[:500]})
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _add_checkpoint_trials(study, spec: SweepSpec, trial, params: dict, result) -> int:
+    """One COMPLETE trial per evaluated epoch k in [low, last) of this run (and the stopping epoch of a run
+    stopped early), while the budget lasts; returns the epochs added."""
+    import optuna
+
+    last = result.stopped_at or spec.space.epochs.high
+    added: list[int] = []
+    for epoch in range(spec.space.epochs.low, last + (result.stopped_at is not None)):
+        summary = result.epoch_summaries.get(epoch)
+        if summary is None or epoch == spec.space.epochs.high:
+            continue
+        # the running trial already holds a slot; if it stopped early it will FAIL and free that slot
+        if budget_left(study, spec.trials) <= (-1 if result.stopped_at is not None else 0):
+            break
+        values = objectives(summary)
+        study.add_trial(optuna.trial.create_trial(
+            params={**params, "epochs": epoch},
+            distributions={**trial.distributions, "epochs": optuna.distributions.IntDistribution(
+                spec.space.epochs.low, spec.space.epochs.high)},
+            values=list(values),
+            user_attrs={"checkpoint_of": trial.number, "forget_quality": summary["forget_quality"],
+                        "model_utility": values[1], "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", "")}))
+        added.append(epoch)
+    return added
+
+
+def epochs_saved(added: list[int], stopped_at: int | None, high: int) -> int:
+    """Checkpoints before the last trained epoch came free (a separate trial would train k epochs each);
+    a run stopped at epoch s also skipped high - s epochs. The checkpoint at s itself was the run's work."""
+    last = stopped_at or high
+    return sum(k for k in added if k < last) + (high - stopped_at if stopped_at is not None else 0)
 
 
 def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int) -> None:
     """multiprocessing entry point (spawned processes)."""
     run_worker(spec, parent_run_id, worker=worker, workers=workers)
-
-
-__all__ = ["run_worker", "worker_entry", "reap_dead_trials"]
