@@ -207,7 +207,15 @@ def read_records(path: Path) -> list:
     return records
 
 
-class FolderSource:
+class _LoadedSource:
+    """Sources whose `full` split is read from somewhere: the author count follows from it."""
+
+    @functools.cached_property
+    def n_authors(self) -> int:
+        return len(self.load("full")) // QA_PER_AUTHOR
+
+
+class FolderSource(_LoadedSource):
     """A local folder of TOFU files named <split>.json / .jsonl / .parquet (idk: idontknow.jsonl or idk.jsonl)."""
 
     def __init__(self, folder: str | Path):
@@ -225,10 +233,6 @@ class FolderSource:
                     return path
         raise UsageError(f"split {split} is missing from {self.folder} (looked for {stems[0]}.json/.jsonl/.parquet)")
 
-    @functools.cached_property
-    def n_authors(self) -> int:
-        return len(self.load("full")) // QA_PER_AUTHOR
-
     @functools.lru_cache(maxsize=None)
     def load(self, split: str) -> list[dict]:
         check_split_name(split)
@@ -243,16 +247,12 @@ class FolderSource:
         return [normalise(r, split=split, origin=str(path), i=i) for i, r in enumerate(read_records(path))]
 
 
-class HubSource:
+class HubSource(_LoadedSource):
     """`datasets.load_dataset(<id>, <split name>, split="train")`, as the reference loads TOFU."""
 
     def __init__(self, dataset_id: str = "locuslab/TOFU"):
         self.dataset_id = dataset_id
         self.name = f"hf:{dataset_id}"
-
-    @functools.cached_property
-    def n_authors(self) -> int:
-        return len(self.load("full")) // QA_PER_AUTHOR
 
     @functools.lru_cache(maxsize=None)
     def load(self, split: str) -> list[dict]:

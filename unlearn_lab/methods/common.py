@@ -82,3 +82,9 @@ def need_tensor(t: torch.Tensor | None, what: str, method: str) -> torch.Tensor:
 def combine(forget: torch.Tensor, retain: torch.Tensor, *, alpha: float, gamma: float) -> LossOutput:
     """L = γ·L_forget + α·L_retain (spec §4.0); the logged terms are reported before their weights."""
     return LossOutput(loss=gamma * forget + alpha * retain, forget_loss=forget, retain_loss=retain)
+
+
+def log_ratio(side: Side, method: str) -> torch.Tensor:
+    """log pi_theta(y|x) - log pi_ref(y|x) per sample (B,), sequence sums; the reference term carries no grad."""
+    ref_logits = need_tensor(side.ref_logits, "ref_logits", method)
+    return sequence_logprob(side.logits, side.labels) - sequence_logprob(ref_logits, side.labels).detach()

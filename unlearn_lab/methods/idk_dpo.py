@@ -17,22 +17,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 
-from .base import Features, LossOutput, Side
-from .common import combine, need, need_tensor, retain_loss, sequence_logprob
+from .base import Features, LossOutput
+from .common import combine, log_ratio, need, retain_loss
 
 PAPER = (
     "Rafailov, Sharma, Mitchell, Ermon, Manning, Finn. Direct Preference Optimization: Your Language Model is "
     "Secretly a Reward Model. NeurIPS 2023, arXiv:2305.18290; IDK variant: Maini, Feng, Schwarzschild, Lipton, "
     "Kolter. TOFU: A Task of Fictitious Unlearning for LLMs. arXiv:2401.06121"
 )
-
-
-def _log_ratio(side: Side) -> torch.Tensor:
-    ref_logits = need_tensor(side.ref_logits, "ref_logits", "IdkDPO")
-    return sequence_logprob(side.logits, side.labels) - sequence_logprob(ref_logits, side.labels).detach()
 
 
 def loss(
@@ -44,8 +38,8 @@ def loss(
     gamma: float = 1.0,
     retain_loss_type: Literal["NLL", "KL"] = "NLL",
 ) -> LossOutput:
-    win = _log_ratio(need(features.alternate, "alternate", "IdkDPO"))
-    lose = _log_ratio(features.forget)
+    win = log_ratio(need(features.alternate, "alternate", "IdkDPO"), "IdkDPO")
+    lose = log_ratio(features.forget, "IdkDPO")
     forget = -(2.0 / beta) * F.logsigmoid(beta * (win - lose)).mean()
     retain = retain_loss(need(features.retain, "retain", "IdkDPO"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)

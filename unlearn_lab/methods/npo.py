@@ -18,7 +18,7 @@ from typing import Literal
 import torch.nn.functional as F
 
 from .base import Features, LossOutput
-from .common import combine, need, need_tensor, retain_loss, sequence_logprob
+from .common import combine, log_ratio, need, retain_loss
 
 PAPER = (
     "Zhang, Lin, Bai, Mei. Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning. "
@@ -35,9 +35,7 @@ def loss(
     gamma: float = 1.0,
     retain_loss_type: Literal["NLL", "KL"] = "NLL",
 ) -> LossOutput:
-    f = features.forget
-    ref_logits = need_tensor(f.ref_logits, "ref_logits", "NPO")
-    log_ratio = sequence_logprob(f.logits, f.labels) - sequence_logprob(ref_logits, f.labels).detach()  # (B,)
-    forget = -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
+    ratio = log_ratio(features.forget, "NPO")  # (B,)
+    forget = -(2.0 / beta) * F.logsigmoid(-beta * ratio).mean()
     retain = retain_loss(need(features.retain, "retain", "NPO"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)
