@@ -316,6 +316,8 @@ def ui(host, port, tracking_uri):
     uri = resolve_uri(tracking_uri)
     check_reachable(uri)
     click.echo(f"MLflow UI for {uri} on http://{host}:{port}", err=True)
+    # the UI needs no job executor; without it the server uses ~0.5 GB instead of ~1.5 GB (machine notes)
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                "--host", host, "--port", str(port)])
 

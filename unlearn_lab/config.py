@@ -81,7 +81,7 @@ class FinetuneConfig:
     """Recipe for the target (on `full`) and retain (on `retainXX`) models (spec 5.2, scaled)."""
 
     lr: float = 2e-3
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 16
     grad_accum: int = 1
     weight_decay: float = 0.01
@@ -89,7 +89,7 @@ class FinetuneConfig:
     max_grad_norm: float | None = 1.0
     seed: int = 0
     # embedded world only: epochs of pre-training on the general-knowledge corpus (the base model)
-    pretrain_epochs: int = 25
+    pretrain_epochs: int = 15
     pretrain_lr: float = 3e-3
     # Embedded world only (documented differences from the reference recipe, see docs/embedded-world.md):
     # also train each author's facts in their paraphrased phrasing (paraphrased_question -> paraphrased_answer),
