@@ -171,3 +171,22 @@ def test_other_commands_bad_input(args, message, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_torchrun_two_processes_shard_and_track_once(prepared, tmp_path):
+    """Two CPU processes (torchrun, gloo): micro-batches are sharded (20 rows / (2 per process x 2) = 5 steps
+    per epoch instead of 10), and only rank 0 creates MLflow runs, saves and evaluates."""
+    from mlflow.tracking import MlflowClient
+
+    sets = [x for item in [*TINY, "unlearn.batch_size=2", "unlearn.grad_accum=1"] for x in ("--set", item)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unlearn_lab.cli", "run",
+           "--method", "GradDiff", *sets]
+    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.count("MLflow run id:") == 1
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("unlearn-lab").experiment_id])
+    top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(top) == 1 and len(runs) == 2 and top[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(top[0].info.run_id, "loss")) == 10  # 2 epochs x 5 steps

@@ -219,9 +219,15 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
     from unlearn_lab.train import DivergedError
 
+    import os
+
+    from unlearn_lab.tracking.memory import MemoryTracker
+
     cfg = build_run_config(experiment, method, forget, retain, lr, epochs, overrides)
-    tracker = MlflowTracker(tracking_uri)  # checks the store before anything trains
-    configure_threads()
+    # under `accelerate launch`, only rank 0 tracks (the other ranks train their shard and stop)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    tracker = MlflowTracker(tracking_uri) if main_process else MemoryTracker()  # checks the store first
+    configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     task = task_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     try:
@@ -229,6 +235,8 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
     except DivergedError as exc:
         click.echo(f"error: {exc}; the run is marked FAILED", err=True)
         sys.exit(1)
+    if not main_process:
+        return
     click.echo(table(result.summary))
     click.echo(f"model: {result.model_dir}   eval: {result.eval_dir}")
     click.echo(f"MLflow run id: {result.run_id}  ({tracker.uri})")

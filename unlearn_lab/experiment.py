@@ -76,6 +76,7 @@ def make_accelerator():
     from accelerate import Accelerator
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    # cpu=True on CPU machines: single process normally, MULTI_CPU (gloo) under torchrun
     return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
 
 
@@ -170,7 +171,7 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
         def on_epoch_end(epoch: int, step: int):
             tracker.log_metric_history(run_id, pending)
             pending.clear()
-            if opts.eval_every == "epoch":
+            if opts.eval_every == "epoch" and accelerator.is_main_process:
                 model.eval()
                 result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
                                         out_dir=out_root / "unlearn" / opts.task_name / f"checkpoint-{step}" / "evals",
@@ -199,6 +200,11 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
             tracker.set_tags(run_id, {"failure": str(exc), "failed_step": str(exc.step)})
             raise
         train_seconds = time.perf_counter() - train_start
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:  # `accelerate launch`: only the main process saves and evaluates
+            tracker.end_run(run_id, "FINISHED")
+            return RunResult(run_id, {}, Path(), Path(), steps, epoch_summaries, train_seconds,
+                             time.perf_counter() - started)
         model = accelerator.unwrap_model(model)
         model_dir = load.save_model(model, tokenizer, out_root / "unlearn" / opts.task_name)
         tracker.log_artifact(run_id, str(model_dir), "model")
