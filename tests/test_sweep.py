@@ -199,3 +199,42 @@ def test_collapsed_utility_stops_early(tmp_path, prepared):
     assert all("stopped early at epoch 1" in t.user_attrs["failure"] for t in failed)
     assert all(t.params["epochs"] == 1 for t in study.trials if t.state.name == "COMPLETE")
     assert all(r.data.tags.get("stopped_early", "").startswith("epoch 1") for r in trial_runs(runs))
+
+
+def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
+    """RDB storage (SQLite here; PostgreSQL in production): a sweep is killed mid-trial; its trial is made to
+    look like another host's (so only the heartbeat can tell it is dead); `unlearn-lab worker` joins with
+    only --study/--storage, fails the silent trial, marks its MLflow run KILLED and completes the study."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    proc = sweep_cli(tmp_path, "--trials", "3", "--storage", storage, "--heartbeat-seconds", "1", wait=False)
+    deadline, killed = time.time() + 300, False
+    while time.time() < deadline and not killed:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="embedded_default_GradAscent_forget10", storage=storage)
+        except (KeyError, ValueError):
+            continue
+        running = [t for t in study.trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+        if running and running[0].number >= 1:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+            study._storage.set_trial_user_attr(running[0]._trial_id, "host", "another-host")
+    proc.wait(timeout=30)
+    assert killed
+    time.sleep(4)  # past the grace period (3 x 1 s)
+    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
+    done = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "worker", "--study",
+                           "embedded_default_GradAscent_forget10", "--storage", storage, "--heartbeat-seconds", "1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "was left RUNNING by a dead process" in done.stderr, done.stderr[-1500:] + done.stdout[-800:]
+    study = optuna.load_study(study_name="embedded_default_GradAscent_forget10", storage=storage)
+    assert states(study) == ["COMPLETE"] * 3 + ["FAIL"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    dead = next(t for t in study.trials if t.state.name == "FAIL")
+    assert client.get_run(dead.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    assert "Pareto" not in done.stdout or "unlearn-lab run" in done.stdout

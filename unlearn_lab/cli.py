@@ -243,6 +243,11 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
     click.echo(f"time: {result.seconds:.1f} s (training {result.train_seconds:.1f} s)")
 
 
+heartbeat_option = click.option(
+    "--heartbeat-seconds", type=int, default=60, show_default=True,
+    help="RDB storages: trial heartbeat interval; a trial silent for 3x this is failed and replaced.")
+
+
 @main.command()
 @click.option("--method", "-m", default=None, help="Unlearning method (default: the experiment's).")
 @click.option("--forget", default=None, help="Forget split (default: the experiment's).")
@@ -263,11 +268,12 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
                    "checkpoint a trial; runs whose utility collapses stop early.")
 @click.option("--collapse-utility", type=float, default=0.01, show_default=True,
               help="With --reuse-epochs: stop a run once model_utility falls below this.")
+@heartbeat_option
 @set_option
 @tracking_option
 @friendly
 def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file, study_name, storage, workers,
-          seed, min_utility, reuse_epochs, collapse_utility, overrides, tracking_uri):
+          seed, min_utility, reuse_epochs, collapse_utility, heartbeat_seconds, overrides, tracking_uri):
     """Optuna search over lr and epochs (and --space) for the forget-quality vs model-utility trade-off."""
     from unlearn_lab.methods import get_method, validate_hyperparams
     from unlearn_lab.sweep import run_sweep
@@ -285,16 +291,50 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
                         validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args))
     name = study_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
     storage = storage or default_storage(name)
-    make_storage(storage)  # malformed URLs fail here, before anything is created
+    if heartbeat_seconds <= 0:
+        raise UsageError(f"--heartbeat-seconds must be > 0, got {heartbeat_seconds}")
+    make_storage(storage, heartbeat_seconds)  # malformed URLs fail here, before anything is created
     sets = tuple(s for s in overrides if not s.startswith(("unlearn.lr=", "unlearn.epochs=")))
     spec = SweepSpec(cfg=cfg, space=space, study_name=name, storage=storage, trials=trials, seed=seed,
                      min_utility=min_utility, tracking_uri=tracking_uri, experiment_arg=experiment, extra_sets=sets,
-                     reuse_epochs=reuse_epochs, collapse_utility=collapse_utility)
+                     reuse_epochs=reuse_epochs, collapse_utility=collapse_utility, heartbeat=heartbeat_seconds)
     result = run_sweep(spec, workers=workers, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"study {name}: {result.complete} complete, {result.failed} failed trials, "
                f"{result.epochs_saved} training epochs saved; Pareto front:")
     click.echo(result.table)
     click.echo(f"reports: {result.out_dir}   MLflow parent run: {result.parent_run_id}")
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, help="The study a `sweep` command created.")
+@click.option("--storage", required=True, metavar="URL", help="Its storage (postgresql://..., sqlite:///..., journal:PATH).")
+@heartbeat_option
+@tracking_option
+@friendly
+def worker(study_name, storage, heartbeat_seconds, tracking_uri):
+    """Join an existing sweep from any machine: run its trials until the study has enough."""
+    from pathlib import Path
+
+    from unlearn_lab.sweep import finish_sweep
+    from unlearn_lab.sweep.study import budget_left, make_storage, open_study, reap, spec_from_study
+    from unlearn_lab.sweep.worker import run_worker
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    if storage.startswith("journal:") and not Path(storage[len("journal:"):]).is_file():
+        raise UsageError(f"no study journal at {storage[len('journal:'):]}; start the study with unlearn-lab sweep")
+    make_storage(storage, heartbeat_seconds)
+    spec = spec_from_study(study_name, storage, tracking_uri, heartbeat_seconds)
+    tracker = MlflowTracker(tracking_uri)
+    study = open_study(spec)
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    reap(study, tracker, log)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if not parent:
+        raise UsageError(f"study '{study_name}' has no sweep run yet; start it with unlearn-lab sweep first")
+    counts = run_worker(spec, parent, log=log)
+    click.echo(f"worker: {counts['complete']} complete, {counts['failed']} failed trials")
+    if budget_left(study, spec.trials) <= 0 and not [t for t in study.trials if t.state.name == "RUNNING"]:
+        click.echo(finish_sweep(study, spec, tracker, parent).table)
 
 
 @main.command()

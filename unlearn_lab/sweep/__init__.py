@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearn_lab.sweep.study import SweepSpec, enqueue_default, open_study, reap_dead_trials
+from unlearn_lab.sweep.study import SweepSpec, enqueue_default, open_study, reap, reap_dead_trials, save_spec
 
 
 @dataclass(frozen=True)
@@ -19,17 +19,14 @@ class SweepResult:
 
 
 def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
-    from optuna.trial import TrialState
-
-    from unlearn_lab.sweep import report
     from unlearn_lab.sweep.worker import run_worker, worker_entry
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     tracker = MlflowTracker(spec.tracking_uri)
     study = open_study(spec)
+    save_spec(study, spec)
     enqueue_default(study, spec)
-    for number in reap_dead_trials(study, tracker):
-        log(f"trial {number} was left RUNNING by a dead process: marked FAIL, it will be replaced")
+    reap(study, tracker, log)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
         tracker.resume_run(parent)
@@ -53,31 +50,40 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
             for p in procs:
                 p.join()
             reap_dead_trials(study, tracker)
-        rows = report.trial_rows(study, spec.space)
-        complete = [r for r in rows if r["state"] == "COMPLETE"]
-        pareto = report.pareto_rows(study, spec.space) if complete else []
-        out_dir = spec.saves / "sweep" / spec.study_name
-        report.write_csv(out_dir / "trials.csv", rows)
-        report.write_csv(out_dir / "pareto.csv", pareto)
-        artifacts = [out_dir / "trials.csv", out_dir / "pareto.csv"]
-        if complete:
-            artifacts += report.plots(study, rows, pareto, out_dir)
-        for path in artifacts:
-            tracker.log_artifact(parent, str(path))
-        for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
-            tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}")
-        failed = sum(r["state"] == "FAIL" for r in rows)
-        saved = report.epochs_saved(study)
-        tracker.log_metrics(parent, {"complete_trials": len(complete), "failed_trials": failed,
-                                     "pareto_size": len(pareto), "epochs_saved": saved})
-        table = report.pareto_table(pareto, spec)
-        tracker.log_text(parent, table + "\n", "pareto_front.txt")
-        finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
-        tracker.end_run(parent, "FINISHED" if finished else "FAILED")
+        return finish_sweep(study, spec, tracker, parent)
     except KeyboardInterrupt:
         tracker.end_run(parent, "KILLED")
         raise
     except BaseException:
         tracker.end_run(parent, "FAILED")
         raise
+
+
+def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
+    """Reports on the sweep's run (idempotent: any worker that ends the study may write them)."""
+    from optuna.trial import TrialState
+
+    from unlearn_lab.sweep import report
+
+    rows = report.trial_rows(study, spec.space)
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    pareto = report.pareto_rows(study, spec.space) if complete else []
+    out_dir = spec.saves / "sweep" / spec.study_name
+    report.write_csv(out_dir / "trials.csv", rows)
+    report.write_csv(out_dir / "pareto.csv", pareto)
+    artifacts = [out_dir / "trials.csv", out_dir / "pareto.csv"]
+    if complete:
+        artifacts += report.plots(study, rows, pareto, out_dir)
+    for path in artifacts:
+        tracker.log_artifact(parent, str(path))
+    for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
+        tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}")
+    failed = sum(r["state"] == "FAIL" for r in rows)
+    saved = report.epochs_saved(study)
+    tracker.log_metrics(parent, {"complete_trials": len(complete), "failed_trials": failed,
+                                 "pareto_size": len(pareto), "epochs_saved": saved})
+    table = report.pareto_table(pareto, spec)
+    tracker.log_text(parent, table + "\n", "pareto_front.txt")
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
+    tracker.end_run(parent, "FINISHED" if finished else "FAILED")
     return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved)

@@ -42,13 +42,14 @@ class SweepSpec:
     # stop early. Off: every trial trains its own sampled number of epochs.
     reuse_epochs: bool = False
     collapse_utility: float = 0.01
+    heartbeat: int = 60  # RDB storages: seconds between trial heartbeats; a trial silent for 3x is failed
 
 
 def default_storage(study_name: str, root: str | Path = ".") -> str:
     return f"journal:{(Path(root) / 'mlruns' / 'optuna' / f'{study_name}.log').resolve()}"
 
 
-def make_storage(url: str):
+def make_storage(url: str, heartbeat: int = 60):
     """journal:PATH (default) | sqlite:///... | postgresql://... | mysql://... -> an Optuna storage."""
     import optuna
 
@@ -62,7 +63,9 @@ def make_storage(url: str):
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith(("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
         except Exception as exc:
             raise UsageError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}") from None
     raise UsageError(f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., "
@@ -100,7 +103,8 @@ def open_study(spec: SweepSpec, worker: int = 0):
         if spec.min_utility is not None else None,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage), sampler=sampler,
+    study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage, spec.heartbeat),
+                                sampler=sampler,
                                 directions=["maximize", "maximize"], load_if_exists=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -165,3 +169,79 @@ def within_budget(study, trial_number: int, trials: int) -> bool:
     active = sorted(t.number for t in study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)))
     return trial_number in active[:trials]
+
+
+SPEC_ATTR = "unlearn_lab_spec"
+
+
+def save_spec(study, spec: SweepSpec) -> None:
+    """Store what a worker needs to join from another machine (`unlearn-lab worker --study --storage`)."""
+    import dataclasses
+    import json
+
+    from unlearn_lab.config import to_dict
+
+    if SPEC_ATTR in study.user_attrs:
+        return
+    study.set_user_attr(SPEC_ATTR, json.dumps({
+        "config": to_dict(spec.cfg), "space": [dataclasses.asdict(p) for p in spec.space.params],
+        "trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
+        "reuse_epochs": spec.reuse_epochs, "collapse_utility": spec.collapse_utility,
+        "experiment_arg": spec.experiment_arg, "extra_sets": list(spec.extra_sets)}))
+
+
+def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, heartbeat: int = 60) -> SweepSpec:
+    """The SweepSpec a `sweep` command stored in the study; a study without one is an error."""
+    import json
+
+    import optuna
+
+    from unlearn_lab.config import ExperimentConfig, build
+    from unlearn_lab.sweep.space import Param, SearchSpace
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=make_storage(storage, heartbeat))
+    except KeyError:
+        raise UsageError(f"no study '{study_name}' in {storage}; start it with unlearn-lab sweep --study "
+                         f"{study_name} --storage {storage}") from None
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if raw is None:
+        raise UsageError(f"study '{study_name}' was not created by unlearn-lab sweep (no stored spec)")
+    data = json.loads(raw)
+    params = [Param(**{**p, "choices": tuple(p["choices"])}) for p in data["space"]]
+    space = SearchSpace(params[0], params[1], tuple(params[2:]))
+    return SweepSpec(cfg=validate(build(ExperimentConfig, data["config"])), space=space, study_name=study_name,
+                     storage=storage, trials=data["trials"], seed=data["seed"], min_utility=data["min_utility"],
+                     tracking_uri=tracking_uri, experiment_arg=data["experiment_arg"],
+                     extra_sets=tuple(data["extra_sets"]), reuse_epochs=data["reuse_epochs"],
+                     collapse_utility=data["collapse_utility"], heartbeat=heartbeat)
+
+
+def reap_stale_heartbeats(study, tracker=None) -> list[int]:
+    """RDB storages: trials whose heartbeat stopped (a dead worker on any host) -> FAIL, MLflow run KILLED.
+
+    Optuna's own `ask` may already have failed such a trial (finished trials take no new attributes): any FAIL
+    trial whose MLflow run is still RUNNING is one of those, and its run is marked KILLED here."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage  # may be Optuna's caching wrapper around the RDBStorage
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    if interval is None or interval() is None:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id and tracker is not None and tracker.run_status(run_id) == "RUNNING":
+            tracker.end_run(run_id, "KILLED")
+            reaped.append(t.number)
+    return reaped
+
+
+def reap(study, tracker, log=print) -> None:
+    """Fail trials left RUNNING by dead workers: same-host pids, and silent heartbeats (RDB storages)."""
+    for number in reap_dead_trials(study, tracker) + reap_stale_heartbeats(study, tracker):
+        log(f"trial {number} was left RUNNING by a dead process: marked FAIL, it will be replaced")

@@ -6,10 +6,14 @@ its own (params lr, epochs = k); a run whose model_utility falls below `collapse
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import warnings
 
-from unlearn_lab.sweep.study import (SweepSpec, budget_left, objectives, open_study, trial_config, within_budget)
+from unlearn_lab.sweep.study import (SweepSpec, budget_left, objectives, open_study, reap, trial_config,
+                                     within_budget)
 
 MAX_FAILURE_STREAK = 10
 
@@ -29,10 +33,13 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
     high = spec.space.epochs.high
     streak = 0  # consecutive trials of this worker that produced nothing
     while budget_left(study, spec.trials) > 0:
+        reap(study, tracker, log)  # other workers may have died since the last trial
         if streak >= MAX_FAILURE_STREAK:
             log(f"worker {worker} gives up: {streak} consecutive trials failed; check the ranges and the logs")
             break
-        trial = study.ask()
+        with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: we beat ourselves
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
         if not within_budget(study, trial.number, spec.trials):  # another worker took the last slot
             study.tell(trial, state=TrialState.PRUNED)
             break
@@ -50,7 +57,8 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
                           stop_when=collapse if spec.reuse_epochs else None,
                           on_run_started=lambda run_id, t=trial: t.set_user_attr("mlflow_run_id", run_id))
         try:
-            result = run_experiment(cfg, tracker, opts, log=lambda _: None)
+            with heartbeat(study, trial):
+                result = run_experiment(cfg, tracker, opts, log=lambda _: None)
         except Exception as exc:  # DivergedError included: the trial fails with its reason, the sweep goes on
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _fail(study, tracker, trial, reason)
@@ -83,6 +91,30 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
             f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
             f"({result.seconds:.0f} s)")
     return counts
+
+
+@contextlib.contextmanager
+def heartbeat(study, trial):
+    """RDB storages: record the trial's heartbeat while it runs, so a dead worker's trial can be failed."""
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial._trial_id)
+
+    storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _fail(study, tracker, trial, reason: str) -> None:

@@ -53,6 +53,9 @@ class MemoryTracker:
     def end_run(self, run_id, status="FINISHED"):
         self.runs[run_id].status = status
 
+    def run_status(self, run_id) -> str:
+        return self.runs[run_id].status
+
     def resume_run(self, run_id):
         self.runs[run_id].status = "RUNNING"
 

@@ -108,6 +108,9 @@ class MlflowTracker:
     def end_run(self, run_id, status="FINISHED"):
         self.client.set_terminated(run_id, status=status)
 
+    def run_status(self, run_id) -> str:
+        return self.client.get_run(run_id).info.status
+
     def resume_run(self, run_id):
         self.client.update_run(run_id, status="RUNNING")
 
