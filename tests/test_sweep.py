@@ -71,7 +71,6 @@ def test_killed_sweep_resumes_exactly_the_missing_trials(tmp_path, prepared):
     import optuna
 
     proc = sweep_cli(tmp_path, "--trials", "3", wait=False)
-    storage = f"{tmp_path}/mlruns/optuna/embedded_default_GradAscent_forget10.log"
     deadline = time.time() + 300
     killed = False
     while time.time() < deadline and not killed:
