@@ -73,10 +73,13 @@ def encode_prompt(tokenizer, question: str, cfg: PromptConfig) -> list[int]:
     return tokenizer(prompt_text(tokenizer, question, cfg), add_special_tokens=True)["input_ids"]
 
 
-def encode_qa(tokenizer, question: str, answer: str, cfg: PromptConfig) -> Encoded:
-    """Token ids and labels of one QA pair; supervised = answer tokens + the final eos/eot."""
+def encode_qa(tokenizer, question: str, answer: str, cfg: PromptConfig, prompt: list[int] | None = None) -> Encoded:
+    """Token ids and labels of one QA pair; supervised = answer tokens + the final eos/eot.
+
+    `prompt` = `encode_prompt(tokenizer, question, cfg)` when the caller already has it (one question, many answers).
+    """
     eos = tokenizer.eos_token_id
-    prompt = encode_prompt(tokenizer, question, cfg)
+    prompt = prompt if prompt is not None else encode_prompt(tokenizer, question, cfg)
     if uses_chat_template(tokenizer, cfg):
         full = _template_ids(tokenizer, _messages(cfg, question, answer), cfg, generation_prompt=False)
         # Templates such as ChatML end the turn with eos + "\n": cut trailing tokens after the last eos

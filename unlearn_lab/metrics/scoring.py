@@ -68,10 +68,11 @@ class Scorer:
         answer tokens run again. Positions equal those of the unpadded conversation, so the numbers are
         those of one full teacher-forced pass per pair (the tests check this against a plain forward).
         """
-        encoded = [self.encode(q, a) for q, a in pairs]
         by_question: dict[str, list[int]] = {}
         for i, (q, _) in enumerate(pairs):
             by_question.setdefault(q, []).append(i)
+        prompt_ids = {q: prompts.encode_prompt(self.tokenizer, q, self.prompt_cfg) for q in by_question}
+        encoded = [prompts.encode_qa(self.tokenizer, q, a, self.prompt_cfg, prompt=prompt_ids[q]) for q, a in pairs]
         groups = sorted(by_question.values(), key=lambda rows: len(encoded[rows[0]].input_ids))
         out: list[TokenStats | None] = [None] * len(encoded)
         self.model.eval()
