@@ -27,9 +27,6 @@ from unlearn_lab.models.prepare import prepare, source_for
 from unlearn_lab.train import DivergedError, Settings, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
 
-STEP_METRICS = ("loss", "forget_loss", "retain_loss", "grad_norm", "learning_rate", "epoch")
-
-
 @dataclass(frozen=True)
 class RunOptions:
     task_name: str
@@ -195,9 +192,9 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
             fit(model, settings=settings, n_items=len(forget), epoch_batches=epoch_batches, loss_fn=loss_fn,
                 accelerator=accelerator, on_step=on_step, on_epoch_end=on_epoch_end, progress=opts.progress,
                 desc=f"{u.method}")
-        except DivergedError as exc:
+        except DivergedError as exc:  # record the steps done; the handler below sets the failure reason
             tracker.log_metric_history(run_id, pending)
-            tracker.set_tags(run_id, {"failure": str(exc), "failed_step": str(exc.step)})
+            tracker.set_tags(run_id, {"failed_step": str(exc.step)})
             raise
         train_seconds = time.perf_counter() - train_start
         accelerator.wait_for_everyone()
