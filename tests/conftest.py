@@ -64,3 +64,27 @@ def prepared(tiny_cfg):
     from unlearn_lab.models.prepare import prepare
 
     return prepare(tiny_cfg, log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away PostgreSQL on loopback: {'optuna': url, 'mlflow': url}. Skips where PostgreSQL's server
+    programs are missing, unless UNLEARN_LAB_REQUIRE_SERVERS=1 (.ci/run), where that is a failure."""
+    from tests import servers
+
+    if servers.postgres_binaries() is None:
+        message = "PostgreSQL server programs (initdb, postgres) not found; install Debian's postgresql package"
+        if servers.REQUIRED:
+            pytest.fail(message)
+        pytest.skip(message)
+    with servers.postgres() as urls:
+        yield urls
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg(pg_server, tmp_path_factory):
+    """`mlflow server` on loopback with the PostgreSQL backend store and a served artifact root."""
+    from tests import servers
+
+    with servers.mlflow_server(pg_server["mlflow"], tmp_path_factory.mktemp("mlflow") / "artifacts") as server:
+        yield server

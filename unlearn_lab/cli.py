@@ -10,15 +10,28 @@ from unlearn_lab.errors import UsageError
 
 
 def friendly(fn):
-    """Usage errors become one line on stderr and exit code 2 (no traceback)."""
+    """Usage errors become one line on stderr and exit code 2 (no traceback). A lost tracking store is one line
+    and exit code 1; Ctrl-C or SIGTERM (after the run or trial was marked) one line and exit code 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from unlearn_lab.runtime import interrupt_on_sigterm
+        from unlearn_lab.tracking import TrackingLost
+
+        interrupt_on_sigterm()
         try:
             return fn(*args, **kwargs)
         except UsageError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except TrackingLost as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt as exc:
+            what = exc.args[0] if exc.args else "SIGINT"
+            click.echo(f"interrupted ({what}): any running MLflow run was marked KILLED and any running sweep trial "
+                       "FAIL; rerun the same command to resume", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -31,7 +44,52 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                           help="Override a config value, e.g. --set finetune.epochs=5 (repeatable).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def usage_line(exc: click.UsageError) -> str:
+    """Click's own usage error as one line that says what is wrong and what is accepted."""
+    message = " ".join(exc.format_message().split())
+    ctx = exc.ctx
+    if ctx is None:
+        return message
+    if isinstance(exc, click.exceptions.NoSuchCommand) and isinstance(ctx.command, click.Group):
+        return f"{message} accepted: {', '.join(ctx.command.list_commands(ctx))}"
+    if isinstance(exc, click.NoSuchOption):
+        options = [o for p in ctx.command.get_params(ctx) if isinstance(p, click.Option)
+                   for o in (*p.opts, *p.secondary_opts)]
+        return f"{message} accepted: {', '.join(options)}"
+    if isinstance(exc, click.MissingParameter) and getattr(exc.param, "help", None):
+        return f"{message.rstrip('.')}: {' '.join(exc.param.help.split())}"
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        # click names the expected type, choices or range itself
+        return message
+    return f"{message} (see '{ctx.command_path} --help')"
+
+
+class OneLineGroup(click.Group):
+    """Click's usage errors (unknown option or command, a non-integer --epochs...) print like ours: one line
+    `error: ...` and exit code 2, instead of click's Usage block. A bare command group still prints its help."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            self._fail(exc)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            self._fail(exc)
+
+    @staticmethod
+    def _fail(exc: click.UsageError):
+        if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+            raise exc
+        message = usage_line(exc)
+        click.echo(f"error: {message[:1].lower()}{message[1:]}", err=True)
+        sys.exit(2)
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """unlearn-lab: experiment-tracked LLM unlearning on the TOFU benchmark."""
 
@@ -83,7 +141,7 @@ def data_splits(source, authors, experiment):
 
 @data.command("show")
 @click.argument("split")
-@click.option("-n", "count", type=int, default=3, show_default=True, help="Number of records.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=3, show_default=True, help="Number of records.")
 @data_option
 @authors_option
 @experiment_option
@@ -146,8 +204,8 @@ def eval_command(model_spec, experiment, forget_split, holdout_split, retain_mod
     """Evaluate a model on the TOFU suite; writes TOFU_EVAL.json and TOFU_SUMMARY.json."""
     from unlearn_lab.config import load_experiment
     from unlearn_lab.data.tofu import check_pair
-    from unlearn_lab.evaluation import evaluate_model, load_for_eval, resolve_model
-    from unlearn_lab.metrics.report import table
+    from unlearn_lab.evaluation import check_reference, evaluate_model, load_for_eval, resolve_model
+    from unlearn_lab.metrics.report import read_json, table
     from unlearn_lab.metrics.suite import parse_metrics
     from unlearn_lab.runtime import configure_threads
 
@@ -159,6 +217,8 @@ def eval_command(model_spec, experiment, forget_split, holdout_split, retain_mod
     cfg = load_experiment(experiment, [*overrides, *extra])
     check_pair(cfg.data.forget_split, None)
     parse_metrics(cfg.eval.metrics)
+    if retain_logs:  # a missing or malformed file fails before any model is prepared or loaded
+        check_reference(read_json(retain_logs), cfg, retain_logs)
     configure_threads()
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     spec = resolve_model(model_spec, cfg, log)
@@ -182,7 +242,7 @@ tracking_option = click.option("--tracking-uri", default=None, metavar="URI",
 
 def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):
     from unlearn_lab.config import load_experiment
-    from unlearn_lab.data.tofu import check_pair
+    from unlearn_lab.data.tofu import check_pair, make_source
     from unlearn_lab.methods import get_method, validate_hyperparams
 
     extra = [f"unlearn.method={method}"] if method else []
@@ -194,7 +254,10 @@ def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):
     sets = [f"unlearn.method_args.{s[len('method.'):]}" if s.startswith("method.") else s for s in overrides]
     cfg = load_experiment(experiment, [*sets, *extra])
     validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args)
-    check_pair(cfg.data.forget_split, cfg.data.retain_split)
+    retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
+    source = make_source(cfg.data.source, cfg.data.authors, cfg.data.seed)
+    for split in (cfg.data.forget_split, retain_split):  # e.g. an author count the split cannot divide
+        source.load(split)
     return cfg
 
 
@@ -279,6 +342,7 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     from unlearn_lab.sweep import run_sweep
     from unlearn_lab.sweep.space import build_space
     from unlearn_lab.sweep.study import SweepSpec, default_storage, make_storage
+    from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
 
     if trials <= 0:
         raise UsageError(f"--trials must be > 0, got {trials}")
@@ -293,6 +357,7 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     storage = storage or default_storage(name)
     if heartbeat_seconds <= 0:
         raise UsageError(f"--heartbeat-seconds must be > 0, got {heartbeat_seconds}")
+    check_reachable(resolve_uri(tracking_uri), create=False)  # before the study's storage is created
     make_storage(storage, heartbeat_seconds)  # malformed URLs fail here, before anything is created
     sets = tuple(s for s in overrides if not s.startswith(("unlearn.lr=", "unlearn.epochs=")))
     spec = SweepSpec(cfg=cfg, space=space, study_name=name, storage=storage, trials=trials, seed=seed,
@@ -308,30 +373,62 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
 @main.command()
 @click.option("--study", "study_name", required=True, help="The study a `sweep` command created.")
 @click.option("--storage", required=True, metavar="URL", help="Its storage (postgresql://..., sqlite:///..., journal:PATH).")
+@click.option("--wait", "wait_seconds", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Wait up to this many seconds for the sweep to create the study (array jobs start at once).")
 @heartbeat_option
 @tracking_option
 @friendly
-def worker(study_name, storage, heartbeat_seconds, tracking_uri):
+def worker(study_name, storage, wait_seconds, heartbeat_seconds, tracking_uri):
     """Join an existing sweep from any machine: run its trials until the study has enough."""
+    import time
     from pathlib import Path
 
-    from unlearn_lab.sweep import finish_sweep
-    from unlearn_lab.sweep.study import budget_left, make_storage, open_study, reap, spec_from_study
+    from unlearn_lab.sweep import complete_study, finish_sweep
+    from unlearn_lab.sweep.study import (StudyNotReady, budget_left, make_storage, open_study, reap,
+                                         spec_from_study)
     from unlearn_lab.sweep.worker import run_worker
-    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker, check_reachable, resolve_uri
 
-    if storage.startswith("journal:") and not Path(storage[len("journal:"):]).is_file():
-        raise UsageError(f"no study journal at {storage[len('journal:'):]}; start the study with unlearn-lab sweep")
-    make_storage(storage, heartbeat_seconds)
-    spec = spec_from_study(study_name, storage, tracking_uri, heartbeat_seconds)
-    tracker = MlflowTracker(tracking_uri)
-    study = open_study(spec)
+    if heartbeat_seconds <= 0:
+        raise UsageError(f"--heartbeat-seconds must be > 0, got {heartbeat_seconds}")
+    check_reachable(resolve_uri(tracking_uri), create=False)
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    reap(study, tracker, log)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if not parent:
-        raise UsageError(f"study '{study_name}' has no sweep run yet; start it with unlearn-lab sweep first")
-    counts = run_worker(spec, parent, log=log)
+
+    def join():
+        for scheme, what in (("journal:", "study journal"), ("sqlite:///", "study database")):
+            if storage.startswith(scheme) and not Path(storage[len(scheme):]).is_file():
+                raise StudyNotReady(f"no {what} at {storage[len(scheme):]}; start the study with unlearn-lab sweep")
+        make_storage(storage, heartbeat_seconds)
+        spec = spec_from_study(study_name, storage, tracking_uri, heartbeat_seconds)
+        study = open_study(spec)
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if not parent:
+            raise StudyNotReady(f"study '{study_name}' has no sweep run yet; start it with unlearn-lab sweep first")
+        return spec, study, parent
+
+    deadline, said = time.monotonic() + wait_seconds, ""
+    while True:
+        try:
+            spec, study, parent = join()
+            break
+        except StudyNotReady as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if str(exc) != said:
+                log(f"waiting up to {wait_seconds} s for the study: {exc}")
+                said = str(exc)
+            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+    tracker = MlflowTracker(tracking_uri)
+    reap(study, tracker, log, orphans=True)
+    counts = {"complete": 0, "failed": 0}
+
+    def run_local() -> bool:
+        done = run_worker(spec, parent, log=log)
+        counts["complete"] += done["complete"]
+        counts["failed"] += done["failed"]
+        return done["gave_up"]
+
+    complete_study(study, spec, tracker, run_local, log)  # stays until the study is complete, replacing dead trials
     click.echo(f"worker: {counts['complete']} complete, {counts['failed']} failed trials")
     if budget_left(study, spec.trials) <= 0 and not [t for t in study.trials if t.state.name == "RUNNING"]:
         click.echo(finish_sweep(study, spec, tracker, parent).table)
@@ -352,7 +449,7 @@ def methods():
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @tracking_option
 @friendly
 def ui(host, port, tracking_uri):

@@ -241,16 +241,16 @@ def apply_override(cfg, dotted: str, value: Any, prefix: str = ""):
     return replace(cfg, **{head: _coerce(value, hints[head], full)})
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "experiment file") -> dict:
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"experiment file not found: {path}")
+        raise UsageError(f"{what} not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UsageError(f"experiment file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"experiment file {path} must be a mapping of sections")
+        raise UsageError(f"{what} {path} must be a YAML mapping (key: value lines), got a {type(raw).__name__}")
     return raw
 
 
@@ -303,6 +303,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
         (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),
         (cfg.model.dtype in ("float32", "bfloat16"), f"model.dtype must be float32 or bfloat16, got {cfg.model.dtype}"),
+        (cfg.data.holdout_split in ("holdout01", "holdout05", "holdout10"),
+         f"data.holdout_split must be holdout01, holdout05 or holdout10, got {cfg.data.holdout_split}"),
+        (cfg.data.question_key in ("question", "paraphrased_question"),
+         f"data.question_key must be question or paraphrased_question, got {cfg.data.question_key}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -2,8 +2,9 @@
 
 Order: validate everything (method, hyperparameters, splits) -> prepare models -> open the run ->
 train with the shared loop (per-step metrics) -> save the model atomically -> nested evaluation
-run(s). Any failure ends the run FAILED (KILLED on Ctrl-C) with the reason as a tag; a non-finite
-loss raises `DivergedError` after recording the step.
+run(s). Any failure ends the run FAILED (KILLED on Ctrl-C / SIGTERM) with the reason as a tag; a non-finite
+loss raises `DivergedError` after recording the step. If the tracking store stops answering mid-run,
+training, the local model save and the local evaluation still finish, then `TrackingLost` says where they are.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from unlearn_lab.methods import get_method, validate_hyperparams
 from unlearn_lab.metrics import report, suite
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare, source_for
+from unlearn_lab.tracking import Guarded, TrackingLost
 from unlearn_lab.train import DivergedError, Settings, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
 
@@ -126,7 +128,10 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
     tags = {"method": u.method, "forget_split": cfg.data.forget_split, "retain_split": retain_split,
             "model": prepared.target, "config_hash": config_hash(cfg), "data": source.name, **version_tags(),
             **opts.extra_tags}
+    tracker = Guarded(tracker, log)  # a store lost mid-run: the run still finishes locally, then TrackingLost
     run_id = tracker.start_run(opts.task_name, tags=tags, parent_id=opts.parent_run_id)
+    if tracker.lost:
+        raise TrackingLost(f"tracking store unreachable when starting the run ({tracker.lost}); nothing was trained")
     try:
         if opts.on_run_started is not None:
             opts.on_run_started(run_id)
@@ -218,6 +223,11 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
         tracker.log_metrics(run_id, result.summary, step=final_epoch)
         tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
         tracker.end_run(run_id, "FINISHED")
+        if tracker.lost:
+            raise TrackingLost(f"tracking store lost during the run ({tracker.lost}); the run finished locally: "
+                               f"model {model_dir}, evaluation {eval_dir}; MLflow run {run_id} is incomplete")
+    except TrackingLost:
+        raise
     except KeyboardInterrupt:
         tracker.end_run(run_id, "KILLED")
         raise

@@ -16,3 +16,14 @@ def configure_threads(workers: int = 1) -> int:
     threads = int(env) if env else max(1, (os.cpu_count() or 1) // max(1, workers))
     torch.set_num_threads(threads)
     return threads
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (Slurm's scancel, a Kubernetes pod deletion, `kill`) behaves like Ctrl-C: the running trial or
+    run is marked (FAIL / KILLED) before the process exits, instead of being left RUNNING."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, handler)

@@ -37,11 +37,11 @@ def read_json(path: str | Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"file not found: {path}")
+        raise UsageError(f"file not found: {path} (expected a TOFU_EVAL.json)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); expected a TOFU_EVAL.json") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a JSON object of metrics (a TOFU_EVAL.json)")
     return data

@@ -144,6 +144,7 @@ def prepare(cfg: ExperimentConfig, *, log=print) -> Prepared:
     keys = _keys(cfg, retain_split)
     paths = {role: root / key for role, key in keys.items()}
     source = source_for(cfg)
+    source.load(retain_split)  # an author count the split cannot divide fails here, before any training
     built: list[str] = []
     if m.base == "embedded":
         if not hasattr(source, "world"):

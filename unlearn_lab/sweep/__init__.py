@@ -1,10 +1,15 @@
 """`unlearn-lab sweep`: the study's MLflow parent run, its workers, and the reports at the end."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearn_lab.sweep.study import SweepSpec, enqueue_default, open_study, reap, reap_dead_trials, save_spec
+from unlearn_lab.sweep.study import (SweepSpec, enqueue_default, open_study, reap, reap_dead_trials,
+                                     save_spec, work_left)
 
 
 @dataclass(frozen=True)
@@ -19,14 +24,14 @@ class SweepResult:
 
 
 def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
-    from unlearn_lab.sweep.worker import run_worker, worker_entry
+    from unlearn_lab.sweep.worker import GAVE_UP, run_worker, worker_entry
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     tracker = MlflowTracker(spec.tracking_uri)
     study = open_study(spec)
     save_spec(study, spec)
     enqueue_default(study, spec)
-    reap(study, tracker, log)
+    reap(study, tracker, log, orphans=True)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
         tracker.resume_run(parent)
@@ -37,26 +42,65 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         study.set_user_attr("mlflow_parent_run_id", parent)
         tracker.log_params(parent, {"trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
                                     **{f"space.{p.name}": p.describe() for p in spec.space.params}})
-    try:
-        if workers <= 1:
-            run_worker(spec, parent, log=log)
-        else:
-            import multiprocessing
+    procs: list = []
 
-            ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=worker_entry, args=(spec, parent, i, workers)) for i in range(workers)]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-            reap_dead_trials(study, tracker)
+    def run_local() -> bool:
+        """This machine's workers until the budget is taken; True if they gave up (failure streak)."""
+        if workers <= 1:
+            return run_worker(spec, parent, log=log)["gave_up"]
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        procs[:] = [ctx.Process(target=worker_entry, args=(spec, parent, i, workers)) for i in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        reap_dead_trials(study, tracker)
+        return all(p.exitcode == GAVE_UP for p in procs)
+
+    try:
+        complete_study(study, spec, tracker, run_local, log)
         return finish_sweep(study, spec, tracker, parent)
     except KeyboardInterrupt:
+        _stop(procs)
         tracker.end_run(parent, "KILLED")
         raise
     except BaseException:
+        _stop(procs)
         tracker.end_run(parent, "FAILED")
         raise
+
+
+def complete_study(study, spec: SweepSpec, tracker, run_local, log=print, poll: float | None = None) -> None:
+    """Run local workers; then wait for the trials other workers (other hosts) are running, failing those
+    whose worker died (pid gone on this host, or heartbeat silent) and running their replacements here."""
+    from optuna.trial import TrialState
+
+    poll = poll or min(spec.heartbeat, 5)
+    waiting_for: tuple = ()
+    while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < spec.trials:
+        reap(study, tracker, log)
+        if work_left(study, spec.trials):
+            if run_local():
+                return
+            continue
+        running = tuple(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if running != waiting_for:
+            log(f"waiting for trial(s) {', '.join(map(str, running))} running on other workers")
+            waiting_for = running
+        time.sleep(poll)
+
+
+def _stop(procs) -> None:
+    """Ctrl-C reaches every process of a terminal's group; a signal sent to this process alone is passed on,
+    so that each worker marks its own trial before exiting."""
+    for p in procs:
+        if p.is_alive():
+            with contextlib.suppress(OSError):
+                os.kill(p.pid, signal.SIGINT)
+    for p in procs:
+        p.join(timeout=60)
 
 
 def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:

@@ -19,7 +19,10 @@ def trial_rows(study, space) -> list[dict]:
         row["default_config"] = bool(t.user_attrs.get("default_config"))
         row["checkpoint_of"] = t.user_attrs.get("checkpoint_of", "")
         row["stopped_at"] = t.user_attrs.get("stopped_at", "")
-        row["failure"] = t.user_attrs.get("failure", "")
+        # a trial Optuna failed for a silent heartbeat carries no reason of its own
+        row["failure"] = t.user_attrs.get("failure") or ("worker lost (heartbeat stopped)" if t.state.name == "FAIL"
+                                                         else "")
+        row["retry_of"] = t.user_attrs.get("retry_of", "")
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         rows.append(row)
     return rows

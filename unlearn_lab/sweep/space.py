@@ -105,7 +105,7 @@ def build_space(lr_range: str, epochs_range: str, space_file: str | None, method
     if space_file:
         from unlearn_lab.config import load_yaml
 
-        raw = load_yaml(space_file)
+        raw = load_yaml(space_file, "--space file")
         accepted = list(method_defaults)
         extra = tuple(method_param(str(k), v, method_defaults.get(k), accepted) for k, v in raw.items()
                       if k not in ("lr", "epochs"))

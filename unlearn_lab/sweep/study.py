@@ -22,6 +22,12 @@ from unlearn_lab.errors import UsageError
 from unlearn_lab.sweep.space import SearchSpace
 
 FQ_FLOOR = sys.float_info.min  # log10 of a forget_quality that underflowed to 0
+MAX_RETRIES = 2  # a trial whose worker died or was interrupted is re-queued with the same parameters at most twice
+
+
+class StudyNotReady(UsageError):
+    """The study a worker should join cannot be opened yet: its storage does not answer, the study does not exist,
+    or it has no sweep run yet (`worker --wait` retries these)."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,11 @@ def make_storage(url: str, heartbeat: int = 60):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
-        except Exception as exc:
-            raise UsageError(f"cannot open storage '{url}': {str(exc).splitlines()[0]}") from None
+                # a trial failed for a silent heartbeat is re-queued with the same parameters (MAX_RETRIES times)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                                                  heartbeat_stale_trial_callback=enqueue_retry)
+        except Exception as exc:  # unreachable server, bad credentials, tables being created by another worker
+            raise StudyNotReady(f"cannot open storage '{url}': {str(exc).splitlines()[0]}") from None
     raise UsageError(f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., "
                      "mysql://...")
 
@@ -139,10 +147,28 @@ def reap_dead_trials(study, tracker=None) -> list[int]:
             continue
         study._storage.set_trial_user_attr(t._trial_id, "failure", "worker process died mid-trial")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        enqueue_retry(study, t)
         if tracker is not None and t.user_attrs.get("mlflow_run_id"):
             tracker.end_run(t.user_attrs["mlflow_run_id"], "KILLED")
         reaped.append(t.number)
     return reaped
+
+
+def retry_of(trial) -> int | None:
+    """The trial this one re-runs, if any."""
+    number = trial.user_attrs.get("retry_of")
+    return None if number is None else int(number)
+
+
+def enqueue_retry(study, trial) -> bool:
+    """Re-queue a trial lost to its worker (killed, silent heartbeat, interrupted) with the same parameters, at
+    most MAX_RETRIES times in a chain; the queued trial holds the lost one's place in the budget. Also Optuna's
+    heartbeat_stale_trial_callback (RDB storages), called when it fails a stale trial."""
+    done = int(trial.user_attrs.get("retries", 0))
+    if done >= MAX_RETRIES or not trial.params:
+        return False
+    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retries": done + 1})
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -160,6 +186,14 @@ def budget_left(study, trials: int) -> int:
 
     active = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
     return trials - len(active)
+
+
+def work_left(study, trials: int) -> bool:
+    """A free slot, or a queued (WAITING) trial: a re-queued trial already holds its slot, so it must be run
+    even when the budget looks taken."""
+    from optuna.trial import TrialState
+
+    return budget_left(study, trials) > 0 or bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def within_budget(study, trial_number: int, trials: int) -> bool:
@@ -202,7 +236,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage, heartbeat))
     except KeyError:
-        raise UsageError(f"no study '{study_name}' in {storage}; start it with unlearn-lab sweep --study "
+        raise StudyNotReady(f"no study '{study_name}' in {storage}; start it with unlearn-lab sweep --study "
                          f"{study_name} --storage {storage}") from None
     raw = study.user_attrs.get(SPEC_ATTR)
     if raw is None:
@@ -223,7 +257,6 @@ def reap_stale_heartbeats(study, tracker=None) -> list[int]:
     Optuna's own `ask` may already have failed such a trial (finished trials take no new attributes): any FAIL
     trial whose MLflow run is still RUNNING is one of those, and its run is marked KILLED here."""
     import optuna
-    from optuna.trial import TrialState
 
     storage = study._storage  # may be Optuna's caching wrapper around the RDBStorage
     interval = getattr(storage, "get_heartbeat_interval", None)
@@ -232,16 +265,30 @@ def reap_stale_heartbeats(study, tracker=None) -> list[int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    return close_orphan_runs(study, tracker)
+
+
+def close_orphan_runs(study, tracker=None) -> list[int]:
+    """FAIL trials whose MLflow run is still RUNNING (failed by a heartbeat check, or failed while the tracking
+    server was unreachable) -> the run is marked KILLED."""
+    from optuna.trial import TrialState
+
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         run_id = t.user_attrs.get("mlflow_run_id")
         if run_id and tracker is not None and tracker.run_status(run_id) == "RUNNING":
+            reason = t.user_attrs.get("failure") or "its worker stopped sending heartbeats (process or host died)"
+            tracker.set_tags(run_id, {"trial_state": "FAIL", "failure": reason[:500]})
             tracker.end_run(run_id, "KILLED")
             reaped.append(t.number)
     return reaped
 
 
-def reap(study, tracker, log=print) -> None:
-    """Fail trials left RUNNING by dead workers: same-host pids, and silent heartbeats (RDB storages)."""
+def reap(study, tracker, log=print, *, orphans: bool = False) -> None:
+    """Fail trials left RUNNING by dead workers: same-host pids, and silent heartbeats (RDB storages).
+    With `orphans` (once per command), also close the MLflow runs of FAIL trials still marked RUNNING."""
     for number in reap_dead_trials(study, tracker) + reap_stale_heartbeats(study, tracker):
         log(f"trial {number} was left RUNNING by a dead process: marked FAIL, it will be replaced")
+    if orphans:
+        for number in close_orphan_runs(study, tracker):
+            log(f"trial {number} had failed while its MLflow run could not be closed: run marked KILLED")

@@ -12,10 +12,12 @@ import socket
 import threading
 import warnings
 
-from unlearn_lab.sweep.study import (SweepSpec, budget_left, objectives, open_study, reap, trial_config,
-                                     within_budget)
+from unlearn_lab.sweep.study import (SweepSpec, budget_left, enqueue_retry, objectives, open_study, reap,
+                                     trial_config, within_budget, work_left)
+from unlearn_lab.tracking import Guarded, TrackingLost
 
 MAX_FAILURE_STREAK = 10
+GAVE_UP = 3  # exit code of a spawned worker that stopped after MAX_FAILURE_STREAK failed trials in a row
 
 
 def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers: int = 1, log=print) -> dict:
@@ -29,13 +31,14 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
     configure_threads(workers)
     tracker = MlflowTracker(spec.tracking_uri)
     study = open_study(spec, worker)
-    counts = {"complete": 0, "failed": 0, "checkpoint_trials": 0, "epochs_saved": 0}
+    counts = {"complete": 0, "failed": 0, "checkpoint_trials": 0, "epochs_saved": 0, "gave_up": False}
     high = spec.space.epochs.high
     streak = 0  # consecutive trials of this worker that produced nothing
-    while budget_left(study, spec.trials) > 0:
+    while work_left(study, spec.trials):
         reap(study, tracker, log)  # other workers may have died since the last trial
         if streak >= MAX_FAILURE_STREAK:
             log(f"worker {worker} gives up: {streak} consecutive trials failed; check the ranges and the logs")
+            counts["gave_up"] = True
             break
         with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: we beat ourselves
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -59,6 +62,15 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         try:
             with heartbeat(study, trial):
                 result = run_experiment(cfg, tracker, opts, log=lambda _: None)
+        except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: mark the trial (run_experiment marked its run KILLED)
+            _fail(study, tracker, trial, f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
+            queued = enqueue_retry(study, study.get_trials(deepcopy=False)[trial.number])
+            log(f"trial {trial.number} interrupted: marked FAIL{', its parameters queued again' if queued else ''}; "
+                "rerun the command to resume the study")
+            raise
+        except TrackingLost as exc:  # every later trial would fail the same way: stop this worker
+            _fail(study, tracker, trial, f"TrackingLost: {exc}")
+            raise
         except Exception as exc:  # DivergedError included: the trial fails with its reason, the sweep goes on
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _fail(study, tracker, trial, reason)
@@ -83,7 +95,7 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         trial.set_user_attr("model_utility", values[1])
         trial.set_user_attr("forget_quality", result.summary["forget_quality"])
         study.tell(trial, values)
-        tracker.set_tags(result.run_id, {"trial_state": "COMPLETE", "objective.log10_forget_quality": f"{values[0]:.6g}",
+        Guarded(tracker, log).set_tags(result.run_id, {"trial_state": "COMPLETE", "objective.log10_forget_quality": f"{values[0]:.6g}",
                                          "objective.model_utility": f"{values[1]:.6g}"})
         counts["complete"] += 1
         streak = 0
@@ -118,13 +130,14 @@ def heartbeat(study, trial):
 
 
 def _fail(study, tracker, trial, reason: str) -> None:
+    """The study first (it decides what is retried), then the MLflow tags, which may be unreachable."""
     from optuna.trial import TrialState
 
     trial.set_user_attr("failure", reason)
+    study.tell(trial, state=TrialState.FAIL)
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id:
-        tracker.set_tags(run_id, {"trial_state": "FAIL", "failure": reason[:500]})
-    study.tell(trial, state=TrialState.FAIL)
+        Guarded(tracker, log=lambda _: None).set_tags(run_id, {"trial_state": "FAIL", "failure": reason[:500]})
 
 
 def _add_checkpoint_trials(study, spec: SweepSpec, trial, params: dict, result) -> int:
@@ -162,4 +175,12 @@ def epochs_saved(added: list[int], stopped_at: int | None, high: int) -> int:
 
 def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int) -> None:
     """multiprocessing entry point (spawned processes)."""
-    run_worker(spec, parent_run_id, worker=worker, workers=workers)
+    from unlearn_lab.runtime import interrupt_on_sigterm
+
+    interrupt_on_sigterm()
+    try:
+        counts = run_worker(spec, parent_run_id, worker=worker, workers=workers)
+    except KeyboardInterrupt:  # the trial is marked; exit quietly (the parent reports)
+        raise SystemExit(130) from None
+    if counts["gave_up"]:
+        raise SystemExit(GAVE_UP)

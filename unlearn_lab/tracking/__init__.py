@@ -5,7 +5,7 @@ Runs are addressed by explicit ids (no "active run" global): a run, its nested e
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 class Tracker(Protocol):
@@ -30,3 +30,38 @@ class Tracker(Protocol):
     def register_model(self, name: str, run_id: str, artifact_path: str = "model", alias: str | None = None): ...
 
     def run_status(self, run_id: str) -> str: ...
+
+
+class TrackingLost(RuntimeError):
+    """The tracking store stopped answering during a run. The message says what finished locally."""
+
+
+class Guarded:
+    """One run's view of a Tracker that may go away: the first call failing because the store is unreachable
+    (as the tracker's `is_unavailable` judges; other errors propagate) is remembered in `lost`, and every later
+    call returns None without trying, so training, the local save and the local evaluation still finish.
+    The caller checks `lost` at the end and raises TrackingLost."""
+
+    def __init__(self, tracker, log: Callable[[str], None] = print):
+        self.tracker, self.log = tracker, log
+        self.lost: str | None = None
+
+    def __getattr__(self, name):
+        method = getattr(self.tracker, name)
+        judge = getattr(self.tracker, "is_unavailable", None)
+        if not callable(method) or judge is None:
+            return method
+
+        def call(*args, **kwargs):
+            if self.lost:
+                return None
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:
+                if not judge(exc):
+                    raise
+                self.lost = f"{name}: {str(exc).splitlines()[0][:300]}"
+                self.log(f"warning: tracking store unreachable ({self.lost}); continuing locally")
+                return None
+
+        return call

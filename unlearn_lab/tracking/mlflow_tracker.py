@@ -6,6 +6,7 @@ checked for reachability before anything trains.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import urllib.error
@@ -26,8 +27,8 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """One clear line, before any training, if the store cannot be used."""
+def check_reachable(uri: str, timeout: float = 5.0, *, create: bool = True) -> None:
+    """One clear line, before any training, if the store cannot be used (create: make a SQLite store's folder)."""
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
@@ -38,12 +39,20 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise UsageError(f"tracking server unreachable at {uri} ({reason}); start it or pass another "
                              f"--tracking-uri (e.g. sqlite:///mlruns/mlflow.db)") from None
     elif uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     elif uri.startswith(("postgresql://", "postgresql+", "mysql://", "mysql+", "databricks")):
         return
     else:
         raise UsageError(f"unsupported tracking URI '{uri}'; accepted: sqlite:///path/mlflow.db, http(s)://host:port, "
                          "postgresql://...")
+
+
+# A lost server: MLflow's own default retries a request 7 times with a backoff factor of 2 (minutes of
+# waiting per call). These defaults ride out a server restart of ~30 s (waits 1+2+4+8+16 s); the
+# environment variables still override them.
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
 
 class MlflowTracker:
@@ -52,6 +61,8 @@ class MlflowTracker:
 
         self.uri = resolve_uri(uri)
         check_reachable(self.uri)
+        for key, value in HTTP_RETRY_DEFAULTS.items():
+            os.environ.setdefault(key, value)
         self.client = MlflowClient(tracking_uri=self.uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
@@ -64,6 +75,16 @@ class MlflowTracker:
                 self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
             except Exception:  # another worker created it first
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """A request that failed because the server is gone or failing (after MLflow's retries), not bad data."""
+        import requests
+
+        if isinstance(exc, (requests.exceptions.RequestException, ConnectionError)):
+            return True
+        text = str(exc)
+        return type(exc).__name__ == "MlflowException" and text.startswith("API request to") and (
+            "failed with exception" in text or "failed with error code 5" in text)
 
     def start_run(self, name, *, tags=None, parent_id=None) -> str:
         tags = dict(tags or {})
@@ -121,7 +142,8 @@ class MlflowTracker:
         try:
             self.client.get_registered_model(name)
         except MlflowException:
-            self.client.create_registered_model(name)
+            with contextlib.suppress(MlflowException):  # another worker may create it at the same moment
+                self.client.create_registered_model(name)
         versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         version = versions[0] if versions else self.client.create_model_version(
             name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)

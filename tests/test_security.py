@@ -1,0 +1,65 @@
+"""Security defaults: servers on loopback, no remote code, safetensors only, safe YAML."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from unlearn_lab.errors import UsageError
+
+
+def test_ui_binds_loopback_unless_told(tmp_path, monkeypatch):
+    from unlearn_lab import cli
+
+    calls = []
+    monkeypatch.setattr(os, "execvp", lambda prog, argv: calls.append(argv))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    runner = CliRunner()
+    assert runner.invoke(cli.main, ["ui", "--tracking-uri", uri]).exit_code == 0
+    assert runner.invoke(cli.main, ["ui", "--tracking-uri", uri, "--host", "0.0.0.0"]).exit_code == 0
+    first, second = calls
+    assert first[first.index("--host") + 1] == "127.0.0.1"
+    assert second[second.index("--host") + 1] == "0.0.0.0"  # only when asked for
+
+
+def test_test_servers_bind_loopback():
+    """The PostgreSQL and MLflow servers the tests start listen on 127.0.0.1 only."""
+    import inspect
+
+    from tests import servers
+
+    source = inspect.getsource(servers)
+    assert "listen_addresses=127.0.0.1" in source and '"--host", "127.0.0.1"' in source
+
+
+def test_remote_code_is_off_unless_the_experiment_asks(monkeypatch):
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.models import load
+
+    assert load_experiment(None).model.trust_remote_code is False
+    seen = {}
+
+    class Fake:
+        @staticmethod
+        def from_pretrained(where, **kwargs):
+            seen.update(kwargs)
+            return object()
+
+    import transformers
+
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", Fake)
+    monkeypatch.setattr(load, "resolve", lambda spec: (spec, None))
+    load.load_model("some/model")
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
+
+
+def test_yaml_tags_that_run_code_are_refused(tmp_path):
+    from unlearn_lab.config import load_experiment
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"unlearn: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(UsageError, match="is not valid YAML"):
+        load_experiment(str(path))
+    assert not marker.exists()
