@@ -181,3 +181,27 @@ def test_a_requeued_trial_is_run_even_when_the_budget_looks_taken():
     assert not work_left(study, 2)
     study.enqueue_trial({"lr": 1e-4}, user_attrs={"retry_of": 0, "retries": 1})
     assert budget_left(study, 3) == 0 and work_left(study, 3)
+
+
+@pytest.mark.slow
+def test_tracking_server_restart_is_ridden_out(tmp_path, monkeypatch):
+    """A server that comes back within MLflow's retries (unlearn-lab's defaults: ~30 s) is not noticed."""
+    import threading
+
+    from tests.servers import MlflowServer
+    from unlearn_lab.tracking.mlflow_tracker import HTTP_RETRY_DEFAULTS, MlflowTracker
+
+    for key in HTTP_RETRY_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "artifacts").start()
+    try:
+        tracker = MlflowTracker(server.uri)
+        run_id = tracker.start_run("restarted")
+        server.stop()
+        restart = threading.Thread(target=lambda: (time.sleep(2), server.start()))
+        restart.start()
+        tracker.log_metrics(run_id, {"loss": -1.5}, step=3)  # retried until the server is back
+        restart.join()
+        assert tracker.client.get_run(run_id).data.metrics == {"loss": -1.5}
+    finally:
+        server.stop()
