@@ -205,3 +205,53 @@ def test_tracking_server_restart_is_ridden_out(tmp_path, monkeypatch):
         assert tracker.client.get_run(run_id).data.metrics == {"loss": -1.5}
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_sweep_with_tracking_server_lost_fails_clearly_then_resumes(tmp_path, prepared):
+    """`sweep --workers 2` whose MLflow server dies: the running trials end FAIL (the study is another store),
+    the worker processes are not respawned, the command prints one line and exits 1. With the server back, the
+    same command marks the orphaned trial runs KILLED and completes the study."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from tests.servers import MlflowServer
+
+    server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "artifacts").start()
+    storage = f"journal:{tmp_path}/study.log"
+    cmd = [sys.executable, "-m", "unlearn_lab.cli", "sweep", "--method", "GradAscent", "--lr-range", "1e-4:1e-3",
+           "--epochs-range", "1:2", *SETS, "--trials", "3", "--workers", "2", "--storage", storage,
+           "--study", "lost", "--tracking-uri", server.uri]
+    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+           "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
+    try:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                study = optuna.load_study(study_name="lost", storage=optuna.storages.journal.JournalStorage(
+                    optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")))
+            except (KeyError, ValueError):
+                time.sleep(0.2)
+                continue
+            if any("mlflow_run_id" in t.user_attrs for t in study.trials if t.state.name == "RUNNING"):
+                break
+            time.sleep(0.2)
+        server.stop()
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith("error: worker processes exited with codes"), err[-3000:]
+        assert "tracking store lost during the run" in err or "tracking server unreachable" in err
+
+        server.start()  # back: the rerun closes what it could not close before and finishes the study
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        client = MlflowClient(server.uri)
+        runs = client.search_runs([client.get_experiment_by_name("unlearn-lab").experiment_id])
+        assert not [r for r in runs if r.info.status == "RUNNING"]
+        complete = [r for r in runs if r.data.tags.get("trial_state") == "COMPLETE"]
+        assert len(complete) == 3 and len({r.data.tags["trial"] for r in complete}) == 3
+    finally:
+        server.stop()

@@ -15,8 +15,8 @@ def friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from unlearn_lab.errors import RunFailed
         from unlearn_lab.runtime import interrupt_on_sigterm
-        from unlearn_lab.tracking import TrackingLost
 
         interrupt_on_sigterm()
         try:
@@ -24,7 +24,7 @@ def friendly(fn):
         except UsageError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except TrackingLost as exc:
+        except RunFailed as exc:  # a lost tracking server, failed worker processes
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt as exc:

@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearn_lab.errors import RunFailed
 from unlearn_lab.sweep.study import (SweepSpec, enqueue_default, open_study, reap, reap_dead_trials,
                                      save_spec, work_left)
+from unlearn_lab.tracking import Guarded
 
 
 @dataclass(frozen=True)
@@ -57,18 +59,24 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         for p in procs:
             p.join()
         reap_dead_trials(study, tracker)
-        return all(p.exitcode == GAVE_UP for p in procs)
+        codes = [p.exitcode for p in procs]
+        if all(code == GAVE_UP for code in codes):
+            return True
+        if any(code not in (0, GAVE_UP) for code in codes):  # do not respawn workers that fail at once
+            raise RunFailed(f"worker processes exited with codes {codes}; their messages are above")
+        return False
 
+    guarded = Guarded(tracker, log)  # the server may be the reason we are failing
     try:
         complete_study(study, spec, tracker, run_local, log)
         return finish_sweep(study, spec, tracker, parent)
     except KeyboardInterrupt:
         _stop(procs)
-        tracker.end_run(parent, "KILLED")
+        guarded.end_run(parent, "KILLED")
         raise
     except BaseException:
         _stop(procs)
-        tracker.end_run(parent, "FAILED")
+        guarded.end_run(parent, "FAILED")
         raise
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import warnings
 
+from unlearn_lab.errors import RunFailed, UsageError
 from unlearn_lab.sweep.study import (SweepSpec, budget_left, enqueue_retry, objectives, open_study, reap,
                                      trial_config, within_budget, work_left)
 from unlearn_lab.tracking import Guarded, TrackingLost
@@ -182,5 +184,8 @@ def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int)
         counts = run_worker(spec, parent_run_id, worker=worker, workers=workers)
     except KeyboardInterrupt:  # the trial is marked; exit quietly (the parent reports)
         raise SystemExit(130) from None
+    except (RunFailed, UsageError) as exc:  # one line, as the CLI would print it
+        print(f"error: worker {worker}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     if counts["gave_up"]:
         raise SystemExit(GAVE_UP)

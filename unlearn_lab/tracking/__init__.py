@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
+from unlearn_lab.errors import RunFailed
+
 
 class Tracker(Protocol):
     def start_run(self, name: str, *, tags: dict[str, str] | None = None, parent_id: str | None = None) -> str: ...
@@ -32,7 +34,7 @@ class Tracker(Protocol):
     def run_status(self, run_id: str) -> str: ...
 
 
-class TrackingLost(RuntimeError):
+class TrackingLost(RunFailed):
     """The tracking store stopped answering during a run. The message says what finished locally."""
 
 
