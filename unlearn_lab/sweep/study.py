@@ -258,14 +258,19 @@ def reap_stale_heartbeats(study, tracker=None) -> list[int]:
     trial whose MLflow run is still RUNNING is one of those, and its run is marked KILLED here."""
     import optuna
 
-    storage = study._storage  # may be Optuna's caching wrapper around the RDBStorage
-    interval = getattr(storage, "get_heartbeat_interval", None)
-    if interval is None or interval() is None:
+    if not has_heartbeats(study):
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     return close_orphan_runs(study, tracker)
+
+
+def has_heartbeats(study) -> bool:
+    """RDB storages record trial heartbeats; journal files do not."""
+    storage = study._storage  # may be Optuna's caching wrapper around the RDBStorage
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
 
 
 def close_orphan_runs(study, tracker=None) -> list[int]:

@@ -14,8 +14,8 @@ import threading
 import warnings
 
 from unlearn_lab.errors import RunFailed, UsageError
-from unlearn_lab.sweep.study import (SweepSpec, budget_left, enqueue_retry, objectives, open_study, reap,
-                                     trial_config, within_budget, work_left)
+from unlearn_lab.sweep.study import (SweepSpec, budget_left, enqueue_retry, has_heartbeats, objectives, open_study,
+                                     reap, trial_config, within_budget, work_left)
 from unlearn_lab.tracking import Guarded, TrackingLost
 
 MAX_FAILURE_STREAK = 10
@@ -110,11 +110,11 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
 @contextlib.contextmanager
 def heartbeat(study, trial):
     """RDB storages: record the trial's heartbeat while it runs, so a dead worker's trial can be failed."""
-    storage = study._storage
-    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-    if not interval:
+    if not has_heartbeats(study):
         yield
         return
+    storage = study._storage
+    interval = storage.get_heartbeat_interval()
     stop = threading.Event()
 
     def beat():
