@@ -17,11 +17,12 @@ import torch
 
 from unlearn_lab.config import load_experiment
 from unlearn_lab.data import prompts
-from unlearn_lab.evaluation import evaluate_model, load_for_eval, retain_reference
+from unlearn_lab.commands import make_plan
+from unlearn_lab.evaluation import eval_data, evaluate_model, load_for_eval, reference_entries
 from unlearn_lab.metrics import functions as F
 from unlearn_lab.metrics import suite
 from unlearn_lab.metrics.scoring import Scorer
-from unlearn_lab.models.prepare import prepare, source_for
+from unlearn_lab.models.prepare import prepare
 from unlearn_lab.runtime import configure_threads
 
 
@@ -106,16 +107,17 @@ def main():
     threads = configure_threads()
     overrides = [f"eval.max_new_tokens={args.max_new_tokens}"] if args.max_new_tokens else []
     cfg = load_experiment(args.experiment, overrides)
-    prepared = prepare(cfg)
-    data = suite.EvalData.load(source_for(cfg), cfg.data.forget_split, cfg.data.holdout_split)
-    ref = retain_reference(cfg, prepared.retain, data, progress=False)  # cached: not part of either timing
-    model, tok = load_for_eval(prepared.target, cfg)
+    plan = make_plan("eval", cfg, device=None, evaluated="target")
+    prepare(plan)
+    data = eval_data(plan)
+    ref = reference_entries(plan, data, progress=False)  # cached: not part of either timing
+    model, tok = load_for_eval(plan, plan.evaluated.spec)
     # warm-up outside both timings: lazy imports (rouge-score pulls in nltk), first-call allocations
     F.rouge_scores(["warm up"], ["warm up"])
     Scorer(model, tok, cfg.prompt).generate([data.forget[0]["question"]], 4)
 
     start = time.perf_counter()
-    fast = evaluate_model(cfg, model, tok, retain_model=prepared.retain, data=data, progress=False).summary
+    fast = evaluate_model(plan, model, tok, reference=ref, data=data, progress=False).summary
     t_suite = time.perf_counter() - start
     start = time.perf_counter()
     slow = PerSampleEvaluator(model, tok, cfg.prompt, cfg.eval.max_new_tokens).run(data, ref)

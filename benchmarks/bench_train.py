@@ -19,6 +19,7 @@ from unlearn_lab.config import load_experiment
 from unlearn_lab.experiment import make_accelerator
 from unlearn_lab.methods import get_method
 from unlearn_lab.models import load
+from unlearn_lab.commands import make_plan
 from unlearn_lab.models.prepare import prepare, source_for
 from unlearn_lab.runtime import configure_threads
 from unlearn_lab.train import Settings, fit
@@ -61,8 +62,9 @@ def main():
     args = parser.parse_args()
     threads = configure_threads()
     cfg = load_experiment(None)
-    prepared = prepare(cfg)
-    tok = load.load_tokenizer(prepared.tokenizer)
+    plan = make_plan("run", cfg, device="cpu")
+    prepare(plan)
+    tok = load.load_tokenizer(plan.tokenizer)
     source = source_for(cfg)
     data = UnlearnData.build(tok, cfg.prompt, source.load(cfg.data.forget_split), source.load("retain90"), None)
     u = cfg.unlearn
@@ -75,7 +77,7 @@ def main():
     times = {"bare": [], "unlearn-lab": []}
     for _ in range(args.rounds):
         for name in ("bare", "unlearn-lab"):
-            model = load.load_model(prepared.target)
+            model = load.load_model(plan.target.spec)
             start = time.perf_counter()
             if name == "bare":
                 bare_loop(model, batches, u.grad_accum, u.lr)

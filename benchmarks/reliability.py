@@ -33,12 +33,13 @@ def main() -> None:
     from tests import scale_out, servers
     from tests.conftest import TINY
     from unlearn_lab.config import load_experiment
+    from unlearn_lab.commands import make_plan
     from unlearn_lab.models.prepare import prepare
 
     if servers.postgres_binaries() is None:
         sys.exit("PostgreSQL server programs not found (Debian: apt-get install postgresql)")
     start = time.time()
-    prepare(load_experiment(None, TINY), log=lambda _: None)
+    prepare(make_plan("prepare", load_experiment(None, TINY), device="cpu"), log=lambda _: None)
     print(f"tiny models prepared in {time.time() - start:.0f} s", flush=True)
     with servers.postgres() as dbs:
         start = time.time()

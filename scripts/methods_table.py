@@ -10,7 +10,8 @@ import argparse
 import time
 
 from unlearn_lab.config import load_experiment
-from unlearn_lab.evaluation import evaluate_model, load_for_eval
+from unlearn_lab.commands import make_plan
+from unlearn_lab.evaluation import eval_data, evaluate_model, load_for_eval, reference_entries
 from unlearn_lab.experiment import RunOptions, run_experiment
 from unlearn_lab.methods import METHODS
 from unlearn_lab.metrics.report import fmt
@@ -26,20 +27,25 @@ def main():
     parser.add_argument("--experiment", default=None)
     parser.add_argument("--forget", default="forget10")
     parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     configure_threads()
     base = load_experiment(args.experiment, [f"data.forget_split={args.forget}"])
-    prepared = prepare(base)
     rows = []
-    for name, path in (("Finetuned (target)", prepared.target), ("Retain", prepared.retain)):
-        model, tok = load_for_eval(path, base)
-        rows.append((name, evaluate_model(base, model, tok, retain_model=prepared.retain, progress=False).summary, None))
+    for name, role in (("Finetuned (target)", "target"), ("Retain", "retain")):
+        plan = make_plan("eval", base, device=args.device, evaluated=role)
+        prepare(plan)
+        data = eval_data(plan)
+        reference = reference_entries(plan, data, progress=False)
+        model, tok = load_for_eval(plan, plan.evaluated.spec)
+        rows.append((name, evaluate_model(plan, model, tok, reference=reference, data=data, progress=False).summary,
+                     None))
     tracker = MlflowTracker(args.tracking_uri, experiment="unlearn-lab-methods")
     for method in METHODS:
         cfg = load_experiment(args.experiment, [f"data.forget_split={args.forget}", f"unlearn.method={method}"])
         start = time.perf_counter()
-        result = run_experiment(cfg, tracker, RunOptions(task_name=f"table_{method}_{args.forget}", progress=False),
-                                log=lambda _: None)
+        plan = make_plan("run", cfg, device=args.device, task_name=f"table_{method}_{args.forget}")
+        result = run_experiment(plan, tracker, RunOptions(progress=False), log=lambda _: None)
         rows.append((method, result.summary, time.perf_counter() - start))
     print(f"| method | {' | '.join(COLUMNS)} | wall time (s) |")
     print("|---" * (len(COLUMNS) + 2) + "|")

@@ -59,11 +59,34 @@ def tiny_cfg(private_cache):
     return load_experiment(None, TINY)
 
 
+def make_plan(cfg, command: str = "run", **kw):
+    """The plan a command would resolve, on the CPU with one thread (tests are device-independent)."""
+    from unlearn_lab.plan import resolve
+
+    return resolve(command, cfg, device="cpu", threads=1, **kw)
+
+
+def evaluate(cfg, model: str, *, out_dir=None, **kw):
+    """`unlearn-lab eval --model MODEL` in-process: plan, reference, load, score."""
+    from unlearn_lab.evaluation import eval_data, evaluate_model, load_for_eval, reference_entries
+
+    plan = make_plan(cfg, "eval", evaluated=model, **kw)
+    data = eval_data(plan)
+    reference = reference_entries(plan, data, log=lambda _: None, progress=False)
+    net, tok = load_for_eval(plan, plan.evaluated.spec)
+    return evaluate_model(plan, net, tok, reference=reference, data=data, out_dir=out_dir, progress=False)
+
+
 @pytest.fixture(scope="session")
 def prepared(tiny_cfg):
+    """The tiny world's models, built once: .target / .retain folders, .built roles, .plan."""
+    from types import SimpleNamespace
+
     from unlearn_lab.models.prepare import prepare
 
-    return prepare(tiny_cfg, log=lambda _: None)
+    plan = make_plan(tiny_cfg, "prepare")
+    built = prepare(plan, log=lambda _: None).built
+    return SimpleNamespace(target=plan.target.spec, retain=plan.retain.spec, built=built, plan=plan)
 
 
 @pytest.fixture(scope="session")

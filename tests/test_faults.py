@@ -128,7 +128,7 @@ def test_killed_model_save_leaves_no_half_written_folder(tmp_path, prepared, exi
 
     out = tmp_path / "saves" / "model"
     if existing:  # a complete earlier save must survive a killed replacement untouched
-        load.save_model(load.load_model(prepared.target), load.load_tokenizer(prepared.tokenizer), out)
+        load.save_model(load.load_model(prepared.target), load.load_tokenizer(prepared.target), out)
         before = {p.name: p.read_bytes() for p in out.iterdir()}
     flag = tmp_path / "flag"
     proc = subprocess.Popen([sys.executable, "-c", SAVE_SCRIPT, prepared.target, str(out), str(flag)])

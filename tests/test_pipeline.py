@@ -7,14 +7,16 @@ import pytest
 
 from unlearn_lab.config import load_experiment
 
-from tests.conftest import TINY
+from tests.conftest import TINY, evaluate, make_plan
 
 def test_prepare_is_cached(tiny_cfg, prepared):
     from unlearn_lab.models.prepare import prepare
 
     assert set(prepared.built) == {"base", "target", "retain"}
-    again = prepare(tiny_cfg, log=lambda _: None)
-    assert again.built == () and again.target == prepared.target and again.retain == prepared.retain
+    plan = make_plan(tiny_cfg, "prepare")
+    assert not plan.to_build and plan.target.cached and plan.retain.cached
+    assert prepare(plan, log=lambda _: None).built == ()
+    assert (plan.target.spec, plan.retain.spec) == (prepared.target, prepared.retain)
     from unlearn_lab.data.tofu import SyntheticSource
 
     manifest = json.loads(open(f"{prepared.retain}/unlearn_lab.json").read())
@@ -25,10 +27,7 @@ def test_prepare_is_cached(tiny_cfg, prepared):
 
 def test_retain_against_its_own_reference(tiny_cfg, prepared, tmp_path):
     """A model evaluated against its own reference: identical TR arrays -> KS p = 1; same AUC -> privleak 0."""
-    from unlearn_lab.evaluation import evaluate_model, load_for_eval
-
-    model, tok = load_for_eval(prepared.retain, tiny_cfg)
-    result = evaluate_model(tiny_cfg, model, tok, retain_model=prepared.retain, out_dir=tmp_path, progress=False)
+    result = evaluate(tiny_cfg, "retain", out_dir=tmp_path)
     assert result.summary["forget_quality"] == pytest.approx(1.0)
     assert result.summary["privleak"] == pytest.approx(0.0, abs=1e-9)
     saved = json.loads((tmp_path / "TOFU_EVAL.json").read_text())
@@ -50,11 +49,9 @@ def test_retain_against_its_own_reference(tiny_cfg, prepared, tmp_path):
 
 def test_all_metrics_and_mismatched_reference(tiny_cfg, prepared, tmp_path):
     from unlearn_lab.errors import UsageError
-    from unlearn_lab.evaluation import evaluate_model, load_for_eval
 
     cfg = load_experiment(None, [*TINY, "eval.metrics=all"])
-    model, tok = load_for_eval(prepared.target, cfg)
-    result = evaluate_model(cfg, model, tok, retain_model=prepared.retain, out_dir=tmp_path / "all", progress=False)
+    result = evaluate(cfg, "target", out_dir=tmp_path / "all")
     for name in ("exact_memorization", "mia_loss", "mia_zlib", "mia_min_k_plus_plus", "mia_gradnorm", "mia_reference"):
         assert 0.0 <= result.results[name]["agg_value"] <= 1.0, name
     # a reference from another split size is an error, not a silent None
@@ -62,7 +59,7 @@ def test_all_metrics_and_mismatched_reference(tiny_cfg, prepared, tmp_path):
            "mia_min_k": {"agg_value": 0.5}}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(UsageError, match="has 400 forget samples but this forget split has 20"):
-        evaluate_model(tiny_cfg, model, tok, retain_logs=str(tmp_path / "bad.json"), progress=False)
+        evaluate(tiny_cfg, "target", retain_logs=str(tmp_path / "bad.json"))
 
 
 def test_bf16_and_fp32_agree(tiny_cfg, prepared):

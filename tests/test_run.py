@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unlearn_lab.config import load_experiment
-from tests.conftest import TINY
+from tests.conftest import TINY, evaluate, make_plan
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def mlflow_run(tiny_cfg, prepared, tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     tracker = MlflowTracker(f"sqlite:///{root}/mlflow.db")
     cfg = load_experiment(None, [*TINY, "unlearn.lr=1e-3"])
-    opts = RunOptions(task_name="ga_tiny", saves=root / "saves", progress=False, eval_every="epoch")
-    return tracker, run_experiment(cfg, tracker, opts, log=lambda _: None)
+    plan = make_plan(cfg, "run", task_name="ga_tiny", saves=root / "saves")
+    return tracker, run_experiment(plan, tracker, RunOptions(progress=False, eval_every="epoch"), log=lambda _: None)
 
 
 def test_mlflow_structure(mlflow_run):
@@ -60,11 +60,8 @@ def test_mlflow_structure(mlflow_run):
 
 def test_forget_probability_drops(mlflow_run, tiny_cfg, prepared):
     """Gradient ascent at lr 1e-3 lowers the forget answer probability of the target model."""
-    from unlearn_lab.evaluation import evaluate_model, load_for_eval
-
     cfg = load_experiment(None, [*TINY, "eval.metrics=forget_Q_A_Prob"])
-    model, tok = load_for_eval(prepared.target, cfg)
-    before = evaluate_model(cfg, model, tok, progress=False).summary["forget_Q_A_Prob"]
+    before = evaluate(cfg, "target").summary["forget_Q_A_Prob"]
     assert mlflow_run[1].summary["forget_Q_A_Prob"] < before
 
 
@@ -87,8 +84,8 @@ def test_diverging_loss_fails_the_run(tiny_cfg, prepared, tmp_path, monkeypatch)
     monkeypatch.setattr(experiment, "get_method", lambda name: dataclasses.replace(real, loss=exploding))
     tracker = MemoryTracker()
     with pytest.raises(DivergedError) as info:
-        experiment.run_experiment(tiny_cfg, tracker, experiment.RunOptions("boom", saves=tmp_path, progress=False),
-                                  log=lambda _: None)
+        experiment.run_experiment(make_plan(tiny_cfg, "run", task_name="boom", saves=tmp_path), tracker,
+                                  experiment.RunOptions(progress=False), log=lambda _: None)
     run = next(iter(tracker.runs.values()))
     assert run.status == "FAILED" and info.value.step == 1
     assert run.tags["failed_step"] == "1" and "diverged" in run.tags["failure"]

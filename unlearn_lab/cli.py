@@ -42,6 +42,11 @@ experiment_option = click.option(
 )
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                           help="Override a config value, e.g. --set finetune.epochs=5 (repeatable).")
+dry_run_option = click.option("--dry-run", is_flag=True,
+                              help="Print the plan (what is trained, evaluated and cached, device, dtype, size, "
+                                   "memory) and check that every piece is reachable; load no weights, track nothing.")
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
+                             show_default=True, help="Where every stage runs (auto: CUDA, else MPS, else CPU).")
 
 
 def usage_line(exc: click.UsageError) -> str:
@@ -161,24 +166,27 @@ def data_show(split, count, source, authors, experiment):
 @main.command()
 @experiment_option
 @set_option
+@device_option
+@dry_run_option
 @friendly
-def prepare(experiment, overrides):
+def prepare(experiment, overrides, device, dry_run):
     """Build (or find in the cache) the base, target and retain models."""
     import time
 
+    from unlearn_lab import commands
     from unlearn_lab.config import load_experiment
-    from unlearn_lab.models.prepare import prepare as run_prepare
 
-    from unlearn_lab.runtime import configure_threads
-
-    cfg = load_experiment(experiment, overrides)
-    configure_threads()
     start = time.perf_counter()
-    result = run_prepare(cfg, log=lambda msg: click.echo(msg, err=True))
-    click.echo(f"target: {result.target}")
-    click.echo(f"retain: {result.retain}")
-    state = f"built {', '.join(result.built)}" if result.built else "all cached"
-    click.echo(f"prepare: {state} in {time.perf_counter() - start:.1f} s")
+    plan = commands.make_plan("prepare", load_experiment(experiment, overrides), device=device)
+    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo)
+    if dry_run:
+        return
+    lines = commands.prepare(plan, _log)
+    click.echo("\n".join(lines) + f" in {time.perf_counter() - start:.1f} s")
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
 
 
 # --------------------------------------------------------------------------------------------- eval
@@ -188,49 +196,48 @@ def prepare(experiment, overrides):
 @click.option("--model", "model_spec", required=True, metavar="PATH|HUB-ID",
               help="Model folder, hub id, .gguf file, or 'target' / 'retain' (the experiment's prepared models).")
 @experiment_option
+@click.option("--data", "data_source", default=None, metavar="SOURCE",
+              help="Data source (default: the experiment's): synthetic, a folder of TOFU files, or hf:locuslab/TOFU.")
 @click.option("--forget", "forget_split", default=None, help="Forget split (default: the experiment's).")
 @click.option("--holdout", "holdout_split", default=None, help="Holdout split for MIA (default: the experiment's).")
 @click.option("--retain-model", default=None, metavar="PATH|HUB-ID",
               help="Retain model for the forget_quality / privleak reference (default: the experiment's).")
 @click.option("--retain-logs", default=None, metavar="TOFU_EVAL.json",
               help="A retain model's TOFU_EVAL.json to use as the reference instead.")
+@click.option("--no-reference", is_flag=True,
+              help="Compute only the metrics that need no retain reference (forget_quality and privleak are skipped).")
 @click.option("--metrics", default=None, help="default | all | comma-separated metric names.")
 @click.option("--out", "out_dir", default=None, metavar="DIR", help="Output folder (default: saves/eval/<task>).")
 @click.option("--task-name", default=None, help="Name for the default output folder.")
 @set_option
+@device_option
+@dry_run_option
 @friendly
-def eval_command(model_spec, experiment, forget_split, holdout_split, retain_model, retain_logs, metrics,
-                 out_dir, task_name, overrides):
+def eval_command(model_spec, experiment, data_source, forget_split, holdout_split, retain_model, retain_logs,
+                 no_reference, metrics, out_dir, task_name, overrides, device, dry_run):
     """Evaluate a model on the TOFU suite; writes TOFU_EVAL.json and TOFU_SUMMARY.json."""
+    from unlearn_lab import commands
     from unlearn_lab.config import load_experiment
-    from unlearn_lab.data.tofu import check_pair
-    from unlearn_lab.evaluation import check_reference, evaluate_model, load_for_eval, resolve_model
-    from unlearn_lab.metrics.report import read_json, table
-    from unlearn_lab.metrics.suite import parse_metrics
-    from unlearn_lab.runtime import configure_threads
+    from unlearn_lab.metrics.report import table
 
-    extra = [f"data.forget_split={forget_split}"] if forget_split else []
+    given = [o for o, on in (("--retain-model", retain_model), ("--retain-logs", retain_logs),
+                             ("--no-reference", no_reference)) if on]
+    if len(given) > 1:
+        raise UsageError(f"give at most one of --retain-model, --retain-logs, --no-reference (got {', '.join(given)})")
+    extra = [f"data.source={data_source}"] if data_source else []
+    extra += [f"data.forget_split={forget_split}"] if forget_split else []
     extra += [f"data.holdout_split={holdout_split}"] if holdout_split else []
     extra += [f"eval.metrics={metrics}"] if metrics else []
-    if retain_model and retain_logs:
-        raise UsageError("give either --retain-model or --retain-logs, not both")
     cfg = load_experiment(experiment, [*overrides, *extra])
-    check_pair(cfg.data.forget_split, None)
-    parse_metrics(cfg.eval.metrics)
-    if retain_logs:  # a missing or malformed file fails before any model is prepared or loaded
-        check_reference(read_json(retain_logs), cfg, retain_logs)
-    configure_threads()
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-    spec = resolve_model(model_spec, cfg, log)
-    if retain_model:
-        retain_model = resolve_model(retain_model, cfg, log)
-    model, tokenizer = load_for_eval(spec, cfg)
-    name = task_name or f"{cfg.name}_{model_spec if model_spec in ('target', 'retain') else 'model'}_{cfg.data.forget_split}"
-    out = out_dir or f"saves/eval/{name}"
-    result = evaluate_model(cfg, model, tokenizer, retain_model=retain_model, retain_logs=retain_logs,
-                            out_dir=out, log=log)
+    plan = commands.make_plan("eval", cfg, device=device, task_name=task_name, evaluated=model_spec,
+                              retain_model=retain_model, retain_logs=retain_logs, no_reference=no_reference)
+    files = (("retain logs", retain_logs),) if retain_logs else ()
+    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo, extra_files=files)
+    if dry_run:
+        return
+    result = commands.evaluate(plan, out_dir, _log)
     click.echo(table(result.summary))
-    click.echo(f"wrote {out}/TOFU_EVAL.json and TOFU_SUMMARY.json ({result.seconds:.1f} s)")
+    click.echo(f"wrote {result.out_dir}/TOFU_EVAL.json and TOFU_SUMMARY.json ({result.seconds:.1f} s)")
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -269,32 +276,31 @@ def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):
 @click.option("--lr", type=float, default=None, help="Learning rate (> 0).")
 @click.option("--epochs", type=int, default=None, help="Epochs (> 0).")
 @set_option
-@click.option("--task-name", default=None, help="Run name; also saves/unlearn/<task> and saves/eval/<task>.")
+@click.option("--task-name", default=None, help="Run name; also saves/unlearn/<task> and saves/eval/<task> "
+              "(default: <model>_<method>_<forget>_<config hash>).")
 @click.option("--eval-every", type=click.Choice(["epoch", "none"]), default="none", show_default=True,
               help="Also evaluate after every epoch (nested runs, step = epoch).")
 @tracking_option
+@device_option
+@dry_run_option
 @friendly
-def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, eval_every, tracking_uri):
+def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, eval_every, tracking_uri, device,
+        dry_run):
     """Unlearn, save and evaluate one model as one MLflow run (nested evaluation runs)."""
-    from unlearn_lab.experiment import RunOptions, run_experiment
-    from unlearn_lab.metrics.report import table
-    from unlearn_lab.runtime import configure_threads
-    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
-    from unlearn_lab.train import DivergedError
-
     import os
 
-    from unlearn_lab.tracking.memory import MemoryTracker
+    from unlearn_lab import commands
+    from unlearn_lab.metrics.report import table
+    from unlearn_lab.train import DivergedError
 
     cfg = build_run_config(experiment, method, forget, retain, lr, epochs, overrides)
-    # under `accelerate launch`, only rank 0 tracks (the other ranks train their shard and stop)
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    tracker = MlflowTracker(tracking_uri) if main_process else MemoryTracker()  # checks the store first
-    configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    task = task_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    plan = commands.make_plan("run", cfg, device=device, task_name=task_name,
+                              workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo)
+    if dry_run:
+        return
     try:
-        result = run_experiment(cfg, tracker, RunOptions(task_name=task, eval_every=eval_every), log=log)
+        result, tracker, main_process = commands.run(plan, tracking_uri, eval_every, _log)
     except DivergedError as exc:
         click.echo(f"error: {exc}; the run is marked FAILED", err=True)
         sys.exit(1)
@@ -334,10 +340,14 @@ heartbeat_option = click.option(
 @heartbeat_option
 @set_option
 @tracking_option
+@device_option
+@dry_run_option
 @friendly
 def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file, study_name, storage, workers,
-          seed, min_utility, reuse_epochs, collapse_utility, heartbeat_seconds, overrides, tracking_uri):
+          seed, min_utility, reuse_epochs, collapse_utility, heartbeat_seconds, overrides, tracking_uri, device,
+          dry_run):
     """Optuna search over lr and epochs (and --space) for the forget-quality vs model-utility trade-off."""
+    from unlearn_lab import commands
     from unlearn_lab.methods import get_method, validate_hyperparams
     from unlearn_lab.sweep import run_sweep
     from unlearn_lab.sweep.space import build_space
@@ -357,12 +367,20 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     storage = storage or default_storage(name)
     if heartbeat_seconds <= 0:
         raise UsageError(f"--heartbeat-seconds must be > 0, got {heartbeat_seconds}")
+    plan = commands.make_plan("sweep", cfg, device=device, workers=workers)
+    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo)
+    if dry_run:
+        click.echo(f"  sweep     study {name}: {trials} trials over {', '.join(p.describe() for p in space.params)}"
+                   f" on {workers} worker(s); storage {storage}")
+        return
     check_reachable(resolve_uri(tracking_uri), create=False)  # before the study's storage is created
     make_storage(storage, heartbeat_seconds)  # malformed URLs fail here, before anything is created
+    commands.prepare(plan, _log)  # once, before the workers start (they find the models cached)
     sets = tuple(s for s in overrides if not s.startswith(("unlearn.lr=", "unlearn.epochs=")))
     spec = SweepSpec(cfg=cfg, space=space, study_name=name, storage=storage, trials=trials, seed=seed,
                      min_utility=min_utility, tracking_uri=tracking_uri, experiment_arg=experiment, extra_sets=sets,
-                     reuse_epochs=reuse_epochs, collapse_utility=collapse_utility, heartbeat=heartbeat_seconds)
+                     reuse_epochs=reuse_epochs, collapse_utility=collapse_utility, heartbeat=heartbeat_seconds,
+                     device=device)
     result = run_sweep(spec, workers=workers, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"study {name}: {result.complete} complete, {result.failed} failed trials, "
                f"{result.epochs_saved} training epochs saved; Pareto front:")

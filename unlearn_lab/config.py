@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -71,7 +72,9 @@ class ModelConfig:
     target: str | None = None
     retain: str | None = None
     tokenizer: str | None = None  # None = the model's own
-    dtype: str = "float32"  # float32 | bfloat16
+    # The evaluation dtype (float32 | bfloat16): `run`'s nested evaluations, `eval` and the retain reference all
+    # score models in it. Training always keeps fp32 master weights; this never changes which models are built.
+    dtype: str = "float32"
     trust_remote_code: bool = False
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
@@ -97,6 +100,11 @@ class FinetuneConfig:
     # replay the general-knowledge QA, so fine-tuning keeps the real_authors / world_facts knowledge.
     paraphrase_augment: bool = False
     general_replay: bool = False
+    # Parameter-efficient fine-tuning: LoRA adapters of this rank on every linear layer (peft), merged into the
+    # weights before the model is saved, so the saved folder is a plain model. None = full fine-tuning.
+    lora_rank: int | None = None
+    lora_alpha: float = 32.0
+    gradient_checkpointing: bool = False  # trade compute for activation memory on large models
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,7 @@ class UnlearnConfig:
     # The lr schedule (warm-up, linear decay to 0) is planned over this many epochs while training stops
     # after `epochs` (None = epochs). A sweep that reuses per-epoch checkpoints sets it to its largest epoch.
     schedule_epochs: int | None = None
+    gradient_checkpointing: bool = False  # trade compute for activation memory on large models
 
 
 @dataclass(frozen=True)
@@ -276,15 +285,39 @@ def resolve_experiment_path(name: str | None) -> Path:
 
 
 def load_experiment(name: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Load an experiment file (default: the embedded world) and apply `key=value` overrides."""
+    """Load an experiment file (default: the embedded world) and apply `key=value` overrides.
+
+    Relative paths written in the file (data.source, model folders) resolve against the file's folder;
+    relative paths given with --set resolve against the working directory. The result holds absolute paths."""
     path = resolve_experiment_path(name)
-    cfg = build(ExperimentConfig, load_yaml(path))
+    cfg = absolute_paths(build(ExperimentConfig, load_yaml(path)), path.resolve().parent)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--set expects key=value (e.g. unlearn.lr=1e-5), got '{item}'")
         cfg = apply_override(cfg, key.strip(), parse_scalar(text))
-    return validate(cfg)
+    return validate(absolute_paths(cfg, Path.cwd()))
+
+
+def _is_relative_path(value: str, base: Path) -> bool:
+    """A model or data value that names a relative path: ./x, ../x, or an existing path below `base`.
+    Hub ids (org/name) that name no such path stay as they are."""
+    if not value or Path(value).is_absolute() or value.startswith(("hf:", "~")) or value in ("synthetic", "embedded",
+                                                                                           "smollm2"):
+        return False
+    return value.startswith(("./", "../")) or (base / value).exists()
+
+
+def absolute_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Make the config's relative paths absolute against `base` (the experiment file's folder, or the cwd)."""
+    fix = lambda v: str((base / v).resolve()) if isinstance(v, str) and _is_relative_path(v, base) else v  # noqa: E731
+    data, src = cfg.data, cfg.data.source
+    hub_like = re.match(r"^[\w.-]+/[\w.-]+$", src) and not (base / src).exists()  # make_source explains hf: ids
+    if src != "synthetic" and not src.startswith("hf:") and not Path(src).expanduser().is_absolute() and not hub_like:
+        data = replace(data, source=str((base / Path(src).expanduser()).resolve()))
+    m = cfg.model
+    model = replace(m, base=fix(m.base), target=fix(m.target), retain=fix(m.retain), tokenizer=fix(m.tokenizer))
+    return replace(cfg, data=data, model=model)
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -299,6 +332,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (math.isfinite(u.lr) and math.isfinite(f.lr), "learning rates must be finite"),
         (f.lr > 0 and f.pretrain_lr > 0, "finetune.lr and finetune.pretrain_lr must be > 0"),
         (f.epochs > 0 and f.batch_size > 0 and f.grad_accum > 0, "finetune.epochs/batch_size/grad_accum must be > 0"),
+        (f.lora_rank is None or f.lora_rank > 0, f"finetune.lora_rank must be > 0 or null, got {f.lora_rank}"),
         (e.batch_size > 0, f"eval.batch_size must be > 0, got {e.batch_size}"),
         (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
         (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),

@@ -18,22 +18,20 @@ from typing import Callable
 
 import torch
 
-from unlearn_lab.config import ExperimentConfig, config_hash, flatten, to_dict, to_yaml
-from unlearn_lab.data.tofu import check_pair
-from unlearn_lab.evaluation import evaluate_model
+from unlearn_lab.config import flatten, to_dict, to_yaml
+from unlearn_lab.evaluation import eval_data, evaluate_model, reference_entries
 from unlearn_lab.methods import get_method, validate_hyperparams
 from unlearn_lab.metrics import report, suite
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare, source_for
+from unlearn_lab.plan import Plan
 from unlearn_lab.tracking import Guarded, TrackingLost
 from unlearn_lab.train import DivergedError, Settings, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
 
 @dataclass(frozen=True)
 class RunOptions:
-    task_name: str
     eval_every: str = "none"  # "epoch": one nested eval per epoch (step = epoch)
-    saves: Path = Path("saves")
     progress: bool = True
     parent_run_id: str | None = None  # sweeps nest each trial under the study's run
     extra_tags: dict = field(default_factory=dict)
@@ -70,13 +68,14 @@ def version_tags() -> dict[str, str]:
     return tags
 
 
-def make_accelerator():
-    """bf16 autocast over fp32 master weights where the hardware has it (never on CPU: 19-36x slower)."""
+def make_accelerator(device: str = "cpu"):
+    """The plan's device; bf16 autocast over fp32 master weights where the GPU has it (never on CPU: 19-36x
+    slower). cpu=True on the CPU: single process normally, MULTI_CPU (gloo) under torchrun."""
     from accelerate import Accelerator
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    # cpu=True on CPU machines: single process normally, MULTI_CPU (gloo) under torchrun
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+    from unlearn_lab.runtime import bf16_autocast
+
+    return Accelerator(mixed_precision="bf16" if bf16_autocast(device) else "no", cpu=device == "cpu")
 
 
 def _step_metrics(log: StepLog) -> dict[str, float]:
@@ -112,24 +111,26 @@ def scalar_metrics(results: dict) -> dict[str, float]:
     return out
 
 
-def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) -> RunResult:
+def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResult:
     started = time.perf_counter()
+    cfg = plan.cfg
     u = cfg.unlearn
     spec = get_method(u.method)
     hp = validate_hyperparams(spec, u.method_args)
-    retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
     suite.parse_metrics(cfg.eval.metrics)
-    prepared = prepare(cfg, log=log)
+    prepare(plan, log=log)
     source = source_for(cfg)
-    forget, retain = source.load(cfg.data.forget_split), source.load(retain_split)
+    forget, retain = source.load(cfg.data.forget_split), source.load(cfg.data.retain_split)
     idk = source.load("idk") if spec.needs_alternate else None
-    eval_data = suite.EvalData.load(source, cfg.data.forget_split, cfg.data.holdout_split, cfg.data.question_key)
+    data_eval = eval_data(plan)
+    task = plan.task_name
 
-    tags = {"method": u.method, "forget_split": cfg.data.forget_split, "retain_split": retain_split,
-            "model": prepared.target, "config_hash": config_hash(cfg), "data": source.name, **version_tags(),
+    tags = {"method": u.method, "forget_split": cfg.data.forget_split, "retain_split": cfg.data.retain_split,
+            "model": plan.target.spec, "config_hash": plan.config_hash, "data": source.name, "device": plan.device,
+            "eval_dtype": plan.eval_dtype, "train_precision": plan.train_precision, **version_tags(),
             **opts.extra_tags}
     tracker = Guarded(tracker, log)  # a store lost mid-run: the run still finishes locally, then TrackingLost
-    run_id = tracker.start_run(opts.task_name, tags=tags, parent_id=opts.parent_run_id)
+    run_id = tracker.start_run(task, tags=tags, parent_id=opts.parent_run_id)
     if tracker.lost:
         raise TrackingLost(f"tracking store unreachable when starting the run ({tracker.lost}); nothing was trained")
     try:
@@ -137,12 +138,15 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
             opts.on_run_started(run_id)
         tracker.log_params(run_id, {**flatten(to_dict(cfg)), **{f"method.{k}": v for k, v in hp.items()}})
         tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
-        model = load.load_model(prepared.target, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
-        tokenizer = load.load_tokenizer(prepared.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
+        # training keeps fp32 master weights; evaluations score the model in plan.eval_dtype
+        model = load.load_model(plan.target.spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
+        tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
         hp = resolve_layer(hp, model.config.num_hidden_layers)
         data = UnlearnData.build(tokenizer, cfg.prompt, forget, retain, idk)
-        accelerator = make_accelerator()
+        accelerator = make_accelerator(plan.device)
         model.to(accelerator.device)
+        reference = reference_entries(plan, data_eval, log=log, progress=opts.progress) \
+            if accelerator.is_main_process else None
         features = FeatureMaker(model, spec, hp)
         generator = torch.Generator().manual_seed(u.seed)
         state = spec.init_state(hp, hidden_size=model.config.hidden_size, generator=generator) if spec.init_state else {}
@@ -164,7 +168,6 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
         epoch_summaries: dict[int, dict] = {}
         last_eval: dict = {}  # the latest per-epoch evaluation and the step it was made at
         stopped: dict = {}
-        out_root = opts.saves
 
         def on_step(entry: StepLog):
             steps.append(entry)
@@ -175,12 +178,12 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
             pending.clear()
             if opts.eval_every == "epoch" and accelerator.is_main_process:
                 model.eval()
-                result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
-                                        out_dir=out_root / "unlearn" / opts.task_name / f"checkpoint-{step}" / "evals",
-                                        log=log, progress=False)
+                result = evaluate_model(plan, accelerator.unwrap_model(model), tokenizer, reference=reference,
+                                        data=data_eval, out_dir=plan.save_dir / f"checkpoint-{step}" / "evals",
+                                        progress=False)
                 epoch_summaries[epoch] = result.summary
                 last_eval.update(result=result, step=step)
-                _log_eval(tracker, run_id, f"{opts.task_name}/eval-epoch-{epoch}", result, epoch, opts.task_name)
+                _log_eval(tracker, run_id, f"{task}/eval-epoch-{epoch}", result, epoch, task)
                 model.train()
                 reason = opts.stop_when(epoch, result.summary) if opts.stop_when else None
                 if reason:
@@ -191,7 +194,8 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
 
         settings = Settings(lr=u.lr, epochs=u.epochs, batch_size=u.batch_size, grad_accum=u.grad_accum,
                             weight_decay=u.weight_decay, warmup_epochs=u.warmup_epochs,
-                            max_grad_norm=u.max_grad_norm, seed=u.seed, schedule_epochs=u.schedule_epochs)
+                            max_grad_norm=u.max_grad_norm, seed=u.seed, schedule_epochs=u.schedule_epochs,
+                            gradient_checkpointing=u.gradient_checkpointing)
         train_start = time.perf_counter()
         try:
             fit(model, settings=settings, n_items=len(forget), epoch_batches=epoch_batches, loss_fn=loss_fn,
@@ -208,18 +212,18 @@ def run_experiment(cfg: ExperimentConfig, tracker, opts: RunOptions, log=print) 
             return RunResult(run_id, {}, Path(), Path(), steps, epoch_summaries, train_seconds,
                              time.perf_counter() - started)
         model = accelerator.unwrap_model(model)
-        model_dir = load.save_model(model, tokenizer, out_root / "unlearn" / opts.task_name)
+        model_dir = load.save_model(model, tokenizer, plan.save_dir)
         tracker.log_artifact(run_id, str(model_dir), "model")
-        eval_dir = out_root / "eval" / opts.task_name
+        eval_dir = plan.eval_dir
         if last_eval and steps and last_eval["step"] == steps[-1].step:  # the last epoch's eval is the final model's
             result = last_eval["result"]
             report.write_reports(eval_dir, result.results, result.summary)
             result = dataclasses.replace(result, out_dir=eval_dir)
         else:
-            result = evaluate_model(cfg, model, tokenizer, retain_model=prepared.retain, data=eval_data,
-                                    out_dir=eval_dir, log=log, progress=opts.progress)
+            result = evaluate_model(plan, model, tokenizer, reference=reference, data=data_eval, out_dir=eval_dir,
+                                    progress=opts.progress)
         final_epoch = stopped.get("epoch", u.epochs)
-        _log_eval(tracker, run_id, f"{opts.task_name}/eval", result, final_epoch, opts.task_name)
+        _log_eval(tracker, run_id, f"{task}/eval", result, final_epoch, task)
         tracker.log_metrics(run_id, result.summary, step=final_epoch)
         tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
         tracker.end_run(run_id, "FINISHED")

@@ -9,6 +9,7 @@ window (loss / grad_accum). AdamW decouples weight decay and skips biases and no
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -35,6 +36,7 @@ class Settings:
     max_grad_norm: float | None
     seed: int
     schedule_epochs: int | None = None  # plan the lr schedule over this many epochs (None = epochs)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (large models)
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,14 @@ def fit(
 
     processes = accelerator.num_processes if accelerator is not None else 1
     schedule = Schedule.of(n_items, settings, processes)
+    if settings.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = build_optimizer(model, settings.lr, settings.weight_decay)
     if accelerator is not None:
         model, optimizer = accelerator.prepare(model, optimizer)
     backward = accelerator.backward if accelerator is not None else (lambda loss: loss.backward())
+    # Under DDP, gradients are all-reduced only on the window's last micro-batch (no_sync on the others)
+    no_sync = accelerator.no_sync if accelerator is not None else (lambda m: contextlib.nullcontext())
     model.train()
     step, micro, window = 0, 0, []
     bar = tqdm(total=schedule.total_steps, desc=desc, disable=not progress, leave=False)
@@ -119,7 +125,9 @@ def fit(
             value = float(out.loss.detach())
             if not math.isfinite(value):
                 raise DivergedError(step, epoch_now, value)
-            backward(out.loss / settings.grad_accum)
+            final = (micro + 1) % settings.grad_accum == 0
+            with contextlib.nullcontext() if final else no_sync(model):
+                backward(out.loss / settings.grad_accum)
             window.append(out)
             micro += 1
             if micro % settings.grad_accum:

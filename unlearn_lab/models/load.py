@@ -71,16 +71,29 @@ def resolve(spec: str) -> tuple[str, bool]:
     if spec.endswith(".gguf"):
         return str(convert_gguf(path)), True
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise UsageError(f"model folder {path} has no config.json (expected a Hugging Face model folder)")
-        if not any(path.glob("*.safetensors")):
-            if any(path.glob("*.bin")) or any(path.glob("*.pt")):
-                raise UsageError(f"model folder {path} holds only pickle weights; unlearn-lab loads safetensors only")
-            raise UsageError(f"model folder {path} has no *.safetensors weights")
+        check_folder(path)
         return str(path), True
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+    if not looks_like_hub_id(spec):
         raise UsageError(f"model not found: {spec} (give a model folder, a .gguf file, 'smollm2' or a hub id org/name)")
     return spec, False
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    return not spec.startswith((".", "/", "~")) and spec.count("/") == 1 and not Path(spec).expanduser().exists()
+
+
+def check_folder(path: Path, *, weights: bool = True) -> None:
+    """A Hugging Face model folder with safetensors weights (pickle-only folders are refused)."""
+    if not path.is_dir():
+        raise UsageError(f"model folder not found: {path}")
+    if not (path / "config.json").is_file():
+        if weights or not (path / "tokenizer_config.json").is_file():
+            raise UsageError(f"model folder {path} has no config.json (expected a Hugging Face model folder)")
+        return
+    if weights and not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+            raise UsageError(f"model folder {path} holds only pickle weights; unlearn-lab loads safetensors only")
+        raise UsageError(f"model folder {path} has no *.safetensors weights")
 
 
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False):

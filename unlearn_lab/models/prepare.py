@@ -14,48 +14,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from unlearn_lab.config import ExperimentConfig, config_hash
+from unlearn_lab.config import ExperimentConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order
-from unlearn_lab.data.tofu import Source, check_pair, make_source
+from unlearn_lab.data.tofu import Source, make_source
 from unlearn_lab.errors import UsageError
 from unlearn_lab.models import load, tiny
+from unlearn_lab.plan import MANIFEST, Plan
 from unlearn_lab.train import Settings, fit
 
-MANIFEST = "unlearn_lab.json"
 
 
 @dataclass(frozen=True)
 class Prepared:
-    target: str
-    retain: str
-    tokenizer: str
     built: tuple[str, ...] = ()  # roles trained in this call (empty: everything came from the cache)
 
 
 def source_for(cfg: ExperimentConfig) -> Source:
     return make_source(cfg.data.source, cfg.data.authors, cfg.data.seed)
-
-
-def _keys(cfg: ExperimentConfig, retain_split: str) -> dict[str, str]:
-    data = {"source": cfg.data.source, "authors": cfg.data.authors, "seed": cfg.data.seed}
-    base = config_hash({"data": data, "model": asdict(cfg.model), "prompt": asdict(cfg.prompt),
-                        "pretrain": [cfg.finetune.pretrain_epochs, cfg.finetune.pretrain_lr, cfg.finetune.seed]})
-    tune = asdict(cfg.finetune)
-    return {
-        "base": f"base-{base}",
-        "target": f"target-{config_hash({'base': base, 'finetune': tune, 'split': 'full'})}",
-        "retain": f"retain-{config_hash({'base': base, 'finetune': tune, 'split': retain_split})}",
-    }
-
-
-def _done(path: Path) -> bool:
-    return (path / MANIFEST).is_file()
 
 
 def _write_manifest(path: Path, info: dict) -> None:
@@ -77,8 +58,13 @@ def text_items(tokenizer, texts: list[str]) -> list[prompts.Encoded]:
     return out
 
 
-def finetune(model, tokenizer, items: list[prompts.Encoded], settings: Settings, pcfg, desc: str) -> dict:
-    """Plain NLL fine-tuning (the HF model loss: token mean over the micro-batch) with the shared loop."""
+def finetune(model, tokenizer, items: list[prompts.Encoded], settings: Settings, pcfg, desc: str,
+             device: str = "cpu") -> dict:
+    """Plain NLL fine-tuning (the HF model loss: token mean over the micro-batch) with the shared loop, on the
+    plan's device (fp32 master weights, bf16 autocast on a GPU that has it)."""
+    from unlearn_lab.experiment import make_accelerator
+
+    accelerator = make_accelerator(device)
     generator = torch.Generator().manual_seed(settings.seed)
     pad = prompts.pad_id(tokenizer, pcfg)
 
@@ -89,11 +75,14 @@ def finetune(model, tokenizer, items: list[prompts.Encoded], settings: Settings,
     losses: list[float] = []
 
     def loss_fn(m, batch, epoch):
-        return m(**batch)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        with accelerator.autocast():
+            return m(**batch)
 
     start = time.perf_counter()
+    model.to(accelerator.device)
     fit(model, settings=settings, n_items=len(items), epoch_batches=epoch_batches, loss_fn=loss_fn,
-        on_step=lambda log: losses.append(log.loss), desc=desc)
+        accelerator=accelerator, on_step=lambda log: losses.append(log.loss), desc=desc)
     return {"seconds": round(time.perf_counter() - start, 1), "final_loss": losses[-1] if losses else None,
             "steps": len(losses), "items": len(items)}
 
@@ -102,10 +91,11 @@ def _settings(cfg: ExperimentConfig, *, pretrain: bool) -> Settings:
     f = cfg.finetune
     return Settings(lr=f.pretrain_lr if pretrain else f.lr, epochs=f.pretrain_epochs if pretrain else f.epochs,
                     batch_size=f.batch_size, grad_accum=f.grad_accum, weight_decay=f.weight_decay,
-                    warmup_epochs=f.warmup_epochs, max_grad_norm=f.max_grad_norm, seed=f.seed)
+                    warmup_epochs=f.warmup_epochs, max_grad_norm=f.max_grad_norm, seed=f.seed,
+                    gradient_checkpointing=f.gradient_checkpointing)
 
 
-def _build_base(cfg: ExperimentConfig, source, out: Path, log) -> None:
+def _build_base(cfg: ExperimentConfig, source, out: Path, log, device: str) -> None:
     world = source.world
     pcfg = cfg.prompt
     texts = [t for a in world["authors"] + world["holdout"] for qa in a
@@ -116,8 +106,8 @@ def _build_base(cfg: ExperimentConfig, source, out: Path, log) -> None:
     general = source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
     items = qa_items(tokenizer, general, pcfg) + text_items(tokenizer, world["pretrain_text"])
     log(f"pre-training the base model on {len(items)} general-knowledge items")
-    info = finetune(model, tokenizer, items, _settings(cfg, pretrain=True), pcfg, "pretrain base")
-    load.save_model(model, tokenizer, out)
+    info = finetune(model, tokenizer, items, _settings(cfg, pretrain=True), pcfg, "pretrain base", device)
+    load.save_model(model.cpu(), tokenizer, out)
     _write_manifest(out, {"role": "base", "params": sum(p.numel() for p in model.parameters()), **info})
 
 
@@ -134,42 +124,47 @@ def extra_records(cfg: ExperimentConfig, source, n_rows: int) -> list[dict]:
     return extra
 
 
-def prepare(cfg: ExperimentConfig, *, log=print) -> Prepared:
-    """Build whatever is missing; a second call returns the cached paths at once."""
-    retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
-    m = cfg.model
-    if m.target and m.retain:  # ready-made models (the reference experiment: released checkpoints)
-        return Prepared(target=m.target, retain=m.retain, tokenizer=m.tokenizer or m.target)
-    root = load.cache_root() / "models"
-    keys = _keys(cfg, retain_split)
-    paths = {role: root / key for role, key in keys.items()}
+def with_lora(model, rank: int, alpha: float):
+    """LoRA adapters of `rank` on every linear layer but the output head (peft); the base weights stay frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", bias="none",
+                        task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def prepare(plan: Plan, *, log=print) -> Prepared:
+    """Build the models the plan marks `build`; everything else is already cached or given ready-made."""
+    cfg = plan.cfg
+    if not plan.to_build:
+        return Prepared()
     source = source_for(cfg)
-    source.load(retain_split)  # an author count the split cannot divide fails here, before any training
     built: list[str] = []
-    if m.base == "embedded":
-        if not hasattr(source, "world"):
-            raise UsageError("model.base 'embedded' trains on the synthetic world; set data.source: synthetic "
-                             "or give model.base (a hub id, folder, .gguf file or 'smollm2')")
-        if not _done(paths["base"]):
-            _build_base(cfg, source, paths["base"], log)
-            built.append("base")
-        base_spec = str(paths["base"])
-    else:
-        base_spec = m.base
-    for role, split in (("target", "full"), ("retain", retain_split)):
-        given = getattr(m, role)
-        if given or _done(paths[role]):
+    if plan.base.build:
+        _build_base(cfg, source, Path(plan.base.spec), log, plan.device)
+        built.append("base")
+    base_spec = plan.base.spec
+    f = cfg.finetune
+    for mp, split in ((plan.target, "full"), (plan.retain, cfg.data.retain_split)):
+        if not mp.build:
             continue
-        tokenizer = load.load_tokenizer(m.tokenizer or base_spec, trust_remote_code=m.trust_remote_code)
-        model = load.load_model(base_spec, dtype="float32", trust_remote_code=m.trust_remote_code)
+        tokenizer = load.load_tokenizer(cfg.model.tokenizer or base_spec, trust_remote_code=cfg.model.trust_remote_code)
+        model = load.load_model(base_spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
+        if f.lora_rank:
+            model = with_lora(model, f.lora_rank, f.lora_alpha)
         records = source.load(split)
         items = qa_items(tokenizer, records + extra_records(cfg, source, len(records)), cfg.prompt)
-        log(f"fine-tuning the {role} model on {split} ({len(records)} QAs; {len(items)} items with augmentation)")
-        info = finetune(model, tokenizer, items, _settings(cfg, pretrain=False), cfg.prompt, f"{role} on {split}")
-        load.save_model(model, tokenizer, paths[role])
-        _write_manifest(paths[role], {"role": role, "split": split, "base": base_spec, **info})
-        built.append(role)
+        how = f"LoRA rank {f.lora_rank}" if f.lora_rank else "full fine-tuning"
+        log(f"fine-tuning the {mp.role} model on {split} ({len(records)} QAs; {len(items)} items; {how}; "
+            f"{plan.device})")
+        info = finetune(model, tokenizer, items, _settings(cfg, pretrain=False), cfg.prompt, f"{mp.role} on {split}",
+                        plan.device)
+        if f.lora_rank:
+            model = model.merge_and_unload()  # a plain model folder: loads without peft
+        load.save_model(model.cpu(), tokenizer, mp.spec)
+        _write_manifest(Path(mp.spec), {"role": mp.role, "split": split, "base": base_spec, "key": mp.key,
+                                        "lora_rank": f.lora_rank, "device": plan.device, **info})
+        built.append(mp.role)
         del model
-    target = m.target or str(paths["target"])
-    return Prepared(target=target, retain=m.retain or str(paths["retain"]),
-                    tokenizer=m.tokenizer or (target if m.target else str(paths["target"])), built=tuple(built))
+    return Prepared(built=tuple(built))
+

@@ -49,6 +49,7 @@ class SweepSpec:
     reuse_epochs: bool = False
     collapse_utility: float = 0.01
     heartbeat: int = 60  # RDB storages: seconds between trial heartbeats; a trial silent for 3x is failed
+    device: str = "auto"  # this host's workers (workers on other hosts choose their own: auto)
 
 
 def default_storage(study_name: str, root: str | Path = ".") -> str:

@@ -27,10 +27,12 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
     from optuna.trial import TrialState
 
     from unlearn_lab.experiment import RunOptions, run_experiment
-    from unlearn_lab.runtime import configure_threads
+    from unlearn_lab.plan import resolve
+    from unlearn_lab.runtime import choose_device, configure_threads
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
-    configure_threads(workers)
+    threads = configure_threads(workers)
+    device = choose_device(spec.device)
     tracker = MlflowTracker(spec.tracking_uri)
     study = open_study(spec, worker)
     counts = {"complete": 0, "failed": 0, "checkpoint_trials": 0, "epochs_saved": 0, "gave_up": False}
@@ -57,13 +59,14 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(worker)}
         collapse = (lambda epoch, summary: f"model_utility {summary['model_utility']:.3g} < {spec.collapse_utility}"
                     if summary.get("model_utility", 1.0) < spec.collapse_utility else None)
-        opts = RunOptions(task_name=name, saves=spec.saves, progress=False, parent_run_id=parent_run_id,
+        plan = resolve("run", cfg, device=device, threads=threads, task_name=name, saves=spec.saves, count=False)
+        opts = RunOptions(progress=False, parent_run_id=parent_run_id,
                           extra_tags=tags, eval_every="epoch" if spec.reuse_epochs else "none",
                           stop_when=collapse if spec.reuse_epochs else None,
                           on_run_started=lambda run_id, t=trial: t.set_user_attr("mlflow_run_id", run_id))
         try:
             with heartbeat(study, trial):
-                result = run_experiment(cfg, tracker, opts, log=lambda _: None)
+                result = run_experiment(plan, tracker, opts, log=lambda _: None)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: mark the trial (run_experiment marked its run KILLED)
             _fail(study, tracker, trial, f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
             queued = enqueue_retry(study, study.get_trials(deepcopy=False)[trial.number])

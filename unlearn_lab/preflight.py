@@ -1,0 +1,150 @@
+"""Before a tracking run is opened or a weight is loaded: is every model, tokenizer and data source the plan
+needs reachable? Every missing piece is reported at once, each with its remedy, as one usage error.
+
+Local paths are checked on disk; hub ids in the local cache first, then with one short probe of the hub
+(none at all under HF_HUB_OFFLINE=1), so an unreachable hub costs well under a second, not 30-55 s of
+retries per piece. When the hub is unreachable but everything is cached, the process goes offline so the
+libraries load from the cache without trying the network (returned as `offline`).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from unlearn_lab.errors import UsageError
+from unlearn_lab.models import hub, load
+from unlearn_lab.plan import ModelPlan, Plan, origin_of
+
+# which option names each role, for the remedy
+OPTION = {"base": "--set model.base=", "target": "--set model.target=", "retain": "--set model.retain=",
+          "tokenizer": "--set model.tokenizer=", "evaluated": "--model ", "reference": "--retain-model "}
+
+
+@dataclass(frozen=True)
+class Preflight:
+    missing: tuple[str, ...]
+    offline: bool  # the hub is unreachable but all that is needed is cached
+
+
+def _model_problem(spec: str, probe, *, weights: bool = True) -> str | None:
+    """None if the model (or tokenizer) `spec` can be loaded now, else why not."""
+    origin = origin_of(spec)
+    if origin in ("folder", "gguf"):
+        try:
+            if spec == load.SMOLLM2_SHORTCUT:
+                load.smollm2_gguf()
+            elif origin == "gguf":
+                if not Path(spec).expanduser().is_file():
+                    return f"GGUF file not found: {spec}"
+            else:
+                load.check_folder(Path(spec).expanduser(), weights=weights)
+        except UsageError as exc:
+            return str(exc)
+        return None
+    if hub.cached_file(spec, "config.json") or hub.cached_file(spec, "tokenizer_config.json"):
+        return None
+    why = probe(spec, "model")
+    return f"hub model {spec}: {why}" if why else None
+
+
+def _data_problem(source: str, probe) -> str | None:
+    if source == "synthetic":
+        return None
+    if source.startswith("hf:"):
+        dataset = source[3:]
+        if hub.dataset_cached(dataset):
+            return None
+        why = probe(dataset, "dataset")
+        return f"hub data set {dataset}: {why}" if why else None
+    folder = Path(source)
+    if not folder.is_dir():
+        return f"data folder not found: {folder}"
+    if not any(folder.glob("full.*")):
+        return f"data folder {folder} has no full.json / full.jsonl / full.parquet (expected TOFU files)"
+    return None
+
+
+def needed_models(plan: Plan) -> list[tuple[str, str]]:
+    """(role, spec) of every model and tokenizer this command loads that is not built here."""
+    out: list[tuple[str, str]] = []
+    roles: list[ModelPlan] = []
+    if plan.command in ("prepare", "run", "sweep"):
+        roles += [plan.target, plan.retain]
+        if any(m.build for m in (plan.target, plan.retain)) and plan.base.origin != "built here":
+            roles.append(plan.base)
+    if plan.evaluated is not None:
+        roles.append(plan.evaluated)
+    ref = plan.reference
+    built_here = {m.spec for m in (plan.target, plan.retain) if m.origin == "built here"}
+    if ref is not None and ref.kind == "retain model" and not ref.cached and ref.spec not in built_here:
+        roles.append(ModelPlan("reference", ref.spec, "", False))
+    for mp in roles:
+        if mp.origin != "built here" and (mp.role, mp.spec) not in out:
+            out.append((mp.role, mp.spec))
+    tok = plan.tokenizer
+    built_tok = any(tok == m.spec and m.origin == "built here" for m in (plan.target, plan.retain))
+    if not built_tok and tok not in [s for _, s in out]:
+        out.append(("tokenizer", tok))
+    return out
+
+
+def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Preflight:
+    """Raise one UsageError naming every missing piece and its remedy; else say whether to go offline."""
+    hub_down: dict = {}
+
+    @functools.lru_cache(maxsize=None)
+    def probe(repo: str, repo_type: str) -> str | None:
+        why = hub.probe(repo, repo_type)
+        if why and "reachable" in why or hub.offline():
+            hub_down["down"] = True
+        return why
+
+    problems: list[str] = []
+    data_problem = _data_problem(plan.cfg.data.source, probe)
+    if data_problem:
+        problems.append(f"{data_problem} -> give a TOFU folder (--set data.source=/path/to/tofu"
+                        f"{' or eval --data' if plan.command == 'eval' else ''}) or data.source=synthetic")
+    for role, spec in needed_models(plan):
+        why = _model_problem(spec, probe, weights=role != "tokenizer")
+        if why:
+            remedy = (f"download it where the hub is reachable (`hf download {spec}`) and copy the Hugging Face "
+                      f"cache here, or give a local folder: {OPTION[role]}PATH" if load.looks_like_hub_id(spec)
+                      else f"give an existing model folder, .gguf file or hub id: {OPTION[role]}...")
+            if role == "reference":
+                remedy += ", --retain-logs TOFU_EVAL.json, or --no-reference"
+            problems.append(f"{role if role == 'tokenizer' else role + ' model'}: {why} -> {remedy}")
+    for what, path in extra_files:
+        if not Path(path).is_file():
+            problems.append(f"{what} not found: {path}")
+    if not problems and plan.cfg.data.source != "synthetic":
+        problems += _split_problems(plan)
+    if len(problems) == 1:
+        raise UsageError(f"missing: {problems[0]}")
+    if problems:
+        raise UsageError(f"{len(problems)} pieces are missing (nothing was run):\n" +
+                         "\n".join(f"  - {p}" for p in problems))
+    return Preflight((), bool(hub_down) and not hub.offline())
+
+
+def _split_problems(plan: Plan) -> list[str]:
+    """An author subset the source cannot give, or a split it lacks: named with the source, before any model."""
+    from unlearn_lab.data.tofu import make_source
+
+    d = plan.cfg.data
+    try:
+        source = make_source(d.source, d.authors, d.seed)
+        for split in (d.forget_split, d.retain_split, d.holdout_split):
+            source.load(split)
+    except UsageError as exc:
+        hint = " (set data.authors to a multiple of 10 up to the source's size, or null for all)" if d.authors else ""
+        return [f"data {d.source}: {exc}{hint}"]
+    return []
+
+
+def go_offline() -> None:
+    """The hub is unreachable and everything needed is cached: let the libraries read the cache without asking
+    the network first (set once, at the command's edge)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
