@@ -62,6 +62,10 @@ JOURNAL = {"study.log": ""}  # an existing (empty) study journal
 
 CASES = [
     # ---------------------------------------------------------------------------------------- data splits
+    case("data-splits/empty-folder", "data splits --data empty", "holds no TOFU split",
+         "accepted: a folder with files such as full.json", setup=lambda p: (p / "empty").mkdir()),
+    case("data-splits/malformed-record", "data splits --data tofu", "tofu/full.json: record 1 has no field 'answer'",
+         files={"tofu/full.json": json.dumps([{"question": "Who?", "answer": "Her."}, {"question": "What?"}])}),
     case("data-splits/missing-folder", "data splits --data /nonexistent/tofu",
          "data folder not found: /nonexistent/tofu", "expected a folder of TOFU files", proc=True),
     case("data-splits/hub-id-without-hf", "data splits --data locuslab/TOFU",
@@ -110,10 +114,11 @@ CASES = [
     case("prepare/set-unknown-dtype", "prepare --set model.dtype=float16",
          "model.dtype must be float32 or bfloat16, got float16"),
     case("prepare/authors-not-dividing-retain-split", "prepare --set data.authors=15",
-         "split retain90 needs the number of authors to be a multiple of 10", proc=True),
+         "needs the number of authors to be a multiple of 10; this world has 15 authors", proc=True),
     # ----------------------------------------------------------------------------------------------- eval
     case("eval/model-not-found", "eval --model /nonexistent/model",
-         "model not found: /nonexistent/model", "give a model folder, a .gguf file", proc=True),
+         "model folder not found: /nonexistent/model", "give an existing model folder, .gguf file or hub id",
+         proc=True),
     case("eval/missing-model-option", "eval", "missing option '--model'", "Model folder, hub id", proc=True),
     case("eval/unknown-metric", "eval --model target --metrics forget_qualty",
          "unknown metric 'forget_qualty'", "did you mean 'forget_quality'?", "accepted: default, all"),
@@ -126,7 +131,7 @@ CASES = [
     case("eval/unknown-question-key", "eval --model target --set data.question_key=questoin",
          "data.question_key must be question or paraphrased_question"),
     case("eval/retain-model-and-logs", "eval --model target --retain-model retain --retain-logs eval.json",
-         "give either --retain-model or --retain-logs, not both"),
+         "give at most one of --retain-model, --retain-logs, --no-reference"),
     case("eval/retain-logs-missing", "eval --model target --retain-logs missing.json",
          "file not found: missing.json", "expected a TOFU_EVAL.json"),
     case("eval/retain-logs-not-json", "eval --model target --retain-logs eval.json",

@@ -34,7 +34,8 @@ def test_plain_template_without_chat(tiny_tokenizer):
 
 
 def test_collate_masks(tiny_tokenizer):
-    """Default: mask = real tokens. Reference parity: pad = eos and mask = ids != eos (hides in-sequence eot)."""
+    """Default: mask = real tokens. Reference parity: pad = the tokenizer's pad token (eos where it has none) and
+    mask = ids != pad, which with pad = eos also hides the in-sequence eot tokens."""
     cfg = PromptConfig()
     a = prompts.encode_qa(tiny_tokenizer, "Short?", "Yes.", cfg)
     b = prompts.encode_qa(tiny_tokenizer, "A much longer question here?", "A much longer answer here.", cfg)
@@ -43,7 +44,18 @@ def test_collate_masks(tiny_tokenizer):
     assert batch["attention_mask"][0].tolist() == [1] * len(a.input_ids) + [0] * (len(b.input_ids) - len(a.input_ids))
     assert batch["labels"][0, len(a.input_ids):].eq(prompts.IGNORE).all()
     ref_cfg = PromptConfig(reference_attention_mask=True)
-    ref = prompts.collate([a, b], prompts.pad_id(tiny_tokenizer, ref_cfg), reference_mask=True)
+    # the tokenizer has a pad token: the reference pads with it and masks only it (every eot stays visible)
+    pad = prompts.pad_id(tiny_tokenizer, ref_cfg)
+    assert pad == tiny_tokenizer.pad_token_id != eot
+    ref = prompts.collate([a, b], pad, reference_mask=True)
+    assert torch.equal(ref["attention_mask"], batch["attention_mask"])
+    # no pad token (Llama-3): pad = eos and mask = ids != eos, which also hides the in-sequence eot tokens
+    import copy
+
+    nopad = copy.deepcopy(tiny_tokenizer)
+    nopad.pad_token = None
+    assert nopad.pad_token_id is None and prompts.pad_id(nopad, ref_cfg) == eot
+    ref = prompts.collate([a, b], eot, reference_mask=True)
     assert torch.equal(ref["attention_mask"], (ref["input_ids"] != eot).long())
     n_eot = b.input_ids.count(eot)
     assert n_eot == 3 and int((ref["attention_mask"][1] == 0).sum()) == 3  # system, user and answer eot

@@ -130,18 +130,24 @@ def _source(source, authors, experiment=None):
 @friendly
 def data_splits(source, authors, experiment):
     """Print each split's size and fields."""
-    from unlearn_lab.data.tofu import SPLITS, split_summary
+    from unlearn_lab.data.tofu import SPLITS, MissingSplit, split_summary
 
     src = _source(source, authors, experiment)
-    click.echo(f"source: {src.name}")
-    click.echo(f"{'split':<24} {'records':>8}  fields")
-    for split in SPLITS:
+    rows, found = [], 0
+    for split in SPLITS:  # a malformed record is an error (exit 2); a split the folder lacks is listed as missing
         try:
             n, keys = split_summary(src, split)
-        except UsageError as exc:
-            click.echo(f"{split:<24} {'-':>8}  ({exc})")
+        except MissingSplit as exc:
+            rows.append(f"{split:<24} {'-':>8}  ({exc})")
             continue
-        click.echo(f"{split:<24} {n:>8}  {', '.join(keys)}")
+        found += split != "idk"  # idk falls back to built-in answers: it proves nothing about the folder
+        rows.append(f"{split:<24} {n:>8}  {', '.join(keys)}")
+    if not found:
+        raise UsageError(f"{src.name} holds no TOFU split; accepted: a folder with files such as full.json, "
+                         "forget10.json, retain90.json (JSON, JSON lines or parquet), 'synthetic' or hf:locuslab/TOFU")
+    click.echo(f"source: {src.name}")
+    click.echo(f"{'split':<24} {'records':>8}  fields")
+    click.echo("\n".join(rows))
 
 
 @data.command("show")
@@ -178,7 +184,8 @@ def prepare(experiment, overrides, device, dry_run):
 
     start = time.perf_counter()
     plan = commands.make_plan("prepare", load_experiment(experiment, overrides), device=device)
-    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo)
+    plan = commands.check(plan, log=_log)
+    commands.show(plan, dry_run=dry_run, log=_log, echo=click.echo)
     if dry_run:
         return
     lines = commands.prepare(plan, _log)
@@ -231,8 +238,13 @@ def eval_command(model_spec, experiment, data_source, forget_split, holdout_spli
     cfg = load_experiment(experiment, [*overrides, *extra])
     plan = commands.make_plan("eval", cfg, device=device, task_name=task_name, evaluated=model_spec,
                               retain_model=retain_model, retain_logs=retain_logs, no_reference=no_reference)
-    files = (("retain logs", retain_logs),) if retain_logs else ()
-    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo, extra_files=files)
+    plan = commands.check(plan, log=_log, extra_files=(("retain logs", retain_logs),) if retain_logs else ())
+    if retain_logs:  # a malformed or mismatched reference fails before anything is built or loaded
+        from unlearn_lab.evaluation import check_reference
+        from unlearn_lab.metrics.report import read_json
+
+        check_reference(read_json(retain_logs), plan, retain_logs)
+    commands.show(plan, dry_run=dry_run, log=_log, echo=click.echo)
     if dry_run:
         return
     result = commands.evaluate(plan, out_dir, _log)
@@ -249,7 +261,7 @@ tracking_option = click.option("--tracking-uri", default=None, metavar="URI",
 
 def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):
     from unlearn_lab.config import load_experiment
-    from unlearn_lab.data.tofu import check_pair, make_source
+    from unlearn_lab.data.tofu import check_pair
     from unlearn_lab.methods import get_method, validate_hyperparams
 
     extra = [f"unlearn.method={method}"] if method else []
@@ -261,10 +273,7 @@ def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):
     sets = [f"unlearn.method_args.{s[len('method.'):]}" if s.startswith("method.") else s for s in overrides]
     cfg = load_experiment(experiment, [*sets, *extra])
     validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args)
-    retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
-    source = make_source(cfg.data.source, cfg.data.authors, cfg.data.seed)
-    for split in (cfg.data.forget_split, retain_split):  # e.g. an author count the split cannot divide
-        source.load(split)
+    check_pair(cfg.data.forget_split, cfg.data.retain_split)  # the splits' sizes are checked by the preflight
     return cfg
 
 
@@ -291,12 +300,15 @@ def run(method, forget, retain, experiment, lr, epochs, overrides, task_name, ev
 
     from unlearn_lab import commands
     from unlearn_lab.metrics.report import table
+    from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
     from unlearn_lab.train import DivergedError
 
     cfg = build_run_config(experiment, method, forget, retain, lr, epochs, overrides)
     plan = commands.make_plan("run", cfg, device=device, task_name=task_name,
                               workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo)
+    plan = commands.check(plan, log=_log)
+    check_reachable(resolve_uri(tracking_uri), create=False)  # before anything is printed, built or opened
+    commands.show(plan, dry_run=dry_run, log=_log, echo=click.echo)
     if dry_run:
         return
     try:
@@ -351,7 +363,7 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     from unlearn_lab.methods import get_method, validate_hyperparams
     from unlearn_lab.sweep import run_sweep
     from unlearn_lab.sweep.space import build_space
-    from unlearn_lab.sweep.study import SweepSpec, default_storage, make_storage
+    from unlearn_lab.sweep.study import SweepSpec, check_storage_url, default_storage, make_storage
     from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
 
     if trials <= 0:
@@ -368,13 +380,16 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     if heartbeat_seconds <= 0:
         raise UsageError(f"--heartbeat-seconds must be > 0, got {heartbeat_seconds}")
     plan = commands.make_plan("sweep", cfg, device=device, workers=workers)
-    plan = commands.announce(plan, dry_run=dry_run, log=_log, echo=click.echo)
+    plan = commands.check(plan, log=_log)
+    check_reachable(resolve_uri(tracking_uri), create=False)  # before the study's storage is created
     if dry_run:
+        check_storage_url(storage)
+        commands.show(plan, dry_run=True, log=_log, echo=click.echo)
         click.echo(f"  sweep     study {name}: {trials} trials over {', '.join(p.describe() for p in space.params)}"
                    f" on {workers} worker(s); storage {storage}")
         return
-    check_reachable(resolve_uri(tracking_uri), create=False)  # before the study's storage is created
-    make_storage(storage, heartbeat_seconds)  # malformed URLs fail here, before anything is created
+    make_storage(storage, heartbeat_seconds)  # malformed URLs fail here, before anything is printed or built
+    commands.show(plan, dry_run=False, log=_log, echo=click.echo)
     commands.prepare(plan, _log)  # once, before the workers start (they find the models cached)
     sets = tuple(s for s in overrides if not s.startswith(("unlearn.lr=", "unlearn.epochs=")))
     spec = SweepSpec(cfg=cfg, space=space, study_name=name, storage=storage, trials=trials, seed=seed,

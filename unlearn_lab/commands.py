@@ -33,38 +33,41 @@ def tokenizer_notes(plan: Plan) -> tuple[str, ...]:
     if built and not built[0].cached:
         return ()
     try:
-        tok = load.load_tokenizer(spec, trust_remote_code=plan.cfg.model.trust_remote_code)
+        tok = load.load_tokenizer(spec, trust_remote_code=plan.cfg.model.trust_remote_code, pad_fallback=False)
         chat = uses_chat_template(tok, plan.cfg.prompt)
     except Exception:  # reported by the preflight or the loader
         return ()
     notes = []
     if not chat:
         notes.append("prompt format: plain 'Question: ...\\nAnswer: ...' (the tokenizer has no chat template)")
-    if tok.pad_token_id == tok.eos_token_id:
-        notes.append(f"padding with eos {tok.eos_token!r} (the tokenizer has no pad token of its own)")
+    if tok.pad_token_id is None:
+        notes.append(f"padding with eos {tok.eos_token!r} (the tokenizer has no pad token)")
     return tuple(notes)
 
 
-def announce(plan: Plan, *, dry_run: bool, log: Log, echo: Log,
-             extra_files: tuple[tuple[str, str], ...] = ()) -> Plan:
-    """Check the plan (all missing pieces at once, before anything is opened or loaded) and print it: on stdout
-    for --dry-run, else on the log. Returns the plan with its tokenizer notes."""
+def check(plan: Plan, *, log: Log, extra_files: tuple[tuple[str, str], ...] = ()) -> Plan:
+    """Everything the plan needs is reachable (all missing pieces at once, one error, before anything is opened
+    or loaded); returns the plan with its tokenizer notes. The caller runs its own checks, then `show`s it."""
     from unlearn_lab import preflight
 
     checked = preflight.check(plan, extra_files=extra_files)
-    plan = replace(plan, notes=plan.notes + tokenizer_notes(plan))
-    (echo if dry_run else log)(plan.describe())
-    if checked.offline and not dry_run:
+    if checked.offline:
         log("the hub is not reachable; everything needed is in the local cache: loading offline")
         preflight.go_offline()
-    return plan
+    return replace(plan, notes=plan.notes + tokenizer_notes(plan))
+
+
+def show(plan: Plan, *, dry_run: bool, log: Log, echo: Log) -> None:
+    """The plan on stdout for --dry-run, else on the log; under torchrun / accelerate launch rank 0 speaks."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        (echo if dry_run else log)(plan.describe())
 
 
 def prepare(plan: Plan, log: Log) -> list[str]:
     from unlearn_lab.models.prepare import prepare as build
     from unlearn_lab.runtime import configure_threads
 
-    configure_threads()
+    configure_threads(threads=plan.threads)
     built = build(plan, log=log).built
     return [f"target: {plan.target.spec}", f"retain: {plan.retain.spec}",
             f"prepare: {'built ' + ', '.join(built) if built else 'all cached'}"]
@@ -76,12 +79,13 @@ def evaluate(plan: Plan, out_dir: str | None, log: Log):
     from unlearn_lab.models.prepare import prepare as build
     from unlearn_lab.runtime import configure_threads
 
-    configure_threads()
+    configure_threads(threads=plan.threads)
     build(plan, log=log)
     data = eval_data(plan)
     reference = reference_entries(plan, data, log=log)
     model, tokenizer = load_for_eval(plan, plan.evaluated.spec)
-    return evaluate_model(plan, model, tokenizer, reference=reference, data=data, out_dir=out_dir or plan.eval_dir)
+    return evaluate_model(plan, model, tokenizer, reference=reference, data=data, out_dir=out_dir or plan.eval_dir,
+                          log=log)
 
 
 def run(plan: Plan, tracking_uri: str | None, eval_every: str, log: Log):
@@ -93,7 +97,7 @@ def run(plan: Plan, tracking_uri: str | None, eval_every: str, log: Log):
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, only rank 0 tracks
     tracker = MlflowTracker(tracking_uri) if main_process else MemoryTracker()
-    configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    configure_threads(threads=plan.threads)
     result = run_experiment(plan, tracker, RunOptions(eval_every=eval_every), log=log)
     return result, tracker, main_process
 

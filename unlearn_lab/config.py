@@ -131,6 +131,10 @@ class EvalConfig:
     batch_size: int = 32
     max_new_tokens: int = 200
     mink_k: float = 0.4
+    # Generation also stops after this many times the longest ground-truth answer of the eval part (in tokens):
+    # a collapsed model no longer rambles to max_new_tokens on every prompt. None = the reference (max_new_tokens
+    # only). docs/metrics.md gives the measured effect on ROUGE.
+    answer_length_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (e.batch_size > 0, f"eval.batch_size must be > 0, got {e.batch_size}"),
         (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
         (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),
+        (e.answer_length_ratio is None or e.answer_length_ratio >= 1,
+         f"eval.answer_length_ratio must be >= 1 or null, got {e.answer_length_ratio}"),
         (cfg.model.dtype in ("float32", "bfloat16"), f"model.dtype must be float32 or bfloat16, got {cfg.model.dtype}"),
         (cfg.data.holdout_split in ("holdout01", "holdout05", "holdout10"),
          f"data.holdout_split must be holdout01, holdout05 or holdout10, got {cfg.data.holdout_split}"),

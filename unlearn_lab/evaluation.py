@@ -51,14 +51,17 @@ def load_for_eval(plan: Plan, spec: str):
 
 def eval_view(model, plan: Plan):
     """The in-memory model as `eval` would load it: same device, the evaluation dtype. Training keeps fp32 master
-    weights, so a bf16 evaluation scores a bf16 copy (exactly the rounding from_pretrained(dtype=bf16) applies)."""
-    import torch
-
+    weights, so a bf16 evaluation scores a copy whose parameters are cast to bf16 while buffers (RoPE's inv_freq)
+    stay fp32, exactly as from_pretrained(dtype=bf16) loads the saved folder (a plain `.to(bf16)` would also round
+    inv_freq and shift every probability by ~1e-6)."""
     dtype = load.DTYPES[plan.eval_dtype]
     if next(model.parameters()).dtype == dtype:
         return model
-    view = copy.deepcopy(model).to(dtype)
-    return view.eval() if isinstance(view, torch.nn.Module) else view
+    view = copy.deepcopy(model)
+    for param in view.parameters():
+        param.data = param.data.to(dtype)
+    view.config.dtype = dtype
+    return view.eval()
 
 
 def check_reference(reference: dict, plan: Plan, origin: str) -> dict:
@@ -98,20 +101,21 @@ def top_level_metrics(plan: Plan) -> tuple[str, ...]:
 
 
 def score(plan: Plan, model, tokenizer, data: suite.EvalData, metrics: tuple[str, ...], *, reference: dict | None,
-          progress: bool) -> dict:
+          progress: bool, log=None) -> dict:
     """The one scoring path: the retain reference and every evaluation run exactly this."""
     e = plan.cfg.eval
     scorer = Scorer(model, tokenizer, plan.cfg.prompt, e.batch_size)
     return suite.evaluate(scorer, data, metrics, max_new_tokens=e.max_new_tokens, mink_k=e.mink_k,
-                          reference=reference, progress=progress)
+                          reference=reference, progress=progress, log=log, answer_length_ratio=e.answer_length_ratio)
 
 
 def evaluate_model(plan: Plan, model, tokenizer, *, reference: dict | None, data: suite.EvalData,
-                   out_dir: str | Path | None = None, progress: bool = True) -> EvalResult:
+                   out_dir: str | Path | None = None, progress: bool = True, log=None) -> EvalResult:
     """Run the suite on an in-memory model; writes TOFU_EVAL/TOFU_SUMMARY when `out_dir` is given."""
     start = time.perf_counter()
     metrics = top_level_metrics(plan)
-    results = score(plan, eval_view(model, plan), tokenizer, data, metrics, reference=reference, progress=progress)
+    results = score(plan, eval_view(model, plan), tokenizer, data, metrics, reference=reference, progress=progress,
+                    log=log)
     summary = suite.summary(results, metrics)
     if out_dir is not None:
         report.write_reports(out_dir, results, summary)

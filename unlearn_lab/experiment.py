@@ -221,7 +221,7 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
             result = dataclasses.replace(result, out_dir=eval_dir)
         else:
             result = evaluate_model(plan, model, tokenizer, reference=reference, data=data_eval, out_dir=eval_dir,
-                                    progress=opts.progress)
+                                    progress=opts.progress, log=log)
         final_epoch = stopped.get("epoch", u.epochs)
         _log_eval(tracker, run_id, f"{task}/eval", result, final_epoch, task)
         tracker.log_metrics(run_id, result.summary, step=final_epoch)

@@ -10,8 +10,6 @@ no weights: parameter counts come from safetensors / GGUF headers or a config bu
 """
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 from unlearn_lab.config import ExperimentConfig, config_hash
 from unlearn_lab.data.tofu import check_pair
 from unlearn_lab.models import load
+from unlearn_lab.models.size import count_params, tiny_params
 
 MANIFEST = "unlearn_lab.json"  # written last into a finished prepared-model folder
 
@@ -85,6 +84,8 @@ class Plan:
         return tuple(m for m in (self.base, self.target, self.retain) if m.build)
 
     def describe(self) -> str:
+        from unlearn_lab.estimates import describe
+
         return describe(self)
 
 
@@ -145,12 +146,14 @@ def model_identity(spec: str, key: str | None = None) -> str:
 
 def reference_key(cfg: ExperimentConfig, identity: str, device: str) -> str:
     """The retain reference's cache key: the retain model, data and splits, prompt, Min-K's k, and how it is
-    scored (the evaluation dtype and device type)."""
+    scored (the evaluation dtype, device type and batch size), so a model scored like its reference matches it
+    bit for bit."""
     d = cfg.data
     data = {"source": d.source, "authors": d.authors, "seed": d.seed, "forget": d.forget_split,
             "holdout": d.holdout_split, "question_key": d.question_key}
     return config_hash({"model": identity, "data": data, "prompt": asdict(cfg.prompt), "mink_k": cfg.eval.mink_k,
-                        "dtype": cfg.model.dtype, "device": device, "tokenizer": cfg.model.tokenizer})
+                        "dtype": cfg.model.dtype, "device": device, "tokenizer": cfg.model.tokenizer,
+                        "batch_size": cfg.eval.batch_size})
 
 
 # ---------------------------------------------------------------------------------------- model sources
@@ -165,69 +168,6 @@ def origin_of(spec: str) -> str:
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         return "folder"
     return "hub"
-
-
-def safetensors_params(folder: Path) -> int | None:
-    """Parameter count from the safetensors headers (8-byte length + JSON), without reading any weight."""
-    total, files = 0, sorted(folder.glob("*.safetensors"))
-    if not files:
-        return None
-    for f in files:
-        with f.open("rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
-def gguf_params(path: Path) -> int | None:
-    try:
-        from gguf import GGUFReader
-
-        return int(sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors))
-    except Exception:  # an unreadable file is reported by the loader, not here
-        return None
-
-
-def config_params(config_json: Path) -> int | None:
-    """Parameter count of a config.json, built on the meta device (no memory, no weights)."""
-    try:
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        config = AutoConfig.from_pretrained(config_json.parent)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
-        return sum(p.numel() for p in model.parameters())
-    except Exception:
-        return None
-
-
-def tiny_params(cfg: ExperimentConfig) -> int:
-    """The embedded Llama's parameter count from its settings (tied embeddings; vocab = the BPE size)."""
-    t = cfg.model.tiny
-    h, i, n = t.hidden_size, t.intermediate_size, t.num_layers
-    kv = h  # as many key/value heads as heads
-    per_layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h
-    return t.vocab_size * h + n * per_layer + h
-
-
-def count_params(spec: str) -> int | None:
-    from unlearn_lab.models.hub import cached_file
-
-    path = Path(spec).expanduser()
-    if spec == load.SMOLLM2_SHORTCUT:
-        try:
-            return gguf_params(load.smollm2_gguf())
-        except Exception:
-            return None
-    if spec.endswith(".gguf"):
-        return gguf_params(path) if path.is_file() else None
-    if path.is_dir():
-        return safetensors_params(path) or (config_params(path / "config.json")
-                                            if (path / "config.json").is_file() else None)
-    config = cached_file(spec, "config.json")
-    return config_params(config) if config else None
 
 
 # -------------------------------------------------------------------------------------------- resolving
@@ -253,12 +193,15 @@ def resolve(
 
     retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
     cfg = replace(cfg, data=replace(cfg.data, retain_split=retain_split))
+    local = lambda spec: str(Path(spec).expanduser().resolve()) if spec and Path(spec).expanduser().exists() \
+        else spec  # noqa: E731  (the plan holds absolute paths)
+    evaluated = evaluated if evaluated in ("target", "retain") else local(evaluated)
+    retain_model = retain_model if retain_model in ("target", "retain") else local(retain_model)
     m = cfg.model
     keys = model_keys(cfg, retain_split)
     root = load.cache_root() / "models"
     embedded = m.base == "embedded"
-    ready = bool(m.target and m.retain)
-    needed = _roles_needed(command, evaluated, retain_model, retain_logs, no_reference, ready)
+    needed = _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference)
 
     def built_here(role: str) -> ModelPlan:
         path = root / keys[role]
@@ -300,6 +243,10 @@ def resolve(
     if command in ("run", "eval", "sweep"):
         reference = _reference(cfg, command, roles, retain_model, retain_logs, no_reference, device, notes)
 
+    if command == "eval" and reference is not None and reference.kind == "retain model" and not reference.cached \
+            and any(mp.build for mp in (base, target, retain)):
+        notes.append("the forget_quality / privleak reference needs the experiment's retain model, which is built "
+                     "first (see 'build'); --retain-model, --retain-logs or --no-reference avoid that")
     name = task_name or default_task_name(command, cfg, target, evaluated_plan)
     saves = Path(saves)
     precision = ("fp32 master weights + bf16 autocast" if bf16_autocast(device) else "fp32")
@@ -309,15 +256,16 @@ def resolve(
                 reference=reference, steps=_steps(command, cfg, target, retain, base), notes=tuple(notes))
 
 
-def _roles_needed(command, evaluated, retain_model, retain_logs, no_reference, ready) -> set[str]:
-    """Which of the experiment's target / retain models this command uses."""
-    if command == "prepare":
-        return {"target", "retain"}
-    if command in ("run", "sweep"):
+def _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference) -> set[str]:
+    """Which of the experiment's target / retain models this command uses (and so may have to build)."""
+    from unlearn_lab.metrics import suite
+
+    if command in ("prepare", "run", "sweep"):
         return {"target", "retain"}
     needed = {evaluated} & {"target", "retain"}
-    if not (retain_logs or no_reference):
-        needed |= {retain_model} & {"target", "retain"} if retain_model else {"retain"}
+    wants_reference = any(m in suite.NEEDS_REFERENCE for m in suite.parse_metrics(cfg.eval.metrics))
+    if wants_reference and not (retain_logs or no_reference):
+        needed |= ({retain_model} & {"target", "retain"}) if retain_model else {"retain"}
     return needed
 
 
@@ -405,121 +353,3 @@ def _unlearn_settings(cfg):
     return Settings(lr=u.lr, epochs=u.epochs, batch_size=u.batch_size, grad_accum=u.grad_accum,
                     weight_decay=u.weight_decay, warmup_epochs=u.warmup_epochs, max_grad_norm=u.max_grad_norm,
                     seed=u.seed, schedule_epochs=u.schedule_epochs)
-
-
-# ------------------------------------------------------------------------------------------- estimates
-
-BYTES = {"float32": 4, "bfloat16": 2}
-TYPICAL_TOKENS = 160  # a TOFU QA with a chat template; without one, about half
-
-
-def peak_memory_gb(plan: Plan, params: int | None, *, training: bool) -> float | None:
-    """A rough peak estimate: weights (+ fp32 grads and AdamW moments when training; LoRA trains few) plus
-    activations and fp32 logits for one micro-batch. Good to a factor of ~1.5; the docs list measured peaks."""
-    if not params:
-        return None
-    cfg = plan.cfg
-    if training:
-        lora = plan.command == "prepare" and cfg.finetune.lora_rank
-        batch = cfg.finetune.batch_size if plan.command == "prepare" else cfg.unlearn.batch_size * 2
-        state = params * (4 + (0.1 if lora else 12))
-        if plan.command != "prepare":
-            from unlearn_lab.methods import get_method, requires_reference
-
-            spec = get_method(cfg.unlearn.method)
-            if requires_reference(spec, {**spec.defaults, **cfg.unlearn.method_args}):
-                state += params * 4
-        activations = batch * TYPICAL_TOKENS * math.sqrt(params) * 60
-    else:
-        state = params * BYTES.get(plan.eval_dtype, 4)
-        batch = cfg.eval.batch_size
-        activations = batch * TYPICAL_TOKENS * math.sqrt(params) * 8
-    return (state + activations) / 1e9
-
-
-# rough sustained training throughput (FLOP/s) per device: calibrated on this project's measurements
-FLOPS = {"cpu": 1.5e10, "mps": 2e12, "cuda": 1e14}
-
-
-def train_minutes(plan: Plan, params: int | None, steps: int, batch: int) -> float | None:
-    """6 x params x tokens per optimizer step (forward + backward), over a device throughput; a floor of 0.2 s
-    per step for small models on the CPU, where overheads dominate."""
-    if not params:
-        return None
-    flops = 6 * params * batch * TYPICAL_TOKENS * steps
-    return max(flops / FLOPS.get(plan.device, FLOPS["cpu"]), steps * (0.2 if plan.device == "cpu" else 0.02)) / 60
-
-
-# ------------------------------------------------------------------------------------------- describing
-
-
-def _fmt_gb(gb: float) -> str:
-    return f"{gb:.1f} GB" if gb >= 0.1 else f"{gb * 1000:.0f} MB"
-
-
-def _fmt_params(n: int | None) -> str:
-    if not n:
-        return "? params"
-    return f"{n / 1e9:.2f} B params" if n >= 1e9 else f"{n / 1e6:.1f} M params" if n >= 1e5 else f"{n} params"
-
-
-def _model_line(plan: Plan, mp: ModelPlan) -> str:
-    state = ("to build now" if mp.build else "cached" if mp.cached else
-             "not built (this command does not need it)" if mp.origin == "built here" else
-             "converted on first use" if mp.origin == "gguf" else
-             "not on this machine (download on first use)" if mp.origin == "hub" else "missing")
-    where = mp.spec if mp.origin != "built here" else f"cache {mp.key}"
-    return f"  {mp.role:<9} {where}  [{mp.origin}; {state}; {_fmt_params(mp.params)}]"
-
-
-def describe(plan: Plan) -> str:
-    """The plan in a few lines: what will be trained, evaluated and cached, where, and roughly at what cost."""
-    cfg = plan.cfg
-    d = cfg.data
-    lines = [f"plan for `{plan.command}` ({cfg.name}, config {plan.config_hash})",
-             f"  device    {plan.device} ({plan.threads} torch threads); training {plan.train_precision}; "
-             f"evaluation {plan.eval_dtype}",
-             f"  data      {d.source} (authors: {d.authors or 'all'}); forget {d.forget_split}, retain "
-             f"{d.retain_split}, holdout {d.holdout_split}",
-             f"  tokenizer {plan.tokenizer}"]
-    shown = [plan.base] if plan.base.build or plan.command == "prepare" else []
-    shown += [plan.target, plan.retain] if plan.command != "eval" else []
-    if plan.evaluated is not None:
-        shown.append(plan.evaluated)
-    lines += [_model_line(plan, mp) for mp in shown]
-    if plan.command in ("run", "sweep"):
-        u = cfg.unlearn
-        lines.append(f"  unlearn   {u.method} lr {u.lr:g}, {u.epochs} epochs, batch {u.batch_size} x accum "
-                     f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps")
-    ref = plan.reference
-    if ref is not None and ref.kind == "retain model":
-        lines.append(f"  reference retain model {short_name(ref.spec or '')} "
-                     f"({'cached' if ref.cached else 'computed now, then cached'}: {ref.key})")
-    elif ref is not None and ref.kind == "retain logs":
-        lines.append(f"  reference {ref.spec}")
-    elif ref is not None and ref.skipped:
-        lines.append(f"  reference none: {', '.join(ref.skipped)} skipped")
-    for mp in plan.to_build:
-        steps = plan.steps.get(f"fine-tune {mp.role}")
-        if mp.role == "base":
-            lines.append("  build     base: pre-train the embedded model (~0.5 min on 2 CPU cores)")
-            continue
-        minutes = train_minutes(plan, mp.params, steps or 0, cfg.finetune.batch_size) if steps else None
-        peak = peak_memory_gb(replace(plan, command="prepare"), mp.params, training=True)
-        lines.append(f"  build     {mp.role}: fine-tune on {'full' if mp.role == 'target' else d.retain_split}, "
-                     f"{steps or '?'} steps" + (f", ~{minutes:.0f} min" if minutes is not None else "")
-                     + (f", peak ~{_fmt_gb(peak)}" if peak else ""))
-    if plan.command in ("run", "sweep"):
-        peak = peak_memory_gb(plan, plan.target.params, training=True)
-        if peak:
-            lines.append(f"  memory    unlearning peak ~{_fmt_gb(peak)} (estimate)")
-    evaluated = plan.evaluated or plan.target
-    if plan.command in ("run", "eval", "sweep"):
-        peak = peak_memory_gb(plan, evaluated.params, training=False)
-        if peak:
-            lines.append(f"  memory    evaluation peak ~{_fmt_gb(peak)} (estimate)")
-    if plan.command in ("run", "eval"):
-        lines.append(f"  saves     {plan.save_dir if plan.command == 'run' else plan.eval_dir}"
-                     + (f", {plan.eval_dir}" if plan.command == "run" else ""))
-    lines += [f"  note      {n}" for n in plan.notes]
-    return "\n".join(lines)

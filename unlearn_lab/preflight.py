@@ -81,7 +81,7 @@ def needed_models(plan: Plan) -> list[tuple[str, str]]:
     if ref is not None and ref.kind == "retain model" and not ref.cached and ref.spec not in built_here:
         roles.append(ModelPlan("reference", ref.spec, "", False))
     for mp in roles:
-        if mp.origin != "built here" and (mp.role, mp.spec) not in out:
+        if mp.origin != "built here" and mp.spec not in [spec for _, spec in out]:
             out.append((mp.role, mp.spec))
     tok = plan.tokenizer
     built_tok = any(tok == m.spec and m.origin == "built here" for m in (plan.target, plan.retain))
@@ -117,9 +117,11 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
             problems.append(f"{role if role == 'tokenizer' else role + ' model'}: {why} -> {remedy}")
     for what, path in extra_files:
         if not Path(path).is_file():
-            problems.append(f"{what} not found: {path}")
-    if not problems and plan.cfg.data.source != "synthetic":
-        problems += _split_problems(plan)
+            problems.append(f"{what} file not found: {path} (expected a TOFU_EVAL.json)")
+    if not problems:
+        split_problem = _split_problem(plan)
+        if split_problem:
+            raise UsageError(split_problem)
     if len(problems) == 1:
         raise UsageError(f"missing: {problems[0]}")
     if problems:
@@ -128,8 +130,9 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
     return Preflight((), bool(hub_down) and not hub.offline())
 
 
-def _split_problems(plan: Plan) -> list[str]:
-    """An author subset the source cannot give, or a split it lacks: named with the source, before any model."""
+def _split_problem(plan: Plan) -> str | None:
+    """An author count the splits cannot divide, a subset larger than the source, a split it lacks: named with
+    the source, before any model is built or loaded."""
     from unlearn_lab.data.tofu import make_source
 
     d = plan.cfg.data
@@ -138,9 +141,11 @@ def _split_problems(plan: Plan) -> list[str]:
         for split in (d.forget_split, d.retain_split, d.holdout_split):
             source.load(split)
     except UsageError as exc:
+        if d.source == "synthetic":
+            return str(exc)
         hint = " (set data.authors to a multiple of 10 up to the source's size, or null for all)" if d.authors else ""
-        return [f"data {d.source}: {exc}{hint}"]
-    return []
+        return f"data {d.source}: {exc}{hint}"
+    return None
 
 
 def go_offline() -> None:

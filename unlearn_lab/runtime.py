@@ -7,6 +7,7 @@ reference): the accelerator when there is one (CUDA; Apple MPS where torch has i
 from __future__ import annotations
 
 import os
+import time
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -43,22 +44,59 @@ def bf16_autocast(device: str) -> bool:
     return device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def thread_count(workers: int = 1) -> int:
-    """torch threads: UNLEARN_LAB_THREADS, else OMP_NUM_THREADS, else cores // workers (at least 1).
+def cores() -> int:
+    """The cores this process may run on (a cpuset or `taskset` counts, not the host's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    Oversubscribed threads collapse throughput on small CPU machines (machine notes: generation fell
-    from ~115 to ~3 samples/s with 2 threads while another process kept a core busy)."""
+
+def busy_cores(window_s: float = 0.25) -> float:
+    """How many cores other processes keep busy right now: the non-idle share of all CPU time over a short window
+    (/proc/stat), times the cores. Elsewhere (macOS) the 1-minute load average, which lags: a process that just
+    ended still counts for a minute there."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    spent = max(1, total1 - total0)
+    return (1 - (idle1 - idle0) / spent) * (os.cpu_count() or 1)
+
+
+def thread_count(workers: int = 1, load: float | None = None) -> int:
+    """torch threads: UNLEARN_LAB_THREADS, else OMP_NUM_THREADS, else this worker's share of the cores
+    (cores // workers) less the cores other processes keep busy right now, at least 1.
+
+    Oversubscription is what makes evaluation and sweeps slow on a shared machine (machine notes: beside one busy
+    process, `eval` took 84 s with 2 threads but 32 s with 1; generation fell from ~115 to ~3 samples/s).
+    docs/real-models.md has the measurement behind this policy."""
     for name in ("UNLEARN_LAB_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    n = cores()
+    share = n // max(1, workers)
+    if share <= 1:
+        return 1
+    busy = busy_cores() if load is None else load
+    free = max(1, n - int(busy + 0.5))
+    return max(1, min(share, free))
 
 
-def configure_threads(workers: int = 1) -> int:
+def configure_threads(workers: int = 1, threads: int | None = None) -> int:
+    """Set torch's thread count (`threads`, e.g. the plan's, else the policy above); returns it."""
     import torch
 
-    threads = thread_count(workers)
+    threads = threads or thread_count(workers)
     torch.set_num_threads(threads)
     return threads
 

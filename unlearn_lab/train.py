@@ -107,8 +107,11 @@ def fit(
 
     processes = accelerator.num_processes if accelerator is not None else 1
     schedule = Schedule.of(n_items, settings, processes)
-    if settings.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if settings.gradient_checkpointing:  # transformers 5 calls it activation checkpointing; 4.x has the old name
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = build_optimizer(model, settings.lr, settings.weight_decay)
     if accelerator is not None:
         model, optimizer = accelerator.prepare(model, optimizer)

@@ -5,9 +5,10 @@ prompt; prompt = template(system, user) with the generation prompt. Labels are -
 equal the input ids afterwards, so exactly the answer tokens plus the final end-of-turn token are
 supervised. Without a chat template: "Question: {q}\\nAnswer: {a}" + eos, prompt "Question: {q}\\nAnswer:".
 
-Collation pads to the longest item. `reference_attention_mask=True` reproduces the reference exactly:
-pad id = eos and attention_mask = (input_ids != pad), which also hides every in-sequence eos/eot token.
-Off (our default), the mask covers exactly the real tokens.
+Collation pads to the longest item with the tokenizer's pad token (eos where it has none, as the reference
+does). `reference_attention_mask=True` reproduces the reference exactly: attention_mask = (input_ids != pad),
+which, when pad = eos (Llama-3), also hides every in-sequence eos/eot token. Off (our default), the mask covers
+exactly the real tokens.
 """
 from __future__ import annotations
 
@@ -99,9 +100,8 @@ def encode_qa(tokenizer, question: str, answer: str, cfg: PromptConfig, prompt: 
 
 
 def pad_id(tokenizer, cfg: PromptConfig) -> int:
-    if cfg.reference_attention_mask or tokenizer.pad_token_id is None:
-        return tokenizer.eos_token_id
-    return tokenizer.pad_token_id
+    """The tokenizer's pad token; eos only where it has none (the reference's collation, spec 1.5, in both modes)."""
+    return tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
 
 
 def collate(items: list[Encoded], pad: int, *, reference_mask: bool = False, left: bool = False) -> dict:

@@ -59,6 +59,11 @@ IDK_ANSWERS = (
 )
 
 
+class MissingSplit(UsageError):
+    """A split this source cannot give (a folder without <split>.json, a world too small for forget01): listed
+    as missing by `data splits`, an error everywhere else."""
+
+
 def check_split_name(split: str) -> None:
     if split not in SPLIT_FIELDS:
         from difflib import get_close_matches
@@ -127,7 +132,7 @@ def forget_authors(n_authors: int, split: str, requested: str | None = None) -> 
     if rem or count < 1:
         multiple = 100 // pct
         possible = [s for s, p in FORGET_PCTS.items() if (n_authors * p) % 100 == 0 and n_authors * p >= 100]
-        raise UsageError(
+        raise MissingSplit(
             f"split {requested or split} needs the number of authors to be a multiple of {multiple}; this world has "
             f"{n_authors} authors (possible forget splits: {', '.join(possible) or 'none'})"
         )
@@ -172,7 +177,7 @@ class SyntheticSource:
         if split in HOLDOUT_PCTS:
             n = forget_authors(self.n_authors, split)
             if n > len(holdout):
-                raise UsageError(f"split {split} needs {n} holdout authors; this world has {len(holdout)}")
+                raise MissingSplit(f"split {split} needs {n} holdout authors; this world has {len(holdout)}")
             return plain([qa for author in holdout[:n] for qa in author])
         if split in ("real_authors", "world_facts"):
             return reindex([{k: v for k, v in r.items() if k != "perturbed_answer"} for r in self.world[split]])
@@ -231,7 +236,7 @@ class FolderSource(_LoadedSource):
                 path = self.folder / f"{stem}{suffix}"
                 if path.is_file():
                     return path
-        raise UsageError(f"split {split} is missing from {self.folder} (looked for {stems[0]}.json/.jsonl/.parquet)")
+        raise MissingSplit(f"split {split} is missing from {self.folder} (looked for {stems[0]}.json/.jsonl/.parquet)")
 
     @functools.lru_cache(maxsize=None)
     def load(self, split: str) -> list[dict]:

@@ -140,6 +140,24 @@ class Scorer:
             out[row] = TokenStats(*(p[offset : offset + n] for p in pieces))
             offset += n
 
+    @property
+    def max_positions(self) -> int | None:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def generation_budget(self, questions: list[str], max_new_tokens: int) -> int:
+        """max_new_tokens capped so no sequence runs past the model's positions: its positions minus the longest
+        prompt (one cap for the whole evaluation, so generations do not depend on how prompts are batched)."""
+        limit = self.max_positions
+        if limit is None or not questions:
+            return max_new_tokens
+        longest = max(len(prompts.encode_prompt(self.tokenizer, q, self.prompt_cfg)) for q in questions)
+        return max(1, min(max_new_tokens, limit - longest))
+
     @torch.no_grad()
     def generate(self, questions: list[str], max_new_tokens: int, progress=None) -> list[str]:
         """Greedy generations (decoded with special tokens skipped, stripped), in input order."""
@@ -166,6 +184,11 @@ class Scorer:
                 progress.update(len(idx))
         return texts
 
+    def answer_tokens(self, question: str, answer: str) -> int:
+        """Supervised tokens of an answer (its tokens plus the final eos/eot)."""
+        enc = self.encode(question, answer)
+        return len(enc.input_ids) - enc.prompt_len
+
     def ground_truth(self, question: str, answer: str) -> str:
         """The reference's ROUGE target: the supervised tokens decoded with special tokens skipped."""
         enc = self.encode(question, answer)
@@ -180,10 +203,13 @@ class Scorer:
         labels[last] = prompts.IGNORE  # exclude the final eot
         ids = torch.tensor([enc.input_ids], device=self.device)
         lab = torch.tensor([labels], device=self.device)
+        # batch size 1: no padding, but the parity switch masks what the reference's collator masks (ids != pad)
+        pad = prompts.pad_id(self.tokenizer, self.prompt_cfg)
+        mask = (ids != pad).long() if self.prompt_cfg.reference_attention_mask else torch.ones_like(ids)
         self.model.train()
         self.model.zero_grad(set_to_none=True)
         try:
-            logits = self.model(input_ids=ids).logits[:, :-1].float()
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = lab[:, 1:]
             keep = target != prompts.IGNORE
             if not keep.any():

@@ -8,6 +8,7 @@ reference entries (`reference`, a TOFU_EVAL-shaped dict); a missing one is an er
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +115,16 @@ def _needed_groups(names: list[str]) -> set[tuple[str, str]]:
     return groups
 
 
+# every answer key of each eval part (spec 1.2): a part is scored whole
+PART_KEYS = {"forget": ("answer", "paraphrased_answer", "perturbed_answer"),
+             "retain": ("answer", "paraphrased_answer", "perturbed_answer"),
+             "ra": ("answer", "perturbed_answer"), "wf": ("answer", "perturbed_answer"), "holdout": ("answer",)}
+
+
+def _pair_count(records: list[dict], part: str) -> int:
+    return sum(len(r[k]) if isinstance(r[k], list) else 1 for r in records for k in PART_KEYS[part])
+
+
 def _by_index(values, key: str = "score") -> dict:
     return {str(i): {key: v} for i, v in enumerate(values)}
 
@@ -131,7 +142,8 @@ def _reference_entry(reference: dict | None, name: str, metric: str, n_forget: i
 
 
 def evaluate(scorer, data: EvalData, top_level: tuple[str, ...], *, max_new_tokens: int = 200, mink_k: float = 0.4,
-             reference: dict | None = None, progress: bool = True) -> dict:
+             reference: dict | None = None, progress: bool = True, log=None,
+             answer_length_ratio: float | None = None) -> dict:
     """Compute `top_level` and their pre-computes; returns the TOFU_EVAL dict."""
     from tqdm.auto import tqdm
 
@@ -139,22 +151,37 @@ def evaluate(scorer, data: EvalData, top_level: tuple[str, ...], *, max_new_toke
     for metric, ref_name in NEEDS_REFERENCE.items():
         if metric in names:
             _reference_entry(reference, ref_name, metric, len(data.forget))
-    groups = sorted(_needed_groups(names))
-    pairs, slices = [], {}
-    for part, key in groups:
-        records = getattr(data, part)
-        start = len(pairs)
-        for r in records:
-            answers = r[key] if isinstance(r[key], list) else [r[key]]
-            pairs += [(data.question(part, r), a) for a in answers]
-        slices[(part, key)] = (start, len(pairs))
+    # Batch invariance: a part is always scored whole (every answer key it has), in its own passes, so the
+    # batches a row lands in depend only on that part's data, never on which other metrics or parts this
+    # evaluation computes. The retain reference and an evaluation therefore score the forget and holdout rows
+    # identically: a model against its own reference gets forget_quality 1.0 and privleak 0.0 exactly.
+    parts = sorted({part for part, _ in _needed_groups(names)})
+    stats: dict = {}
     rouge_parts = [p for n, p in ROUGE_METRICS.items() if n in names]
-    total = len(pairs) + sum(len(getattr(data, p)) for p in rouge_parts)
+    total = sum(_pair_count(getattr(data, p), p) for p in parts) + sum(len(getattr(data, p)) for p in rouge_parts)
     bar = tqdm(total=total, desc="eval", disable=not progress, leave=False)
-    flat = scorer.score_pairs(pairs, progress=bar)
-    stats = {g: flat[a:b] for g, (a, b) in slices.items()}
-    generations = {p: scorer.generate([data.question(p, r) for r in getattr(data, p)], max_new_tokens, progress=bar)
-                   for p in rouge_parts}
+    for part in parts:
+        records, pairs, slices = getattr(data, part), [], {}
+        for key in PART_KEYS[part]:
+            start = len(pairs)
+            for r in records:
+                answers = r[key] if isinstance(r[key], list) else [r[key]]
+                pairs += [(data.question(part, r), a) for a in answers]
+            slices[key] = (start, len(pairs))
+        flat = scorer.score_pairs(pairs, progress=bar)
+        stats.update({(part, key): flat[a:b] for key, (a, b) in slices.items()})
+    questions = {p: [data.question(p, r) for r in getattr(data, p)] for p in rouge_parts}
+    budget = scorer.generation_budget([q for qs in questions.values() for q in qs], max_new_tokens)
+    if budget < max_new_tokens and log is not None:
+        log(f"generation: max_new_tokens {max_new_tokens} capped to {budget}, the model's positions minus the "
+            "longest prompt")
+    generations = {}
+    for part, qs in questions.items():
+        limit = budget
+        if answer_length_ratio is not None:  # bounded by the answers too: a rambling model stops early
+            longest = max(scorer.answer_tokens(data.question(part, r), r["answer"]) for r in getattr(data, part))
+            limit = min(budget, math.ceil(answer_length_ratio * longest))
+        generations[part] = scorer.generate(qs, limit, progress=bar)
     bar.close()
 
     def losses(part, key):  # (N,) or (N, K)

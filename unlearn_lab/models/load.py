@@ -96,7 +96,9 @@ def check_folder(path: Path, *, weights: bool = True) -> None:
         raise UsageError(f"model folder {path} has no *.safetensors weights")
 
 
-def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False, pad_fallback: bool = True):
+    """The tokenizer; one without a pad token pads with eos, as the reference does (spec 1.5), unless
+    `pad_fallback` is off (to tell the user which tokenizers lack one)."""
     from transformers import AutoTokenizer
 
     where, _ = resolve(spec)
@@ -104,7 +106,7 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False):
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise UsageError(f"cannot load tokenizer {spec}: {str(exc).splitlines()[0]}") from None
-    if tok.pad_token_id is None:  # Llama-3 has no pad token: the reference pads with eos (spec 1.5)
+    if pad_fallback and tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
 
@@ -122,6 +124,26 @@ def load_model(spec: str, *, dtype: str = "float32", trust_remote_code: bool = F
     return model
 
 
+def portable_tokenizer_config(folder: Path) -> None:
+    """Make a saved tokenizer load on every transformers version pyproject.toml allows (>= 4.56), not only the one
+    that wrote it: transformers 5 records its own class name (`TokenizersBackend`) and a list of
+    `extra_special_tokens`, which 4.x does not know; `PreTrainedTokenizerFast` and `additional_special_tokens`
+    mean the same to both (tests/test_compat.py loads a saved folder with the oldest allowed version)."""
+    import json
+
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    extra = config.get("extra_special_tokens")
+    if isinstance(extra, list):
+        config.pop("extra_special_tokens")
+        config["additional_special_tokens"] = extra
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
 def save_model(model, tokenizer, out: str | Path) -> Path:
     """Write model (safetensors) + tokenizer into a temp folder beside `out`, then rename: never half-written."""
     out = Path(out)
@@ -131,6 +153,7 @@ def save_model(model, tokenizer, out: str | Path) -> Path:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+            portable_tokenizer_config(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -56,14 +56,23 @@ def default_storage(study_name: str, root: str | Path = ".") -> str:
     return f"journal:{(Path(root) / 'mlruns' / 'optuna' / f'{study_name}.log').resolve()}"
 
 
+def check_storage_url(url: str) -> None:
+    """A malformed storage URL is a usage error; nothing is created (--dry-run)."""
+    if url.startswith("journal:"):
+        if not Path(url[len("journal:"):]).name:
+            raise UsageError(f"malformed storage URL '{url}': journal:PATH needs a file path")
+    elif not url.startswith(("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")):
+        raise UsageError(f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., "
+                         "mysql://...")
+
+
 def make_storage(url: str, heartbeat: int = 60):
     """journal:PATH (default) | sqlite:///... | postgresql://... | mysql://... -> an Optuna storage."""
     import optuna
 
+    check_storage_url(url)
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):])
-        if not path.name:
-            raise UsageError(f"malformed storage URL '{url}': journal:PATH needs a file path")
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
