@@ -11,7 +11,7 @@ import pytest
 
 from unlearn_lab.config import load_experiment
 from unlearn_lab.errors import UsageError
-from tests.conftest import TINY, make_plan
+from tests.conftest import REPO, TINY, make_plan
 
 CLI = [sys.executable, "-m", "unlearn_lab.cli"]
 
@@ -295,3 +295,39 @@ def test_gradient_checkpointing_gives_the_same_update(prepared):
         assert (model.is_activation_checkpointing if on is not None else model.is_gradient_checkpointing) == checkpointing
         params[checkpointing] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert torch.allclose(params[False], params[True], atol=1e-6)
+
+
+def test_step_counts_for_a_hub_source_use_tofu_sizes():
+    """The hub TOFU is not read before the preflight: 200 authors x 20 QAs -> forget10 = 400 rows; with the
+    reference's batch 4 x accumulation 4 over 10 epochs that is floor(100 / 4) = 25 steps per epoch."""
+    cfg = load_experiment(REPO / "experiments" / "tofu" / "default.yaml",
+                          ["unlearn.batch_size=4", "unlearn.grad_accum=4", "unlearn.epochs=10"])
+    from unlearn_lab.plan import _item_counts
+
+    counts = _item_counts(cfg)
+    assert counts == {"full": 4000, "retain90": 3600, "forget10": 400}
+
+
+def test_lora_prepare_merges_low_rank_updates_into_a_plain_folder(tmp_path):
+    """finetune.lora_rank: only rank-r updates on the linear layers, merged before saving, so the saved folder
+    loads with plain transformers (no adapter files) and differs from the base by a matrix of rank <= r."""
+    import torch
+    from safetensors.torch import load_file
+
+    from unlearn_lab.models.prepare import prepare
+
+    cfg = load_experiment(None, [*TINY, "finetune.lora_rank=2", "finetune.lora_alpha=4", "finetune.lr=1e-2"])
+    plan = make_plan(cfg, "prepare")
+    prepare(plan, log=lambda _: None)
+    target = Path(plan.target.spec)
+    assert not list(target.glob("adapter_*")), "the adapter must be merged, not saved beside the model"
+    assert json.loads((target / "unlearn_lab.json").read_text())["lora_rank"] == 2
+    base, tuned = load_file(Path(plan.base.spec) / "model.safetensors"), load_file(target / "model.safetensors")
+    linear = [k for k in base if k.endswith("proj.weight")]
+    assert linear and base.keys() == tuned.keys()
+    for k in base:
+        delta = (tuned[k] - base[k]).double()
+        if k in linear:
+            assert 0 < torch.linalg.matrix_rank(delta, atol=1e-6) <= 2, k
+        else:  # embeddings, norms and the output head stay frozen
+            assert torch.equal(tuned[k], base[k]), k

@@ -20,6 +20,7 @@ from unlearn_lab.models import load
 from unlearn_lab.models.size import count_params, tiny_params
 
 MANIFEST = "unlearn_lab.json"  # written last into a finished prepared-model folder
+TOFU_AUTHORS = 200  # the published TOFU: 200 fictitious authors x 20 QAs
 
 
 @dataclass(frozen=True)
@@ -317,24 +318,45 @@ def default_task_name(command: str, cfg: ExperimentConfig, target: ModelPlan, ev
 
 
 def _steps(command, cfg, target, retain, base) -> dict[str, int]:
-    """Optimizer steps of each training stage this command runs (from the split sizes; no model needed)."""
+    """Optimizer steps of each training stage this command runs, from the items each stage trains on (no model
+    needed; a source that cannot be read now leaves them out, and the preflight says why)."""
     from unlearn_lab.train import Schedule
-    from unlearn_lab.data.tofu import FORGET_PCTS
 
+    counts = _item_counts(cfg)
+    if counts is None:
+        return {}
     out: dict[str, int] = {}
-    f, d = cfg.finetune, cfg.data
-    n_authors = d.authors
-    if n_authors:
-        rows_full = n_authors * 20
-        aug = 2 if f.paraphrase_augment else 1
-        for plan, rows in ((target, rows_full), (retain, rows_full - rows_full * FORGET_PCTS[d.forget_split] // 100)):
-            if plan.build:
-                items = rows * aug
-                out[f"fine-tune {plan.role}"] = Schedule.of(items, _ft_settings(cfg)).total_steps
-        if command in ("run", "sweep"):
-            forget_rows = rows_full * FORGET_PCTS[d.forget_split] // 100
-            out["unlearn"] = Schedule.of(forget_rows, _unlearn_settings(cfg)).total_steps
+    for plan, split in ((target, "full"), (retain, cfg.data.retain_split)):
+        if plan.build:
+            out[f"fine-tune {plan.role}"] = Schedule.of(counts[split], _ft_settings(cfg)).total_steps
+    if command in ("run", "sweep"):
+        out["unlearn"] = Schedule.of(counts[cfg.data.forget_split], _unlearn_settings(cfg)).total_steps
     return out
+
+
+def _item_counts(cfg) -> dict[str, int] | None:
+    """Training items per split (with the embedded recipe's paraphrases and general replay) for local sources."""
+    from unlearn_lab.data.tofu import make_source
+    from unlearn_lab.errors import UsageError
+    from unlearn_lab.models.prepare import extra_records
+
+    d = cfg.data
+    if d.source.startswith("hf:"):  # not read before the preflight: TOFU's published sizes (20 QAs per author)
+        from unlearn_lab.data.tofu import FORGET_PCTS
+
+        full = (d.authors or TOFU_AUTHORS) * 20
+        forget = full * FORGET_PCTS[d.forget_split] // 100
+        return {"full": full, d.retain_split: full - forget, d.forget_split: forget}
+    try:
+        source = make_source(d.source, d.authors, d.seed)
+        counts = {}
+        for split in ("full", d.retain_split):
+            rows = len(source.load(split))
+            counts[split] = rows + len(extra_records(cfg, source, rows))
+        counts[d.forget_split] = len(source.load(d.forget_split))
+        return counts
+    except UsageError:
+        return None
 
 
 def _ft_settings(cfg):
