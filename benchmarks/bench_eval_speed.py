@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -177,8 +178,11 @@ def startup(args: list[str], env: dict, workdir: str) -> tuple[float, str]:
     return float(took), loaded
 
 
-def eval_cli(pythonpath: Path, args: list[str], env: dict, cache: Path, workdir: Path) -> float:
-    """Wall seconds of one `unlearn-lab eval` from the given source tree, with a fresh reference cache."""
+def eval_cli(pythonpath: Path, args: list[str], env: dict, cache: Path, workdir: Path, stages: dict | None = None
+             ) -> float:
+    """Wall seconds of one `unlearn-lab eval` from the given source tree. `stages` receives what its output says:
+    the evaluation's seconds ("wrote ... (X s)": the older commit counts the reference in it) and the reference's
+    ("retain reference ready (X s)", this commit only)."""
     env = {**env, "PYTHONPATH": str(pythonpath), "UNLEARN_LAB_CACHE": str(cache)}
     code = "import sys; from unlearn_lab.cli import main; main(sys.argv[1:])"
     start = time.perf_counter()
@@ -187,6 +191,13 @@ def eval_cli(pythonpath: Path, args: list[str], env: dict, cache: Path, workdir:
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"eval from {pythonpath} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    if stages is not None:
+        text = done.stdout + done.stderr
+        for key, pattern in (("evaluation_s", r"TOFU_SUMMARY\.json \(([0-9.]+) s\)"),
+                             ("reference_s", r"retain reference ready \(([0-9.]+) s\)")):
+            found = re.search(pattern, text)
+            stages[key] = float(found.group(1)) if found else 0.0
+        stages["startup_and_loading_s"] = took - stages["evaluation_s"] - stages["reference_s"]
     return took
 
 
@@ -236,6 +247,9 @@ def _cache() -> Path:
 
 
 def end_to_end(commit: str, target: str, retain: str, rounds: int, env: dict) -> dict:
+    """Both trees at the same thread count: the older commit reads only UNLEARN_LAB_THREADS (it ignores
+    OMP_NUM_THREADS and would otherwise take every core)."""
+    env = {**env, "UNLEARN_LAB_THREADS": env["OMP_NUM_THREADS"]}
     worktree = Path(tempfile.mkdtemp(prefix="bench-base-")) / "tree"
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), commit], check=True,
                    capture_output=True)
@@ -246,14 +260,17 @@ def end_to_end(commit: str, target: str, retain: str, rounds: int, env: dict) ->
     out = {}
     try:
         for name, extra in cases.items():
-            times: dict[str, list[float]] = {"ours": [], "baseline": []}
+            runs: dict[str, list[tuple[float, dict]]] = {"ours": [], "baseline": []}
             for r in range(rounds if name.startswith("embedded") else 1):
                 for who, tree in (("baseline", worktree), ("ours", REPO)):
                     with tempfile.TemporaryDirectory() as tmp:
                         args = ["--model", target, "--retain-model", retain, "--out", f"{tmp}/out", *extra]
-                        times[who].append(eval_cli(tree, args, env, Path(tmp) / "cache", Path(tmp)))
-            out[name] = {"ours_s": min(times["ours"]), "baseline_s": min(times["baseline"]),
-                         "speedup": min(times["baseline"]) / min(times["ours"])}
+                        stages: dict = {}
+                        runs[who].append((eval_cli(tree, args, env, Path(tmp) / "cache", Path(tmp), stages), stages))
+            best = {who: min(items, key=lambda item: item[0]) for who, items in runs.items()}
+            out[name] = {"ours_s": best["ours"][0], "baseline_s": best["baseline"][0],
+                         "ours_stages": best["ours"][1], "baseline_stages": best["baseline"][1],
+                         "speedup": best["baseline"][0] / best["ours"][0]}
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], capture_output=True)
     return out
@@ -315,8 +332,12 @@ def main() -> None:
               f"ratio {ld['ratio_policy']:.2f} (want <= 2.0); threads forced to every core: "
               f"{ld['ratio_every_core']:.2f}")
     for name, e in results.get("end_to_end", {}).items():
+        b, o = e["baseline_stages"], e["ours_stages"]
         print(f"end to end  {name}: {args.baseline_commit} {e['baseline_s']:.1f} s, now {e['ours_s']:.1f} s: "
               f"speed-up {e['speedup']:.2f}x (want >= 1.8)")
+        print(f"              start-up + loading {b['startup_and_loading_s']:.1f} -> {o['startup_and_loading_s']:.1f} s;"
+              f" reference + evaluation {b['evaluation_s']:.1f} -> {o['reference_s'] + o['evaluation_s']:.1f} s "
+              f"(reference {o['reference_s']:.1f} s, evaluation {o['evaluation_s']:.1f} s)")
 
 
 if __name__ == "__main__":

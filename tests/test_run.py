@@ -47,15 +47,95 @@ def test_mlflow_structure(mlflow_run):
     for name in ("forget_loss", "grad_norm", "learning_rate", "epoch"):
         assert len(client.get_metric_history(result.run_id, name)) == 4, name
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
-    assert len(children) == 3  # one per epoch + the final eval
-    final = next(c for c in children if c.info.run_name == "ga_tiny/eval")
+    # one per epoch; the last epoch's evaluation is the final model's
+    assert sorted(c.info.run_name for c in children) == ["eval-ep1", "eval-final"]
+    final = next(c for c in children if c.info.run_name == "eval-final")
     assert set(DEFAULT_METRICS) <= set(final.data.metrics)
     assert {"retain_Q_A_Prob", "ra_Truth_Ratio", "wf_Q_A_ROUGE", "mia_min_k"} <= set(final.data.metrics)
     assert {a.path for a in client.list_artifacts(final.info.run_id)} == {"TOFU_EVAL.json", "TOFU_SUMMARY.json"}
-    epoch_runs = [c for c in children if "epoch" in c.info.run_name]
-    assert sorted(client.get_metric_history(c.info.run_id, "forget_quality")[0].step for c in epoch_runs) == [1, 2]
     saved = json.loads((result.eval_dir / "TOFU_SUMMARY.json").read_text())
     assert saved == pytest.approx(result.summary)
+
+
+def test_one_step_axis_and_headline_metrics_on_the_run(mlflow_run):
+    """Evaluations are logged at the optimizer step where their epoch ended (2 steps per epoch: 2 and 4), with the
+    epoch as a metric; the run itself carries the headline metrics on the same axis as its loss."""
+    import math
+
+    tracker, result = mlflow_run
+    client = tracker.client
+    children = {c.info.run_name: c for c in client.search_runs(
+        [client.get_run(result.run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")}
+    for name, step, epoch in (("eval-ep1", 2, 1), ("eval-final", 4, 2)):
+        run_id = children[name].info.run_id
+        assert [m.step for m in client.get_metric_history(run_id, "forget_quality")] == [step]
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, "epoch")] == [(step, epoch)]
+    parent_fq = client.get_metric_history(result.run_id, "forget_quality")
+    assert [m.step for m in parent_fq] == [2, 4]
+    assert parent_fq[-1].value == pytest.approx(result.summary["forget_quality"])
+    log10 = client.get_metric_history(result.run_id, "log10_forget_quality")
+    assert log10[-1].value == pytest.approx(math.log10(result.summary["forget_quality"]))
+    final = client.get_run(result.run_id).data.metrics
+    for name in ("model_utility", "privleak", "forget_Q_A_ROUGE", "forget_truth_ratio", "extraction_strength"):
+        assert final[name] == pytest.approx(result.summary[name]), name
+    assert max(m.step for m in client.get_metric_history(result.run_id, "loss")) == 4
+
+
+def test_params_are_the_values_used_and_eval_runs_have_their_own(mlflow_run, tiny_cfg):
+    from unlearn_lab.metrics.suite import parse_metrics
+
+    tracker, result = mlflow_run
+    client = tracker.client
+    run = client.get_run(result.run_id)
+    params = run.data.params
+    assert "None" not in params.values(), {k: v for k, v in params.items() if v == "None"}
+    plan = make_plan(load_experiment(None, [*TINY, "unlearn.lr=1e-3"]), "run", task_name="ga_tiny")
+    assert params["model.target"] == plan.target.spec and params["model.retain"] == plan.retain.spec
+    assert params["data.retain_split"] == "retain90" and params["unlearn.schedule_epochs"] == "2"
+    assert params["prompt.chat_template"] == "True"  # the embedded tokenizer has a Llama-3-style template
+    assert params["unlearn.max_grad_norm"] == "off (no clipping)" and params["device"] == "cpu"
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
+    for child in children:
+        p = child.data.params
+        assert p["data.forget_split"] == "forget10" and p["data.holdout_split"] == "holdout10"
+        assert p["eval.metrics"].split(",") == list(parse_metrics("default"))
+        assert p["eval.max_new_tokens"] == "8" and p["eval.dtype"] == "float32"
+        assert p["reference"].startswith("retain model ")
+        # the run spans the evaluation itself (seconds on the tiny world), inside its parent's time
+        assert child.info.end_time - child.info.start_time > 200, child.info.run_name
+        assert run.info.start_time <= child.info.start_time and child.info.end_time <= run.info.end_time
+    final = next(c for c in children if c.info.run_name == "eval-final")
+    assert final.data.params["model"] == str(result.model_dir.resolve())
+
+
+def test_experiment_opens_in_the_training_view_and_names_are_unique(mlflow_run):
+    tracker, result = mlflow_run
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "finetuning"
+    assert "log10_forget_quality" in experiment.tags["mlflow.note.content"]
+    assert tracker.unique_name("ga_tiny") == "ga_tiny-2"  # the module's run holds "ga_tiny"
+    assert tracker.unique_name("never-used") == "never-used"
+
+
+def test_default_run_names():
+    from unlearn_lab.plan import default_run_name, lr_text
+
+    assert [lr_text(x) for x in (1e-5, 2.5e-4, 0.001, 3e-06, 1.0)] == ["1e-5", "2.5e-4", "1e-3", "3e-6", "1e0"]
+    cfg = load_experiment(None, [*TINY, "unlearn.lr=2.5e-4", "unlearn.method=NPO"])
+    assert make_plan(cfg, "run").run_name == "NPO-forget10-lr2.5e-4-ep2"
+    assert make_plan(cfg, "run", task_name="mine").run_name == "mine"
+    assert default_run_name(cfg, prefix="t7-") == "t7-NPO-lr2.5e-4-ep2"
+
+
+def test_run_names_stay_unique_in_memory():
+    from unlearn_lab.tracking.memory import MemoryTracker
+
+    tracker = MemoryTracker()
+    names = []
+    for _ in range(3):
+        names.append(tracker.unique_name("GA-forget10-lr1e-5-ep5"))
+        tracker.start_run(names[-1])
+    assert names == ["GA-forget10-lr1e-5-ep5", "GA-forget10-lr1e-5-ep5-2", "GA-forget10-lr1e-5-ep5-3"]
 
 
 def test_forget_probability_drops(mlflow_run, tiny_cfg, prepared):

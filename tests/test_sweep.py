@@ -6,8 +6,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import TINY
+from unlearn_lab.plan import lr_text
 
 SETS = [x for item in TINY for x in ("--set", item)]
 
@@ -51,17 +55,29 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     # the experiment's own config (lr 2e-4, TINY's 2 epochs) is enqueued as the first trial
     assert study.trials[0].params == {"lr": 2e-4, "epochs": 2} and study.trials[0].user_attrs["default_config"]
     parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
+    assert parent.info.run_name == "sweep-embedded_default_GradAscent_forget10"
     trials = trial_runs(runs)
     assert sorted(int(r.data.tags["trial"]) for r in trials) == [0, 1, 2]
+    for r in trials:  # t<k>-<method>-lr<x>-ep<n>: told apart at a glance
+        k = int(r.data.tags["trial"])
+        params = study.trials[k].params
+        assert r.info.run_name == f"t{k}-GradAscent-lr{lr_text(params['lr'])}-ep{params['epochs']}"
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
     assert all(r.data.tags["trial_state"] == "COMPLETE" and "objective.model_utility" in r.data.tags for r in trials)
     for t in trials:  # each trial has its own nested eval run
         evals = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == t.info.run_id]
         assert len(evals) == 1 and "forget_quality" in evals[0].data.metrics
+        assert evals[0].info.run_name == "eval-final"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "pareto.csv", "pareto_front.png", "pareto_front.txt", "optimization_history.png"} <= artifacts
     model = client.get_registered_model("embedded_default_GradAscent_forget10")
     assert "pareto-1" in model.aliases
+    best = client.get_model_version_by_alias("embedded_default_GradAscent_forget10", "pareto-1")
+    trial = study.trials[int(best.tags["trial"])]
+    assert best.tags["method"] == "GradAscent" and best.tags["study"] == "embedded_default_GradAscent_forget10"
+    assert float(best.tags["lr"]) == pytest.approx(trial.params["lr"]) and int(best.tags["epochs"]) == trial.params["epochs"]
+    assert float(best.tags["model_utility"]) == pytest.approx(trial.user_attrs["model_utility"])
+    assert float(best.tags["forget_quality"]) == pytest.approx(trial.user_attrs["forget_quality"], rel=1e-5)
     assert parent.info.status == "FINISHED"
 
 
@@ -154,11 +170,11 @@ def test_reuse_epochs_turns_checkpoints_into_trials(tmp_path, prepared):
     assert len(complete) == 4
     checkpoints = [t for t in complete if "checkpoint_of" in t.user_attrs]
     assert len(checkpoints) == 2 and all(t.params["epochs"] == 1 for t in checkpoints)
-    assert len(trial_runs(runs)) == 2  # two trainings in MLflow, each with per-epoch evals + the final eval
+    assert len(trial_runs(runs)) == 2  # two trainings in MLflow, each with one eval per epoch (the last = final)
     for run in trial_runs(runs):
         assert run.data.params["unlearn.schedule_epochs"] == "2"
         evals = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
-        assert len(evals) == 3
+        assert sorted(r.info.run_name for r in evals) == ["eval-ep1", "eval-final"]
 
 
 def test_collapsed_utility_stops_early(tmp_path, prepared):
@@ -198,10 +214,25 @@ def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
     proc.wait(timeout=30)
     assert killed
     time.sleep(4)  # past the grace period (3 x 1 s)
-    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
-    done = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "worker", "--study",
-                           "embedded_default_GradAscent_forget10", "--storage", storage, "--heartbeat-seconds", "1"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    # from another folder, with no tracking URI: the worker tracks where the study says the sweep tracks
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["UNLEARN_LAB_THREADS"] = "1"
+    worker = [sys.executable, "-m", "unlearn_lab.cli", "worker", "--study", "embedded_default_GradAscent_forget10",
+              "--storage", storage, "--heartbeat-seconds", "1"]
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    MlflowTracker(f"sqlite:///{elsewhere}/other.db")  # a store that lacks the sweep's run
+    for uri, says in ((f"sqlite:///{elsewhere}/other.db", "has no run"),
+                      (f"sqlite:///{elsewhere}/none.db", "no tracking database at")):
+        wrong = subprocess.run([*worker, "--tracking-uri", uri], cwd=elsewhere, env=env, capture_output=True,
+                               text=True, timeout=120)
+        lines = wrong.stderr.strip().splitlines()
+        assert wrong.returncode == 2 and len(lines) == 1 and says in lines[0], wrong.stderr[-1500:]
+        assert "--tracking-uri" in lines[0]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["other.db"]
+    done = subprocess.run(worker, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "was left RUNNING by a dead process" in done.stderr, done.stderr[-1500:] + done.stdout[-800:]
     study = optuna.load_study(study_name="embedded_default_GradAscent_forget10", storage=storage)
@@ -212,3 +243,65 @@ def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
     dead = next(t for t in study.trials if t.state.name == "FAIL")
     assert client.get_run(dead.user_attrs["mlflow_run_id"]).info.status == "KILLED"
     assert "Pareto" not in done.stdout or "unlearn-lab run" in done.stdout
+
+
+def test_pareto_figure_is_log_scaled_annotated_and_fades_dominated_trials():
+    from unlearn_lab.sweep.report import pareto_figure
+
+    rows = [{"trial": k, "state": "COMPLETE", "forget_quality": fq, "model_utility": mu, "default_config": k == 0}
+            for k, fq, mu in ((0, 1e-20, 0.9), (1, 1e-5, 0.6), (2, 1e-8, 0.5), (3, 0.3, 0.1))]
+    rows.append({"trial": 4, "state": "FAIL", "forget_quality": None, "model_utility": None, "default_config": False})
+    pareto = [r for r in rows if r["trial"] in (0, 1, 3)]  # trial 2 is dominated by trial 1
+    refs = {"target": {"forget_quality": 1e-22, "model_utility": 0.94}, "retain": {"forget_quality": 1.0,
+                                                                                 "model_utility": 0.93}}
+    fig = pareto_figure(rows, pareto, "study", refs)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and "forget_quality" in ax.get_xlabel() and "model_utility" in ax.get_ylabel()
+    texts = {t.get_text(): t for t in ax.texts}
+    assert {"t0", "t1", "t2", "t3", "target", "retain"} <= set(texts) and "t4" not in texts
+    assert texts["t2"].get_alpha() < texts["t1"].get_alpha()
+    dominated = next(c for c in ax.collections if c.get_label() == "dominated trial")
+    assert dominated.get_alpha() < 1 and [tuple(p) for p in dominated.get_offsets()] == [(1e-8, 0.5)]
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    assert list(front.get_xdata()) == [1e-20, 1e-5, 0.3]  # sorted by forget_quality
+    labels = {c.get_label() for c in ax.collections}
+    assert {"target model", "retain model", "default config"} <= labels
+
+
+def test_local_workers_die_with_a_killed_sweep(tmp_path, prepared):
+    """SIGKILL of the `sweep` process alone: its two worker processes notice, mark their trials FAIL (queued
+    again), close the sweep's MLflow run as KILLED and exit, instead of running on to the end of the study."""
+    import optuna
+
+    proc = sweep_cli(tmp_path, "--trials", "6", "--workers", "2", wait=False)
+    deadline, workers = time.time() + 300, []
+    while time.time() < deadline and not workers:
+        time.sleep(0.5)
+        try:
+            study, _, _ = load(tmp_path)
+        except (KeyError, AttributeError, ValueError):
+            continue
+        if any(t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs for t in study.trials):
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2, "the sweep never started its workers"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 60
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.5)
+    assert not [w for w in workers if _running(w)], "orphaned workers kept running"
+    study, client, runs = load(tmp_path)
+    assert "RUNNING" not in states(study) and "FAIL" in states(study)
+    assert any(t.state.name == "WAITING" for t in study.trials)  # the interrupted parameters are queued again
+    parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
+    assert parent.info.status == "KILLED"
+    assert all(r.info.status != "RUNNING" for r in trial_runs(runs))
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in study.trials}
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False

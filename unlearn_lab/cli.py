@@ -412,59 +412,17 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
 @tracking_option
 @friendly
 def worker(study_name, storage, wait_seconds, heartbeat_seconds, tracking_uri):
-    """Join an existing sweep from any machine: run its trials until the study has enough."""
-    import time
-    from pathlib import Path
-
-    from unlearn_lab.sweep import complete_study, finish_sweep
-    from unlearn_lab.sweep.study import (StudyNotReady, budget_left, make_storage, open_study, reap,
-                                         spec_from_study)
-    from unlearn_lab.sweep.worker import run_worker
-    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker, check_reachable, resolve_uri
+    """Join an existing sweep from any machine: run its trials until the study has enough. Trials are tracked
+    where the sweep tracks them (the study records the store) unless --tracking-uri says otherwise."""
+    from unlearn_lab.sweep import join_sweep
 
     if heartbeat_seconds <= 0:
         raise UsageError(f"--heartbeat-seconds must be > 0, got {heartbeat_seconds}")
-    check_reachable(resolve_uri(tracking_uri), create=False)
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
-
-    def join():
-        for scheme, what in (("journal:", "study journal"), ("sqlite:///", "study database")):
-            if storage.startswith(scheme) and not Path(storage[len(scheme):]).is_file():
-                raise StudyNotReady(f"no {what} at {storage[len(scheme):]}; start the study with unlearn-lab sweep")
-        make_storage(storage, heartbeat_seconds)
-        spec = spec_from_study(study_name, storage, tracking_uri, heartbeat_seconds)
-        study = open_study(spec)
-        parent = study.user_attrs.get("mlflow_parent_run_id")
-        if not parent:
-            raise StudyNotReady(f"study '{study_name}' has no sweep run yet; start it with unlearn-lab sweep first")
-        return spec, study, parent
-
-    deadline, said = time.monotonic() + wait_seconds, ""
-    while True:
-        try:
-            spec, study, parent = join()
-            break
-        except StudyNotReady as exc:
-            if time.monotonic() >= deadline:
-                raise
-            if str(exc) != said:
-                log(f"waiting up to {wait_seconds} s for the study: {exc}")
-                said = str(exc)
-            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
-    tracker = MlflowTracker(tracking_uri)
-    reap(study, tracker, log, orphans=True)
-    counts = {"complete": 0, "failed": 0}
-
-    def run_local() -> bool:
-        done = run_worker(spec, parent, log=log)
-        counts["complete"] += done["complete"]
-        counts["failed"] += done["failed"]
-        return done["gave_up"]
-
-    complete_study(study, spec, tracker, run_local, log)  # stays until the study is complete, replacing dead trials
-    click.echo(f"worker: {counts['complete']} complete, {counts['failed']} failed trials")
-    if budget_left(study, spec.trials) <= 0 and not [t for t in study.trials if t.state.name == "RUNNING"]:
-        click.echo(finish_sweep(study, spec, tracker, parent).table)
+    result = join_sweep(study_name, storage, tracking_uri=tracking_uri, wait_seconds=wait_seconds,
+                        heartbeat=heartbeat_seconds, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"worker: {result.complete} complete, {result.failed} failed trials")
+    if result.finished is not None:
+        click.echo(result.finished.table)
 
 
 @main.command()

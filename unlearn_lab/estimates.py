@@ -137,5 +137,8 @@ def describe(plan: Plan) -> str:
     if plan.command in ("run", "eval"):
         lines.append(f"  saves     {plan.save_dir if plan.command == 'run' else plan.eval_dir}"
                      + (f", {plan.eval_dir}" if plan.command == "run" else ""))
+    if plan.command == "run":
+        lines.append(f"  tracking  run '{plan.run_name}' with nested eval-final (eval-ep<k> per epoch with "
+                     "--eval-every epoch)")
     lines += [f"  note      {n}" for n in plan.notes]
     return "\n".join(lines)

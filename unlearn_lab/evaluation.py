@@ -84,6 +84,7 @@ def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: 
     if path.is_file():
         return check_reference(report.read_json(path), plan, str(path))
     log(f"computing the retain reference with {ref.spec} on {plan.device} in {plan.eval_dtype} (cached for later)")
+    start = time.perf_counter()
     model, tokenizer = load_for_eval(plan, ref.spec)
     results = score(plan, model, tokenizer, data, REFERENCE_METRICS, reference=None, progress=progress)
     d = plan.cfg.data
@@ -91,6 +92,7 @@ def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: 
                                "holdout": d.holdout_split, "source": d.source, "dtype": plan.eval_dtype,
                                "device": plan.device, "n_forget": len(data.forget)}
     report.write_json(path, results)
+    log(f"retain reference ready ({time.perf_counter() - start:.1f} s)")
     return results
 
 
@@ -104,7 +106,8 @@ def score(plan: Plan, model, tokenizer, data: suite.EvalData, metrics: tuple[str
           progress: bool, log=None) -> dict:
     """The one scoring path: the retain reference and every evaluation run exactly this."""
     e = plan.cfg.eval
-    scorer = Scorer(model, tokenizer, plan.cfg.prompt, e.batch_size)
+    scorer = Scorer(model, tokenizer, plan.cfg.prompt, e.batch_size,
+                    min_k_plus_plus="mia_min_k_plus_plus" in suite.closure(metrics))
     return suite.evaluate(scorer, data, metrics, max_new_tokens=e.max_new_tokens, mink_k=e.mink_k,
                           reference=reference, progress=progress, log=log, answer_length_ratio=e.answer_length_ratio)
 

@@ -18,13 +18,15 @@ from typing import Callable
 
 import torch
 
-from unlearn_lab.config import flatten, to_dict, to_yaml
-from unlearn_lab.evaluation import eval_data, evaluate_model, reference_entries
+from unlearn_lab.config import to_yaml
+from unlearn_lab.evaluation import EvalResult, eval_data, evaluate_model, reference_entries, top_level_metrics
+from unlearn_lab.data.prompts import uses_chat_template
 from unlearn_lab.methods import get_method, validate_hyperparams
 from unlearn_lab.metrics import report, suite
+from unlearn_lab.metrics.functions import log10_forget_quality
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare, source_for
-from unlearn_lab.plan import Plan
+from unlearn_lab.plan import Plan, tracked_params
 from unlearn_lab.tracking import Guarded, TrackingLost
 from unlearn_lab.train import DivergedError, Settings, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
@@ -84,18 +86,61 @@ def _step_metrics(log: StepLog) -> dict[str, float]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _log_eval(tracker, parent_id: str, name: str, result, step: int, task: str) -> None:
-    """A nested run holding every TOFU metric (scalar entries and MIA AUCs) plus the two JSON files."""
+HEADLINE = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE", "forget_Q_A_Prob",
+            "forget_truth_ratio", "extraction_strength")
+
+
+def headline(summary: dict) -> dict[str, float]:
+    """The metrics copied onto the unlearning run, so the runs table compares runs without opening children;
+    log10_forget_quality shows forget quality's scale (it spans 1e-239..1) in a table or a chart."""
+    out = {k: float(summary[k]) for k in HEADLINE if summary.get(k) is not None}
+    if "forget_quality" in out:
+        out["log10_forget_quality"] = log10_forget_quality(out["forget_quality"])
+    return out
+
+
+def eval_params(plan: Plan, model: str) -> dict[str, object]:
+    """What an evaluation run evaluated, on what, and how: its own params, so it reads without its parent."""
+    d, e, ref = plan.cfg.data, plan.cfg.eval, plan.reference
+    if ref is None or ref.kind == "none":
+        reference = "none (" + (", ".join(ref.skipped) + " skipped)" if ref and ref.skipped else "not needed)")
+    elif ref.kind == "retain logs":
+        reference = f"retain logs {ref.spec}"
+    else:
+        reference = f"retain model {ref.spec} ({'cached' if ref.cached else 'computed by this run'}, key {ref.key})"
+    return {"model": model, "data.source": d.source, "data.authors": "all" if d.authors is None else d.authors,
+            "data.forget_split": d.forget_split, "data.retain_split": d.retain_split,
+            "data.holdout_split": d.holdout_split, "data.question_key": d.question_key,
+            "eval.metrics": ",".join(top_level_metrics(plan)), "eval.batch_size": e.batch_size,
+            "eval.max_new_tokens": e.max_new_tokens, "eval.mink_k": e.mink_k,
+            "eval.answer_length_ratio": "off" if e.answer_length_ratio is None else e.answer_length_ratio,
+            "eval.dtype": plan.eval_dtype, "device": plan.device, "reference": reference}
+
+
+def tracked_eval(tracker, parent_id: str, name: str, params: dict, *, step: int, epoch: int,
+                 evaluate: Callable[[], EvalResult], task: str) -> EvalResult:
+    """A nested run around one evaluation (so its start and end times are the evaluation's): its params, every
+    TOFU metric (scalar entries and MIA AUCs) at the optimizer step its epoch ended, the epoch, the two JSON files.
+    """
     run_id = tracker.start_run(name, parent_id=parent_id, tags={"kind": "eval", "task": task})
     try:
-        tracker.log_metrics(run_id, scalar_metrics(result.results), step=step)
+        tracker.log_params(run_id, params)
+        result = evaluate()
+        metrics = {**scalar_metrics(result.results), "epoch": float(epoch)}
+        if result.summary.get("forget_quality") is not None:
+            metrics["log10_forget_quality"] = log10_forget_quality(result.summary["forget_quality"])
+        tracker.log_metrics(run_id, metrics, step=step)
         if result.out_dir is not None:
             tracker.log_artifact(run_id, str(result.out_dir / "TOFU_EVAL.json"))
             tracker.log_artifact(run_id, str(result.out_dir / "TOFU_SUMMARY.json"))
         tracker.end_run(run_id, "FINISHED")
+    except KeyboardInterrupt:
+        tracker.end_run(run_id, "KILLED")
+        raise
     except BaseException:
         tracker.end_run(run_id, "FAILED")
         raise
+    return result
 
 
 def scalar_metrics(results: dict) -> dict[str, float]:
@@ -127,21 +172,22 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
 
     tags = {"method": u.method, "forget_split": cfg.data.forget_split, "retain_split": cfg.data.retain_split,
             "model": plan.target.spec, "config_hash": plan.config_hash, "data": source.name, "device": plan.device,
-            "eval_dtype": plan.eval_dtype, "train_precision": plan.train_precision, **version_tags(),
+            "eval_dtype": plan.eval_dtype, "train_precision": plan.train_precision, "task": task, **version_tags(),
             **opts.extra_tags}
     tracker = Guarded(tracker, log)  # a store lost mid-run: the run still finishes locally, then TrackingLost
-    run_id = tracker.start_run(task, tags=tags, parent_id=opts.parent_run_id)
+    run_id = tracker.start_run(tracker.unique_name(plan.run_name) or plan.run_name, tags=tags,
+                               parent_id=opts.parent_run_id)
     if tracker.lost:
         raise TrackingLost(f"tracking store unreachable when starting the run ({tracker.lost}); nothing was trained")
     try:
         if opts.on_run_started is not None:
             opts.on_run_started(run_id)
-        tracker.log_params(run_id, {**flatten(to_dict(cfg)), **{f"method.{k}": v for k, v in hp.items()}})
         tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
         # training keeps fp32 master weights; evaluations score the model in plan.eval_dtype
         model = load.load_model(plan.target.spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
         tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
         hp = resolve_layer(hp, model.config.num_hidden_layers)
+        tracker.log_params(run_id, tracked_params(plan, hp, chat_template=uses_chat_template(tokenizer, cfg.prompt)))
         data = UnlearnData.build(tokenizer, cfg.prompt, forget, retain, idk)
         accelerator = make_accelerator(plan.device)
         model.to(accelerator.device)
@@ -178,12 +224,17 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
             pending.clear()
             if opts.eval_every == "epoch" and accelerator.is_main_process:
                 model.eval()
-                result = evaluate_model(plan, accelerator.unwrap_model(model), tokenizer, reference=reference,
-                                        data=data_eval, out_dir=plan.save_dir / f"checkpoint-{step}" / "evals",
-                                        progress=False)
+                last = epoch == u.epochs
+                label = str(plan.save_dir.resolve()) if last else f"{plan.run_name} after epoch {epoch} (in memory)"
+                result = tracked_eval(
+                    tracker, run_id, "eval-final" if last else f"eval-ep{epoch}", eval_params(plan, label),
+                    step=step, epoch=epoch, task=task,
+                    evaluate=lambda: evaluate_model(plan, accelerator.unwrap_model(model), tokenizer,
+                                                    reference=reference, data=data_eval, progress=False,
+                                                    out_dir=plan.save_dir / f"checkpoint-{step}" / "evals"))
                 epoch_summaries[epoch] = result.summary
                 last_eval.update(result=result, step=step)
-                _log_eval(tracker, run_id, f"{task}/eval-epoch-{epoch}", result, epoch, task)
+                tracker.log_metrics(run_id, headline(result.summary), step=step)
                 model.train()
                 reason = opts.stop_when(epoch, result.summary) if opts.stop_when else None
                 if reason:
@@ -215,16 +266,19 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
         model_dir = load.save_model(model, tokenizer, plan.save_dir)
         tracker.log_artifact(run_id, str(model_dir), "model")
         eval_dir = plan.eval_dir
-        if last_eval and steps and last_eval["step"] == steps[-1].step:  # the last epoch's eval is the final model's
+        final_step = steps[-1].step if steps else 0
+        if last_eval and last_eval["step"] == final_step:  # the last evaluated epoch's model is the final model
             result = last_eval["result"]
             report.write_reports(eval_dir, result.results, result.summary)
             result = dataclasses.replace(result, out_dir=eval_dir)
         else:
-            result = evaluate_model(plan, model, tokenizer, reference=reference, data=data_eval, out_dir=eval_dir,
-                                    progress=opts.progress, log=log)
-        final_epoch = stopped.get("epoch", u.epochs)
-        _log_eval(tracker, run_id, f"{task}/eval", result, final_epoch, task)
-        tracker.log_metrics(run_id, result.summary, step=final_epoch)
+            result = tracked_eval(
+                tracker, run_id, "eval-final", eval_params(plan, str(model_dir.resolve())), step=final_step,
+                epoch=stopped.get("epoch", u.epochs), task=task,
+                evaluate=lambda: evaluate_model(plan, model, tokenizer, reference=reference, data=data_eval,
+                                                out_dir=eval_dir, progress=opts.progress, log=log))
+            tracker.log_metrics(run_id, headline(result.summary), step=final_step)
+        tracker.log_metrics(run_id, {k: v for k, v in result.summary.items() if k not in HEADLINE}, step=final_step)
         tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
         tracker.end_run(run_id, "FINISHED")
         if tracker.lost:

@@ -68,13 +68,14 @@ class Plan:
     target: ModelPlan
     retain: ModelPlan
     tokenizer: str
-    task_name: str
+    task_name: str  # names the save folders
     save_dir: Path
     eval_dir: Path
     evaluated: ModelPlan | None = None  # `eval`: the model under evaluation
     reference: ReferencePlan | None = None
     steps: dict[str, int] = field(default_factory=dict)  # optimizer steps per training stage
     notes: tuple[str, ...] = ()  # what the user should know before anything runs
+    run_name: str = ""  # the tracking run's name (short, readable; the tracker makes it unique)
 
     @property
     def config_hash(self) -> str:
@@ -181,6 +182,7 @@ def resolve(
     device: str = "cpu",
     threads: int = 1,
     task_name: str | None = None,
+    run_name: str | None = None,
     evaluated: str | None = None,
     retain_model: str | None = None,
     retain_logs: str | None = None,
@@ -254,7 +256,8 @@ def resolve(
     return Plan(command=command, cfg=cfg, device=device, train_precision=precision, eval_dtype=m.dtype,
                 threads=threads, base=base, target=target, retain=retain, tokenizer=tokenizer, task_name=name,
                 save_dir=saves / "unlearn" / name, eval_dir=saves / "eval" / name, evaluated=evaluated_plan,
-                reference=reference, steps=_steps(command, cfg, target, retain, base), notes=tuple(notes))
+                reference=reference, steps=_steps(command, cfg, target, retain, base), notes=tuple(notes),
+                run_name=run_name or task_name or default_run_name(cfg))
 
 
 def _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference) -> set[str]:
@@ -315,6 +318,43 @@ def default_task_name(command: str, cfg: ExperimentConfig, target: ModelPlan, ev
         return _slug(f"{model}_{cfg.data.forget_split}_{config_hash([evaluated.spec, digest])[:8]}")
     model = target.short if target.origin != "built here" else short_name(cfg.model.base)
     return _slug(f"{model}_{cfg.unlearn.method}_{cfg.data.forget_split}_{digest}")
+
+
+# what a None in the config means, as the value used (tracked params never say "None")
+NONE_MEANS = {"data.authors": "all", "finetune.lora_rank": "off (full fine-tuning)",
+              "finetune.max_grad_norm": "off (no clipping)", "unlearn.max_grad_norm": "off (no clipping)",
+              "eval.answer_length_ratio": "off (max_new_tokens only)"}
+
+
+def tracked_params(plan: Plan, method_args: dict, *, chat_template: bool) -> dict[str, object]:
+    """Every config value as used by this run: the roles' models, the retain split, the prompt format and the
+    schedule filled in from the plan, the method's resolved hyperparameters (e.g. RMU's layer), and what a None
+    stands for. `chat_template`: whether the tokenizer's chat template formats the prompts."""
+    from unlearn_lab.config import flatten, to_dict
+
+    params = flatten(to_dict(plan.cfg))
+    params.update({"model.target": plan.target.spec, "model.retain": plan.retain.spec,
+                   "model.tokenizer": plan.tokenizer, "data.retain_split": plan.cfg.data.retain_split,
+                   "prompt.chat_template": chat_template,
+                   "unlearn.schedule_epochs": plan.cfg.unlearn.schedule_epochs or plan.cfg.unlearn.epochs,
+                   "device": plan.device, "train.precision": plan.train_precision})
+    params.update({f"method.{k}": v for k, v in method_args.items()})
+    return {k: NONE_MEANS.get(k, "none") if v is None else v for k, v in params.items()}
+
+
+def lr_text(lr: float) -> str:
+    """1e-05 -> '1e-5', 0.00025 -> '2.5e-4': short and exact to three digits."""
+    mantissa, exponent = f"{lr:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def default_run_name(cfg: ExperimentConfig, prefix: str = "") -> str:
+    """`<method>-<forget>-lr<x>-ep<n>` (a sweep trial: `t<k>-<method>-lr<x>-ep<n>`): readable at a glance in
+    the runs table; the save folders keep the longer task name with the config hash."""
+    u = cfg.unlearn
+    middle = f"{u.method}-lr{lr_text(u.lr)}-ep{u.epochs}" if prefix else \
+        f"{u.method}-{cfg.data.forget_split}-lr{lr_text(u.lr)}-ep{u.epochs}"
+    return f"{prefix}{middle}"
 
 
 def _steps(command, cfg, target, retain, base) -> dict[str, int]:

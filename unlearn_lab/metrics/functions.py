@@ -12,6 +12,7 @@ seconds to import, so they are imported inside the functions that need them.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "extraction_strength",
     "forget_quality",
     "gradnorm_score",
+    "log10_forget_quality",
     "mean_of_per_sample",
     "mia_auc",
     "min_k_plus_plus_score",
@@ -236,6 +238,12 @@ def forget_quality(tr: np.ndarray, reference_tr: np.ndarray) -> float:
     method = "exact" if max(sample.size, reference.size) <= _KS_EXACT_MAX_N else "auto"
     result = stats.ks_2samp(sample, reference, alternative="two-sided", method=method)
     return float(result.pvalue)
+
+
+def log10_forget_quality(fq: float) -> float:
+    """log10 of forget_quality, which spans 1e-239..1: what tables, charts and the sweep's objective show. A
+    p-value that underflowed to 0 counts as the smallest normal double (log10 = -307.65)."""
+    return math.log10(max(float(fq), sys.float_info.min))
 
 
 def model_utility(components: dict[str, float]) -> float:

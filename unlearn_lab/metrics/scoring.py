@@ -51,6 +51,9 @@ class Scorer:
     tokenizer: object
     prompt_cfg: object
     batch_size: int = 32
+    # Min-K++'s per-position mu/sigma cost a pass over the vocabulary per answer token (~20 % of scoring on the
+    # embedded world); off when no metric needs them, and then NaN (a metric that used them would raise)
+    min_k_plus_plus: bool = True
 
     @property
     def device(self) -> torch.device:
@@ -132,7 +135,10 @@ class Scorer:
         logp = torch.log_softmax(logits, dim=-1)
         targets = a_ids.to(device)[keep]
         token_lp = logp.gather(1, targets[:, None]).squeeze(1)
-        mu, sigma = min_k_plus_plus_stats(logp)
+        if self.min_k_plus_plus:
+            mu, sigma = min_k_plus_plus_stats(logp)
+        else:
+            mu = sigma = torch.full_like(token_lp, float("nan"))
         pieces = [t.cpu().numpy() for t in (token_lp, logits.argmax(dim=-1), targets, mu, sigma)]
         offset = 0
         for row, answer in zip((i for g in rows for i in g), answers):

@@ -4,13 +4,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearn_lab.errors import RunFailed
-from unlearn_lab.sweep.study import (SweepSpec, enqueue_default, open_study, reap, reap_dead_trials,
-                                     save_spec, work_left)
+from unlearn_lab.errors import RunFailed, UsageError
+from unlearn_lab.sweep.study import (StudyNotReady, SweepSpec, budget_left, enqueue_default, make_storage, open_study,
+                                     reap, reap_dead_trials, save_spec, spec_from_study, work_left)
 from unlearn_lab.tracking import Guarded
 
 
@@ -38,7 +39,7 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
     if parent:
         tracker.resume_run(parent)
     else:
-        parent = tracker.start_run(spec.study_name, tags={"kind": "sweep", "method": spec.cfg.unlearn.method,
+        parent = tracker.start_run(tracker.unique_name(f"sweep-{spec.study_name}"), tags={"kind": "sweep", "method": spec.cfg.unlearn.method,
                                                           "forget_split": spec.cfg.data.forget_split,
                                                           "study": spec.study_name, "storage": spec.storage})
         study.set_user_attr("mlflow_parent_run_id", parent)
@@ -53,7 +54,8 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        procs[:] = [ctx.Process(target=worker_entry, args=(spec, parent, i, workers)) for i in range(workers)]
+        procs[:] = [ctx.Process(target=worker_entry, args=(spec, parent, i, workers, os.getpid()))
+                    for i in range(workers)]
         for p in procs:
             p.start()
         for p in procs:
@@ -78,6 +80,82 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         _stop(procs)
         guarded.end_run(parent, "FAILED")
         raise
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    complete: int
+    failed: int
+    finished: SweepResult | None  # this worker ended the study and wrote its reports
+
+
+def join_sweep(study_name: str, storage: str, *, tracking_uri: str | None = None, wait_seconds: int = 0,
+               heartbeat: int = 60, log=print) -> WorkerResult:
+    """`unlearn-lab worker`: join a study a `sweep` command created (waiting up to `wait_seconds` for it), track
+    its trials where the sweep tracks (the study records it) unless `tracking_uri` says otherwise, and stay until
+    the study is complete, replacing trials whose workers died."""
+    import time
+    import zlib
+
+    from unlearn_lab.sweep.worker import run_worker
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker, check_reachable
+
+    if tracking_uri is not None:  # told where to track: an unusable store fails before the study is looked at
+        check_reachable(tracking_uri, create=False)
+    deadline, said = time.monotonic() + wait_seconds, ""
+    while True:
+        try:
+            spec, study, parent = _open_for_worker(study_name, storage, tracking_uri, heartbeat)
+            break
+        except StudyNotReady as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if str(exc) != said:
+                log(f"waiting up to {wait_seconds} s for the study: {exc}")
+                said = str(exc)
+            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+    tracker = MlflowTracker(spec.tracking_uri)
+    if not tracker.has_run(parent):
+        raise UsageError(f"tracking store {tracker.uri} has no run {parent} (the sweep's run of study "
+                         f"'{study_name}'); give the store the sweep tracks to with --tracking-uri, or leave it out "
+                         "to use the one the study records")
+    reap(study, tracker, log, orphans=True)
+    # a seed of its own: a worker seeded like the sweep (seed + 0) would draw the sweep's own start-up trials
+    index = 1000 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
+    counts = {"complete": 0, "failed": 0}
+
+    def run_local() -> bool:
+        done = run_worker(spec, parent, worker=index, log=log)
+        counts["complete"] += done["complete"]
+        counts["failed"] += done["failed"]
+        return done["gave_up"]
+
+    complete_study(study, spec, tracker, run_local, log)  # stays until the study is complete
+    finished = None
+    if budget_left(study, spec.trials) <= 0 and not [t for t in study.trials if t.state.name == "RUNNING"]:
+        finished = finish_sweep(study, spec, tracker, parent)
+    return WorkerResult(counts["complete"], counts["failed"], finished)
+
+
+def _open_for_worker(study_name: str, storage: str, tracking_uri: str | None, heartbeat: int):
+    """The study's stored spec, the study and its sweep run id; StudyNotReady while they are not there yet."""
+    from unlearn_lab.tracking.mlflow_tracker import check_reachable
+
+    for scheme, what in (("journal:", "study journal"), ("sqlite:///", "study database")):
+        if storage.startswith(scheme) and not Path(storage[len(scheme):]).is_file():
+            raise StudyNotReady(f"no {what} at {storage[len(scheme):]}; start the study with unlearn-lab sweep")
+    make_storage(storage, heartbeat)
+    spec = spec_from_study(study_name, storage, tracking_uri, heartbeat)
+    uri = spec.tracking_uri or ""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise UsageError(f"no tracking database at {uri[len('sqlite:///'):]}; the sweep's runs are where the study "
+                         "says (leave --tracking-uri out) or give that store with --tracking-uri")
+    check_reachable(uri, create=False)
+    study = open_study(spec)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if not parent:
+        raise StudyNotReady(f"study '{study_name}' has no sweep run yet; start it with unlearn-lab sweep first")
+    return spec, study, parent
 
 
 def complete_study(study, spec: SweepSpec, tracker, run_local, log=print, poll: float | None = None) -> None:
@@ -129,7 +207,13 @@ def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
     for path in artifacts:
         tracker.log_artifact(parent, str(path))
     for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
-        tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}")
+        tags = {"method": spec.cfg.unlearn.method, "study": spec.study_name, "trial": row["trial"],
+                "forget_split": spec.cfg.data.forget_split, "pareto_rank": rank,
+                **{p.name: row[p.name] for p in spec.space.params},
+                "forget_quality": f"{row['forget_quality']:.6g}", "model_utility": f"{row['model_utility']:.6g}"}
+        if row.get("checkpoint_of") != "":
+            tags["checkpoint_of"] = row["checkpoint_of"]
+        tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}", tags=tags)
     failed = sum(r["state"] == "FAIL" for r in rows)
     saved = report.epochs_saved(study)
     tracker.log_metrics(parent, {"complete_trials": len(complete), "failed_trials": failed,

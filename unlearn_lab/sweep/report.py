@@ -71,7 +71,48 @@ def pareto_table(rows: list[dict], spec) -> str:
     return "\n".join(lines)
 
 
-def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path) -> list[Path]:
+def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: dict[str, dict] | None = None):
+    """forget_quality (log axis: it spans 1e-239..1) against model_utility, one point per complete trial annotated
+    with its number, the Pareto front drawn bold and dominated trials faded, the default config starred, and the
+    `references` (e.g. {"target": summary, "retain": summary}) as labelled reference points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = 1e-300  # a p-value that underflowed to 0 still gets a place on the log axis
+    fq = lambda r: max(r["forget_quality"], floor)  # noqa: E731
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["forget_quality"] is not None]
+    on_front = {r["trial"] for r in pareto}
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    dominated = [r for r in done if r["trial"] not in on_front]
+    ax.scatter([fq(r) for r in dominated], [r["model_utility"] for r in dominated], c="#8a9a9a", alpha=0.35,
+               label="dominated trial")
+    front = sorted((r for r in done if r["trial"] in on_front), key=fq)
+    ax.plot([fq(r) for r in front], [r["model_utility"] for r in front], "o-", c="#c33", label="Pareto front")
+    for r in done:
+        ax.annotate(f"t{r['trial']}", (fq(r), r["model_utility"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8, alpha=1.0 if r["trial"] in on_front else 0.5)
+        if r["default_config"]:
+            ax.scatter([fq(r)], [r["model_utility"]], marker="*", s=180, c="#36c", label="default config", zorder=3)
+    for (name, summary), style in zip((references or {}).items(), ("s", "D", "^")):
+        if summary.get("forget_quality") is None or summary.get("model_utility") is None:
+            continue
+        point = (max(summary["forget_quality"], floor), summary["model_utility"])
+        ax.scatter(*point, marker=style, s=70, facecolors="none", edgecolors="k", zorder=4, label=f"{name} model")
+        ax.annotate(name, point, textcoords="offset points", xytext=(5, -11), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("forget_quality (log scale; higher = closer to the retain model)")
+    ax.set_ylabel("model_utility (higher = more knowledge kept)")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path, references: dict[str, dict] | None = None
+          ) -> list[Path]:
     """Pareto-front plot always; optimisation history and parameter importance with >= 3 complete trials."""
     import math
 
@@ -81,21 +122,9 @@ def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path) -> list[Pa
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["state"] == "COMPLETE"]
-    paths = []
-    fig, ax = plt.subplots(figsize=(6, 4.5))
     lq = lambda r: math.log10(max(r["forget_quality"], 1e-300))  # noqa: E731
-    ax.scatter([lq(r) for r in done], [r["model_utility"] for r in done], c="#9aa", label="trials")
-    front = sorted(pareto, key=lq)
-    ax.plot([lq(r) for r in front], [r["model_utility"] for r in front], "o-", c="#c33", label="Pareto front")
-    for r in done:
-        if r["default_config"]:
-            ax.scatter([lq(r)], [r["model_utility"]], marker="*", s=180, c="#36c", label="default config", zorder=3)
-    ax.set_xlabel("log10 forget_quality (higher = closer to the retain model)")
-    ax.set_ylabel("model_utility")
-    ax.set_title(f"{study.study_name}: {len(done)} complete trials")
-    ax.legend(loc="best")
-    fig.tight_layout()
-    paths.append(out_dir / "pareto_front.png")
+    paths = [out_dir / "pareto_front.png"]
+    fig = pareto_figure(rows, pareto, f"{study.study_name}: {len(done)} complete trials", references)
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     if len(done) >= 3:

@@ -9,19 +9,17 @@ before new trials start.
 """
 from __future__ import annotations
 
-import math
 import os
 import socket
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearn_lab.config import ExperimentConfig, apply_override, parse_scalar, validate
 from unlearn_lab.errors import UsageError
+from unlearn_lab.metrics.functions import log10_forget_quality
 from unlearn_lab.sweep.space import SearchSpace
 
-FQ_FLOOR = sys.float_info.min  # log10 of a forget_quality that underflowed to 0
 MAX_RETRIES = 2  # a trial whose worker died or was interrupted is re-queued with the same parameters at most twice
 
 
@@ -107,7 +105,7 @@ def objectives(summary: dict) -> tuple[float, float]:
     mu = summary.get("model_utility")
     if fq is None or mu is None:
         raise ValueError("the evaluation returned no forget_quality / model_utility")
-    return math.log10(max(fq, FQ_FLOOR)), float(mu)
+    return log10_forget_quality(fq), float(mu)
 
 
 def open_study(spec: SweepSpec, worker: int = 0):
@@ -225,9 +223,12 @@ def save_spec(study, spec: SweepSpec) -> None:
 
     from unlearn_lab.config import to_dict
 
+    from unlearn_lab.tracking.mlflow_tracker import resolve_uri
+
     if SPEC_ATTR in study.user_attrs:
         return
     study.set_user_attr(SPEC_ATTR, json.dumps({
+        "tracking_uri": resolve_uri(spec.tracking_uri),
         "config": to_dict(spec.cfg), "space": [dataclasses.asdict(p) for p in spec.space.params],
         "trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
         "reuse_epochs": spec.reuse_epochs, "collapse_utility": spec.collapse_utility,
@@ -235,7 +236,8 @@ def save_spec(study, spec: SweepSpec) -> None:
 
 
 def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, heartbeat: int = 60) -> SweepSpec:
-    """The SweepSpec a `sweep` command stored in the study; a study without one is an error."""
+    """The SweepSpec a `sweep` command stored in the study; a study without one is an error. `tracking_uri` None:
+    the store the sweep tracks to, as the study records it."""
     import json
 
     import optuna
@@ -256,7 +258,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
     space = SearchSpace(params[0], params[1], tuple(params[2:]))
     return SweepSpec(cfg=validate(build(ExperimentConfig, data["config"])), space=space, study_name=study_name,
                      storage=storage, trials=data["trials"], seed=data["seed"], min_utility=data["min_utility"],
-                     tracking_uri=tracking_uri, experiment_arg=data["experiment_arg"],
+                     tracking_uri=tracking_uri or data.get("tracking_uri"), experiment_arg=data["experiment_arg"],
                      extra_sets=tuple(data["extra_sets"]), reuse_epochs=data["reuse_epochs"],
                      collapse_utility=data["collapse_utility"], heartbeat=heartbeat)
 

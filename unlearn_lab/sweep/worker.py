@@ -27,7 +27,7 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
     from optuna.trial import TrialState
 
     from unlearn_lab.experiment import RunOptions, run_experiment
-    from unlearn_lab.plan import resolve
+    from unlearn_lab.plan import default_run_name, resolve
     from unlearn_lab.runtime import choose_device, configure_threads
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
@@ -59,7 +59,8 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(worker)}
         collapse = (lambda epoch, summary: f"model_utility {summary['model_utility']:.3g} < {spec.collapse_utility}"
                     if summary.get("model_utility", 1.0) < spec.collapse_utility else None)
-        plan = resolve("run", cfg, device=device, threads=threads, task_name=name, saves=spec.saves, count=False)
+        plan = resolve("run", cfg, device=device, threads=threads, task_name=name, saves=spec.saves, count=False,
+                       run_name=default_run_name(cfg, prefix=f"t{trial.number}-"))
         opts = RunOptions(progress=False, parent_run_id=parent_run_id,
                           extra_tags=tags, eval_every="epoch" if spec.reuse_epochs else "none",
                           stop_when=collapse if spec.reuse_epochs else None,
@@ -178,14 +179,35 @@ def epochs_saved(added: list[int], stopped_at: int | None, high: int) -> int:
     return sum(k for k in added if k < last) + (high - stopped_at if stopped_at is not None else 0)
 
 
-def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int) -> None:
+def die_with_parent(parent_pid: int, poll: float = 1.0) -> threading.Thread:
+    """A local worker whose `sweep` process is gone (SIGKILL, a crashed terminal) stops too: it sends itself
+    SIGTERM, so its trial is marked FAIL and queued again, and the sweep's run is marked KILLED."""
+    import signal
+
+    def watch():
+        while os.getppid() == parent_pid:
+            threading.Event().wait(poll)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, daemon=True, name="die-with-parent")
+    thread.start()
+    return thread
+
+
+def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int, sweep_pid: int | None = None
+                 ) -> None:
     """multiprocessing entry point (spawned processes)."""
     from unlearn_lab.runtime import interrupt_on_sigterm
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     interrupt_on_sigterm()
+    if sweep_pid is not None:
+        die_with_parent(sweep_pid)
     try:
         counts = run_worker(spec, parent_run_id, worker=worker, workers=workers)
     except KeyboardInterrupt:  # the trial is marked; exit quietly (the parent reports)
+        if sweep_pid is not None and os.getppid() != sweep_pid:  # orphaned: nobody else will close the sweep's run
+            Guarded(MlflowTracker(spec.tracking_uri), log=lambda _: None).end_run(parent_run_id, "KILLED")
         raise SystemExit(130) from None
     except (RunFailed, UsageError) as exc:  # one line, as the CLI would print it
         print(f"error: worker {worker}: {exc}", file=sys.stderr)

@@ -11,6 +11,8 @@ from unlearn_lab.errors import RunFailed
 
 
 class Tracker(Protocol):
+    def unique_name(self, name: str) -> str: ...
+
     def start_run(self, name: str, *, tags: dict[str, str] | None = None, parent_id: str | None = None) -> str: ...
 
     def log_params(self, run_id: str, params: dict) -> None: ...
@@ -29,9 +31,19 @@ class Tracker(Protocol):
 
     def resume_run(self, run_id: str) -> None: ...
 
-    def register_model(self, name: str, run_id: str, artifact_path: str = "model", alias: str | None = None): ...
+    def register_model(self, name: str, run_id: str, artifact_path: str = "model", alias: str | None = None,
+                       tags: dict | None = None): ...
 
     def run_status(self, run_id: str) -> str: ...
+
+    def has_run(self, run_id: str) -> bool: ...
+
+
+def first_free_name(name: str, taken: set[str]) -> str:
+    """`name`, or the first of `name-2`, `name-3`, ... not in `taken`: run names stay unique in an experiment."""
+    if name not in taken:
+        return name
+    return next(f"{name}-{k}" for k in range(2, len(taken) + 3) if f"{name}-{k}" not in taken)
 
 
 class TrackingLost(RunFailed):

@@ -5,6 +5,8 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unlearn_lab.tracking import first_free_name
+
 
 @dataclass
 class MemoryRun:
@@ -22,7 +24,11 @@ class MemoryTracker:
         self.runs: dict[str, MemoryRun] = {}
         self.registry: dict[str, list[str]] = {}
         self.aliases: dict[tuple[str, str], str] = {}
+        self.version_tags: dict[tuple[str, str], dict] = {}
         self._ids = itertools.count()
+
+    def unique_name(self, name: str) -> str:
+        return first_free_name(name, {run.name for run in self.runs.values()})
 
     def start_run(self, name, *, tags=None, parent_id=None) -> str:
         run_id = f"run{next(self._ids)}"
@@ -53,14 +59,18 @@ class MemoryTracker:
     def end_run(self, run_id, status="FINISHED"):
         self.runs[run_id].status = status
 
+    def has_run(self, run_id: str) -> bool:
+        return run_id in self.runs
+
     def run_status(self, run_id) -> str:
         return self.runs[run_id].status
 
     def resume_run(self, run_id):
         self.runs[run_id].status = "RUNNING"
 
-    def register_model(self, name, run_id, artifact_path="model", alias=None):
+    def register_model(self, name, run_id, artifact_path="model", alias=None, tags=None):
         versions = self.registry.setdefault(name, [])
+        self.version_tags[(name, run_id)] = dict(tags or {})
         if run_id not in versions:
             versions.append(run_id)
         if alias:

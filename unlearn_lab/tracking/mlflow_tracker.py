@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from unlearn_lab.errors import UsageError
+from unlearn_lab.tracking import first_free_name
 
 DEFAULT_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
@@ -51,6 +52,22 @@ def check_reachable(uri: str, timeout: float = 5.0, *, create: bool = True) -> N
 # A lost server: MLflow's own default retries a request 7 times with a backoff factor of 2 (minutes of
 # waiting per call). These defaults ride out a server restart of ~30 s (waits 1+2+4+8+16 s); the
 # environment variables still override them.
+# MLflow 3's UI reads the experiment kind to choose its view: "finetuning" opens the model-training view (runs
+# table, charts), not the GenAI one. The note is the experiment's description on its page.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "finetuning",
+    "mlflow.note.content": (
+        "LLM unlearning runs made by unlearn-lab. Each top-level run unlearns one model with one method "
+        "(named `<method>-<forget split>-lr<lr>-ep<epochs>`; sweep trials `t<k>-...` under their `sweep-<study>` "
+        "run) and carries its final headline metrics: forget_quality (KS p-value against the retain model; "
+        "higher = closer to never having seen the forget set; compare its scale with log10_forget_quality), "
+        "model_utility (harmonic mean of 9 retain/real-author/world-fact scores; higher is better), privleak "
+        "(0 = the retain model; negative = under-unlearned, positive = over-unlearned) and forget_Q_A_ROUGE. "
+        "Nested `eval-ep<k>` / `eval-final` runs hold every TOFU metric at the optimizer step where their epoch "
+        "ended, so they share a chart axis with the training loss. Compare runs: tick them in the table and press "
+        "Compare, or chart log10_forget_quality against model_utility."),
+}
+
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
@@ -72,9 +89,13 @@ class MlflowTracker:
             if self.uri.startswith("sqlite:///"):  # keep artifacts beside the database
                 artifacts = (Path(self.uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
             try:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts,
+                                                                   tags=EXPERIMENT_TAGS)
             except Exception:  # another worker created it first
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+        if found is not None and found.tags.get("mlflow.experimentKind") != EXPERIMENT_TAGS["mlflow.experimentKind"]:
+            for key, value in EXPERIMENT_TAGS.items():  # a store made by an older version
+                self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def is_unavailable(self, exc: BaseException) -> bool:
         """A request that failed because the server is gone or failing (after MLflow's retries), not bad data."""
@@ -85,6 +106,15 @@ class MlflowTracker:
         text = str(exc)
         return type(exc).__name__ == "MlflowException" and text.startswith("API request to") and (
             "failed with exception" in text or "failed with error code 5" in text)
+
+    def unique_name(self, name: str) -> str:
+        """`name`, or `name-2`, `name-3`, ... when a run of this experiment already has it."""
+        from mlflow.entities import ViewType
+
+        pattern = name.replace("'", "\\'")
+        runs = self.client.search_runs([self.experiment_id], f"attributes.run_name LIKE '{pattern}%'",
+                                       run_view_type=ViewType.ALL, max_results=5000)
+        return first_free_name(name, {r.info.run_name for r in runs})
 
     def start_run(self, name, *, tags=None, parent_id=None) -> str:
         tags = dict(tags or {})
@@ -129,14 +159,26 @@ class MlflowTracker:
     def end_run(self, run_id, status="FINISHED"):
         self.client.set_terminated(run_id, status=status)
 
+    def has_run(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        return True
+
     def run_status(self, run_id) -> str:
         return self.client.get_run(run_id).info.status
 
     def resume_run(self, run_id):
         self.client.update_run(run_id, status="RUNNING")
 
-    def register_model(self, name, run_id, artifact_path="model", alias=None):
-        """A registry version for a run's model artifact (once per run), with an optional alias."""
+    def register_model(self, name, run_id, artifact_path="model", alias=None, tags=None):
+        """A registry version for a run's model artifact (once per run), with an optional alias and version tags
+        (what it is and how it scored: the registry page then says so without opening the run)."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -147,6 +189,8 @@ class MlflowTracker:
         versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         version = versions[0] if versions else self.client.create_model_version(
             name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
+        for key, value in (tags or {}).items():
+            self.client.set_model_version_tag(name, version.version, key, str(value))
         if alias:
             self.client.set_registered_model_alias(name, alias, version.version)
         return version.version
