@@ -269,7 +269,7 @@ def guarded(monkeypatch):
     monkeypatch.setattr(prep, "_build_base", guard("building the base model"))
     monkeypatch.setattr(prep, "finetune", guard("fine-tuning"))
     monkeypatch.setattr(load, "load_model", load_model)
-    monkeypatch.setattr(os, "execvp", guard("exec"))
+    monkeypatch.setattr(os, "execvpe", guard("exec"))
     sigterm = signal.getsignal(signal.SIGTERM)  # the commands install their own SIGTERM handler
     yield
     signal.signal(signal.SIGTERM, sigterm)

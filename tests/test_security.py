@@ -13,14 +13,21 @@ def test_ui_binds_loopback_unless_told(tmp_path, monkeypatch):
     from unlearn_lab import cli
 
     calls = []
-    monkeypatch.setattr(os, "execvp", lambda prog, argv: calls.append(argv))
+    monkeypatch.setattr(os, "execvpe", lambda prog, argv, env: calls.append((argv, env)))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     runner = CliRunner()
-    assert runner.invoke(cli.main, ["ui", "--tracking-uri", uri]).exit_code == 0
+    shown = runner.invoke(cli.main, ["ui", "--tracking-uri", uri])
+    assert shown.exit_code == 0
     assert runner.invoke(cli.main, ["ui", "--tracking-uri", uri, "--host", "0.0.0.0"]).exit_code == 0
-    first, second = calls
+    (first, env), (second, _) = calls
     assert first[first.index("--host") + 1] == "127.0.0.1"
     assert second[second.index("--host") + 1] == "0.0.0.0"  # only when asked for
+    # one server worker and no job executor by default; the experiment page's URL is printed
+    assert first[first.index("--workers") + 1] == "1" and env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(uri).get_experiment_by_name("unlearn-lab")
+    assert f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs" in shown.output
 
 
 def test_test_servers_bind_loopback():
