@@ -37,7 +37,7 @@ def test_mlflow_structure(mlflow_run):
     assert run.data.params["unlearn.method"] == "GradAscent" and run.data.params["unlearn.lr"] == "0.001"
     assert {"method", "forget_split", "model", "config_hash", "git_commit", "torch", "transformers"} <= set(run.data.tags)
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"config.yaml", "model"} <= artifacts
+    assert {"config.yaml", "model", "training_curve.png"} <= artifacts
     model_files = {a.path for a in client.list_artifacts(result.run_id, "model")}
     assert "model/model.safetensors" in model_files and "model/config.json" in model_files
     loss = client.get_metric_history(result.run_id, "loss")
@@ -115,6 +115,19 @@ def test_experiment_opens_in_the_training_view_and_names_are_unique(mlflow_run):
     assert "log10_forget_quality" in experiment.tags["mlflow.note.content"]
     assert tracker.unique_name("ga_tiny") == "ga_tiny-2"  # the module's run holds "ga_tiny"
     assert tracker.unique_name("never-used") == "never-used"
+
+
+def test_training_curve_shares_the_step_axis():
+    from unlearn_lab.plots import training_curve_figure
+
+    steps = [(1, -0.5), (2, -1.0), (3, -2.0), (4, -4.0)]
+    evals = {2: {"forget_quality": 1e-10, "model_utility": 0.9}, 4: {"forget_quality": 0.2, "model_utility": 0.5}}
+    fig = training_curve_figure(steps, evals, "GA")
+    loss_ax, eval_ax, utility_ax = fig.axes
+    assert list(loss_ax.get_lines()[0].get_xdata()) == [1, 2, 3, 4]
+    assert eval_ax.get_yscale() == "log" and list(eval_ax.get_lines()[0].get_ydata()) == [1e-10, 0.2]
+    assert list(eval_ax.get_lines()[0].get_xdata()) == [2, 4] and eval_ax.get_xlim() == loss_ax.get_xlim()
+    assert list(utility_ax.get_lines()[0].get_ydata()) == [0.9, 0.5]
 
 
 def test_default_run_names():

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from unlearn_lab import plots
 from unlearn_lab.config import to_yaml
 from unlearn_lab.evaluation import EvalResult, eval_data, evaluate_model, reference_entries, top_level_metrics
 from unlearn_lab.data.prompts import uses_chat_template
@@ -213,6 +214,7 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
         pending: list[tuple[int, dict]] = []
         epoch_summaries: dict[int, dict] = {}
         last_eval: dict = {}  # the latest per-epoch evaluation and the step it was made at
+        evaluated_at: dict[int, dict] = {}  # optimizer step -> summary of the evaluation made there
         stopped: dict = {}
 
         def on_step(entry: StepLog):
@@ -233,6 +235,7 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                                                     reference=reference, data=data_eval, progress=False,
                                                     out_dir=plan.save_dir / f"checkpoint-{step}" / "evals"))
                 epoch_summaries[epoch] = result.summary
+                evaluated_at[step] = result.summary
                 last_eval.update(result=result, step=step)
                 tracker.log_metrics(run_id, headline(result.summary), step=step)
                 model.train()
@@ -279,6 +282,10 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                                                 out_dir=eval_dir, progress=opts.progress, log=log))
             tracker.log_metrics(run_id, headline(result.summary), step=final_step)
         tracker.log_metrics(run_id, {k: v for k, v in result.summary.items() if k not in HEADLINE}, step=final_step)
+        evaluated_at[final_step] = result.summary
+        curve = plots.training_curve_figure([(s.step, s.loss) for s in steps], evaluated_at,
+                                            f"{plan.run_name} ({plan.task_name})")
+        tracker.log_artifact(run_id, str(plots.save_figure(curve, eval_dir / "training_curve.png")))
         tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
         tracker.end_run(run_id, "FINISHED")
         if tracker.lost:
