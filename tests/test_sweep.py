@@ -70,6 +70,10 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
         assert evals[0].info.run_name == "eval-final"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "pareto.csv", "pareto_front.png", "pareto_front.txt", "optimization_history.png"} <= artifacts
+    # the experiment's own models, scored once for the Pareto plot: the retain model against its own reference
+    points = study.user_attrs["reference_points"]
+    assert points["retain"]["forget_quality"] == 1.0 and points["retain"]["privleak"] == 0.0
+    assert 0 < points["target"]["forget_quality"] < 1 and 0 < points["target"]["model_utility"] <= 1
     model = client.get_registered_model("embedded_default_GradAscent_forget10")
     assert "pareto-1" in model.aliases
     best = client.get_model_version_by_alias("embedded_default_GradAscent_forget10", "pareto-1")
@@ -305,3 +309,27 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def test_the_experiment_declares_the_search_space():
+    from click.testing import CliRunner
+
+    from unlearn_lab import cli
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.errors import UsageError
+
+    cfg = load_experiment(None)
+    assert cfg.sweep.ranges("GradAscent") == ("1.5e-4:6e-4", "3:8")
+    assert cfg.sweep.ranges("NPO") == ("2e-4:2e-3", "3:10")
+    bad = load_experiment(None, ["sweep.methods={NPO: {lr: '1e-4:1e-3', beta: '0.1:1'}}"])
+    with pytest.raises(UsageError, match="accepts lr and epochs, not beta"):
+        bad.sweep.ranges("NPO")
+    runner = CliRunner()
+    shown = runner.invoke(cli.main, ["sweep", "--method", "NPO", "--dry-run"])
+    assert shown.exit_code == 0, shown.output
+    assert "lr in [0.0002, 0.002] (log), epochs in [3, 10]" in shown.output
+    told = runner.invoke(cli.main, ["sweep", "--method", "NPO", "--dry-run", "--lr-range", "1e-5:1e-4"])
+    assert "lr in [1e-05, 0.0001] (log), epochs in [3, 10]" in told.output
+    declared = runner.invoke(cli.main, ["sweep", "--dry-run", "--set", "sweep.space={alpha: '0.5:2'}",
+                                        "--method", "GradDiff"])
+    assert declared.exit_code == 0 and "alpha in [0.5, 2]" in declared.output, declared.output

@@ -335,8 +335,8 @@ heartbeat_option = click.option(
 @click.option("--forget", default=None, help="Forget split (default: the experiment's).")
 @click.option("--trials", type=int, default=20, show_default=True, help="COMPLETE trials wanted in the study.")
 @experiment_option
-@click.option("--lr-range", default="1e-6:1e-3", show_default=True, help="LOW:HIGH, searched on a log scale.")
-@click.option("--epochs-range", default="1:10", show_default=True, help="LOW:HIGH, integers.")
+@click.option("--lr-range", default=None, help="LOW:HIGH, searched on a log scale (default: the experiment's sweep.lr).")
+@click.option("--epochs-range", default=None, help="LOW:HIGH, integers (default: the experiment's sweep.epochs).")
 @click.option("--space", "space_file", default=None, metavar="FILE.yaml",
               help="Method hyperparameters to search: name: LOW:HIGH | log:LOW:HIGH | [choices].")
 @click.option("--study", "study_name", default=None, help="Study name (default: <experiment>_<method>_<forget>).")
@@ -374,8 +374,10 @@ def sweep(method, forget, trials, experiment, lr_range, epochs_range, space_file
     if min_utility is not None and not 0 <= min_utility <= 1:
         raise UsageError(f"--min-utility must be in [0, 1], got {min_utility}")
     cfg = build_run_config(experiment, method, forget, None, None, None, overrides)
-    space = build_space(lr_range, epochs_range, space_file,
-                        validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args))
+    declared_lr, declared_epochs = cfg.sweep.ranges(cfg.unlearn.method)
+    space = build_space(lr_range or declared_lr, epochs_range or declared_epochs, space_file,
+                        validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args),
+                        declared=cfg.sweep.space)
     name = study_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
     storage = storage or default_storage(name)
     if heartbeat_seconds <= 0:

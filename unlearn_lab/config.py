@@ -138,6 +138,25 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    """`unlearn-lab sweep`'s default search space for this experiment (the command's --lr-range, --epochs-range
+    and --space override it). Ranges: LOW:HIGH or log:LOW:HIGH; lr is always searched on a log scale."""
+    lr: str = "1e-6:1e-3"
+    epochs: str = "1:10"
+    space: dict = field(default_factory=dict)  # method hyperparameter -> range or list of choices
+    # per method, ranges that replace lr / epochs above (methods differ by an order of magnitude in lr)
+    methods: dict = field(default_factory=dict)  # e.g. {NPO: {lr: "2e-4:2e-3", epochs: "3:10"}}
+
+    def ranges(self, method: str) -> tuple[str, str]:
+        """The (lr, epochs) ranges declared for `method`."""
+        own = self.methods.get(method) or {}
+        unknown = sorted(set(own) - {"lr", "epochs"})
+        if unknown:
+            raise UsageError(f"sweep.methods.{method} accepts lr and epochs, not {', '.join(unknown)}")
+        return str(own.get("lr", self.lr)), str(own.get("epochs", self.epochs))
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "embedded_default"
     data: DataConfig = field(default_factory=DataConfig)
@@ -146,6 +165,7 @@ class ExperimentConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 # ---------------------------------------------------------------------------------------------- building

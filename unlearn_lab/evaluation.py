@@ -123,3 +123,20 @@ def evaluate_model(plan: Plan, model, tokenizer, *, reference: dict | None, data
     if out_dir is not None:
         report.write_reports(out_dir, results, summary)
     return EvalResult(results, summary, Path(out_dir) if out_dir else None, time.perf_counter() - start)
+
+
+def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), log=None) -> dict[str, dict]:
+    """The default-suite summaries of the experiment's own models (the `eval` plan's device, dtype and reference):
+    where a sweep's trials stand relative to the model before unlearning and the model never trained on the
+    forget set. Nothing is written."""
+    from unlearn_lab.plan import resolve
+
+    data = eval_data(plan)
+    reference = reference_entries(plan, data, log=log or (lambda _: None), progress=False)
+    points = {}
+    for role in roles:
+        role_plan = resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role, count=False)
+        model, tokenizer = load_for_eval(role_plan, role_plan.evaluated.spec)
+        points[role] = evaluate_model(role_plan, model, tokenizer, reference=reference, data=data,
+                                      progress=False).summary
+    return points

@@ -35,6 +35,8 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
     save_spec(study, spec)
     enqueue_default(study, spec)
     reap(study, tracker, log, orphans=True)
+    if REFERENCE_POINTS not in study.user_attrs:  # once per study: the Pareto plot draws them
+        study.set_user_attr(REFERENCE_POINTS, experiment_models(spec, log))
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
         tracker.resume_run(parent)
@@ -80,6 +82,23 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         _stop(procs)
         guarded.end_run(parent, "FAILED")
         raise
+
+
+REFERENCE_POINTS = "reference_points"
+
+
+def experiment_models(spec: SweepSpec, log=print) -> dict[str, dict]:
+    """The target's and the retain model's scores (forget_quality, model_utility, ...) for the Pareto plot."""
+    from unlearn_lab.evaluation import reference_points
+    from unlearn_lab.plan import resolve
+    from unlearn_lab.runtime import choose_device, thread_count
+
+    log("scoring the target and retain models once, as reference points for the Pareto plot")
+    plan = resolve("eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target",
+                   count=False)
+    keep = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE")
+    return {role: {k: v for k, v in summary.items() if k in keep}
+            for role, summary in reference_points(plan, log=log).items()}
 
 
 @dataclass(frozen=True)
@@ -203,7 +222,7 @@ def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
     report.write_csv(out_dir / "pareto.csv", pareto)
     artifacts = [out_dir / "trials.csv", out_dir / "pareto.csv"]
     if complete:
-        artifacts += report.plots(study, rows, pareto, out_dir)
+        artifacts += report.plots(study, rows, pareto, out_dir, study.user_attrs.get(REFERENCE_POINTS))
     for path in artifacts:
         tracker.log_artifact(parent, str(path))
     for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):

@@ -98,14 +98,19 @@ class SearchSpace:
         return out
 
 
-def build_space(lr_range: str, epochs_range: str, space_file: str | None, method_defaults: dict) -> SearchSpace:
+def build_space(lr_range: str, epochs_range: str, space_file: str | None, method_defaults: dict,
+                declared: dict | None = None) -> SearchSpace:
+    """lr and epochs ranges plus method hyperparameters: from `declared` (the experiment's `sweep.space`), then
+    the --space file, whose entries win (lr and epochs in it too)."""
     lr = parse_range(lr_range, "lr", log=True)
     epochs = parse_range(epochs_range, "epochs", kind="int", positive=True)
     extra: tuple[Param, ...] = ()
+    raw: dict = dict(declared or {})
     if space_file:
         from unlearn_lab.config import load_yaml
 
-        raw = load_yaml(space_file, "--space file")
+        raw.update(load_yaml(space_file, "--space file"))
+    if raw:
         accepted = list(method_defaults)
         extra = tuple(method_param(str(k), v, method_defaults.get(k), accepted) for k, v in raw.items()
                       if k not in ("lr", "epochs"))
