@@ -37,9 +37,7 @@ def test_mlflow_structure(mlflow_run):
     assert run.data.params["unlearn.method"] == "GradAscent" and run.data.params["unlearn.lr"] == "0.001"
     assert {"method", "forget_split", "model", "config_hash", "git_commit", "torch", "transformers"} <= set(run.data.tags)
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"config.yaml", "model", "training_curve.png"} <= artifacts
-    model_files = {a.path for a in client.list_artifacts(result.run_id, "model")}
-    assert "model/model.safetensors" in model_files and "model/config.json" in model_files
+    assert {"config.yaml", "training_curve.png"} <= artifacts
     loss = client.get_metric_history(result.run_id, "loss")
     # 20 forget rows, batch 4 x accum 2 -> floor(5 / 2) = 2 steps per epoch, 2 epochs
     assert [m.step for m in loss] == [1, 2, 3, 4]
@@ -55,6 +53,31 @@ def test_mlflow_structure(mlflow_run):
     assert {a.path for a in client.list_artifacts(final.info.run_id)} == {"TOFU_EVAL.json", "TOFU_SUMMARY.json"}
     saved = json.loads((result.eval_dir / "TOFU_SUMMARY.json").read_text())
     assert saved == pytest.approx(result.summary)
+
+
+def test_the_model_is_an_mlflow_model_linked_to_its_run_and_scores(mlflow_run, tmp_path):
+    """A LoggedModel (Models tab) whose source is the run, carrying the final scores, loadable back through
+    MLflow's transformers flavour with the saved folder's exact weights."""
+    import mlflow.artifacts
+    import mlflow.transformers
+    import torch
+    from safetensors.torch import load_file
+
+    tracker, result = mlflow_run
+    client = tracker.client
+    model_id = client.get_run(result.run_id).data.tags["model_id"]
+    logged = client.get_logged_model(model_id)
+    assert logged.source_run_id == result.run_id and str(logged.status).endswith("READY")
+    linked = {m.key: m.value for m in logged.metrics or []}
+    assert linked["forget_quality"] == pytest.approx(result.summary["forget_quality"])
+    assert linked["model_utility"] == pytest.approx(result.summary["model_utility"])
+    listed = client.search_logged_models([tracker.experiment_id])
+    assert model_id in {m.model_id for m in listed}
+    local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location, dst_path=str(tmp_path))
+    pipe = mlflow.transformers.load_model(local)
+    saved = load_file(str(result.model_dir / "model.safetensors"))
+    loaded = pipe.model.state_dict()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
 
 
 def test_one_step_axis_and_headline_metrics_on_the_run(mlflow_run):

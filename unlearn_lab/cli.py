@@ -199,10 +199,15 @@ def _log(message: str) -> None:
 
 # --------------------------------------------------------------------------------------------- eval
 
+tracking_option = click.option("--tracking-uri", default=None, metavar="URI",
+                               help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
+
+
 
 @main.command("eval")
-@click.option("--model", "model_spec", required=True, metavar="PATH|HUB-ID",
-              help="Model folder, hub id, .gguf file, or 'target' / 'retain' (the experiment's prepared models).")
+@click.option("--model", "model_spec", required=True, metavar="PATH|HUB-ID|models:/NAME@ALIAS",
+              help="Model folder, hub id, .gguf file, 'target' / 'retain' (the experiment's prepared models), or a "
+                   "registered MLflow model (models:/<name>@<alias>, models:/<name>/<version>, models:/<id>).")
 @experiment_option
 @click.option("--data", "data_source", default=None, metavar="SOURCE",
               help="Data source (default: the experiment's): synthetic, a folder of TOFU files, or hf:locuslab/TOFU.")
@@ -217,16 +222,23 @@ def _log(message: str) -> None:
 @click.option("--metrics", default=None, help="default | all | comma-separated metric names.")
 @click.option("--out", "out_dir", default=None, metavar="DIR", help="Output folder (default: saves/eval/<task>).")
 @click.option("--task-name", default=None, help="Name for the default output folder.")
+@tracking_option
 @set_option
 @device_option
 @dry_run_option
 @friendly
 def eval_command(model_spec, experiment, data_source, forget_split, holdout_split, retain_model, retain_logs,
-                 no_reference, metrics, out_dir, task_name, overrides, device, dry_run):
+                 no_reference, metrics, out_dir, task_name, tracking_uri, overrides, device, dry_run):
     """Evaluate a model on the TOFU suite; writes TOFU_EVAL.json and TOFU_SUMMARY.json."""
     from unlearn_lab import commands
     from unlearn_lab.config import load_experiment
     from unlearn_lab.metrics.report import table
+    from unlearn_lab.models.load import cache_root
+
+    if model_spec.startswith("models:/"):  # fetched once from the registry into the cache, then a plain folder
+        from unlearn_lab.tracking.mlflow_tracker import fetch_registered
+
+        model_spec = str(fetch_registered(model_spec, tracking_uri, cache_root() / "registry"))
 
     given = [o for o, on in (("--retain-model", retain_model), ("--retain-logs", retain_logs),
                              ("--no-reference", no_reference)) if on]
@@ -254,10 +266,6 @@ def eval_command(model_spec, experiment, data_source, forget_split, holdout_spli
 
 
 # ---------------------------------------------------------------------------------------------- run
-
-
-tracking_option = click.option("--tracking-uri", default=None, metavar="URI",
-                               help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
 
 
 def build_run_config(experiment, method, forget, retain, lr, epochs, overrides):

@@ -237,9 +237,10 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                 epoch_summaries[epoch] = result.summary
                 evaluated_at[step] = result.summary
                 last_eval.update(result=result, step=step)
-                tracker.log_metrics(run_id, headline(result.summary), step=step)
                 model.train()
                 reason = opts.stop_when(epoch, result.summary) if opts.stop_when else None
+                if not (last or reason):  # the final evaluation's headline is logged with the saved model
+                    tracker.log_metrics(run_id, headline(result.summary), step=step)
                 if reason:
                     stopped.update(epoch=epoch)
                     tracker.set_tags(run_id, {"stopped_early": f"epoch {epoch}: {reason}"})
@@ -267,7 +268,7 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                              time.perf_counter() - started)
         model = accelerator.unwrap_model(model)
         model_dir = load.save_model(model, tokenizer, plan.save_dir)
-        tracker.log_artifact(run_id, str(model_dir), "model")
+        model_id = tracker.log_model(run_id, model, tokenizer, model_dir)
         eval_dir = plan.eval_dir
         final_step = steps[-1].step if steps else 0
         if last_eval and last_eval["step"] == final_step:  # the last evaluated epoch's model is the final model
@@ -280,8 +281,8 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                 epoch=stopped.get("epoch", u.epochs), task=task,
                 evaluate=lambda: evaluate_model(plan, model, tokenizer, reference=reference, data=data_eval,
                                                 out_dir=eval_dir, progress=opts.progress, log=log))
-            tracker.log_metrics(run_id, headline(result.summary), step=final_step)
-        tracker.log_metrics(run_id, {k: v for k, v in result.summary.items() if k not in HEADLINE}, step=final_step)
+        # the final scores, on the run and on its logged model
+        tracker.log_metrics(run_id, {**headline(result.summary), **result.summary}, step=final_step, model_id=model_id)
         evaluated_at[final_step] = result.summary
         curve = plots.training_curve_figure([(s.step, s.loss) for s in steps], evaluated_at,
                                             f"{plan.run_name} ({plan.task_name})")

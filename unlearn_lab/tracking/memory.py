@@ -25,6 +25,7 @@ class MemoryTracker:
         self.registry: dict[str, list[str]] = {}
         self.aliases: dict[tuple[str, str], str] = {}
         self.version_tags: dict[tuple[str, str], dict] = {}
+        self.models: dict[str, dict] = {}  # logged models: id -> run, folder, linked metrics
         self._ids = itertools.count()
 
     def unique_name(self, name: str) -> str:
@@ -38,13 +39,21 @@ class MemoryTracker:
     def log_params(self, run_id, params):
         self.runs[run_id].params.update(params)
 
-    def log_metrics(self, run_id, metrics, step=None):
+    def log_metrics(self, run_id, metrics, step=None, model_id=None):
         for key, value in metrics.items():
             self.runs[run_id].metrics.setdefault(key, []).append((step, float(value)))
+        if model_id is not None:
+            self.models[model_id]["metrics"].update(metrics)
 
-    def log_metric_history(self, run_id, history):
+    def log_metric_history(self, run_id, history, model_id=None):
         for step, metrics in history:
-            self.log_metrics(run_id, metrics, step)
+            self.log_metrics(run_id, metrics, step, model_id)
+
+    def log_model(self, run_id, model, tokenizer, saved_dir, name="model") -> str:
+        model_id = f"m-{len(self.models)}"
+        self.models[model_id] = {"run_id": run_id, "name": name, "saved_dir": str(saved_dir), "metrics": {}}
+        self.runs[run_id].tags["model_id"] = model_id
+        return model_id
 
     def log_artifact(self, run_id, path, artifact_path=None):
         name = Path(path).name

@@ -18,6 +18,7 @@ from unlearn_lab.tracking import first_free_name
 
 DEFAULT_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
+MODEL_ID_TAG = "model_id"  # a run's logged MLflow model
 
 
 def default_uri(root: str | Path = ".") -> str:
@@ -130,15 +131,16 @@ class MlflowTracker:
         for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
             self.client.log_batch(run_id, params=items[start : start + 100])
 
-    def log_metrics(self, run_id, metrics, step=None):
-        self.log_metric_history(run_id, [(step or 0, metrics)])
+    def log_metrics(self, run_id, metrics, step=None, model_id=None):
+        self.log_metric_history(run_id, [(step or 0, metrics)], model_id=model_id)
 
-    def log_metric_history(self, run_id, history):
+    def log_metric_history(self, run_id, history, model_id=None):
+        """Metrics in batches; `model_id` links them to a logged model too (its page then shows them)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(step)) for step, metrics in history for k, v in metrics.items()
-                 if v is not None]
+        items = [Metric(k, float(v), now, int(step), model_id=model_id) for step, metrics in history
+                 for k, v in metrics.items() if v is not None]
         for start in range(0, len(items), 1000):  # one call per 1000 values (log_batch limit)
             self.client.log_batch(run_id, metrics=items[start : start + 1000])
 
@@ -147,6 +149,40 @@ class MlflowTracker:
             self.client.log_artifacts(run_id, str(path), artifact_path)
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_model(self, run_id: str, model, tokenizer, saved_dir: Path, name: str = "model") -> str:
+        """The unlearned model as an MLflow model (transformers flavour, task text-generation) in a LoggedModel
+        whose source is the run: the Models tab lists it, the registry versions it, and
+        `mlflow.transformers.load_model("models:/<id>")` loads it back. Returns the model id."""
+        import logging
+        import tempfile
+
+        import mlflow.transformers
+        import torch
+        import transformers
+
+        # the weights are the saved folder's: naming it keeps MLflow from looking for a model card on the hub
+        model.config.name_or_path = str(Path(saved_dir).resolve())
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
+        quiet, level = logging.getLogger("mlflow.transformers"), logging.getLogger("mlflow.transformers").level
+        quiet.setLevel(logging.ERROR)  # "no license information" and model-card notes about a local folder
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / name
+                mlflow.transformers.save_model(transformers_model={"model": model, "tokenizer": tokenizer},
+                                               path=str(path), task="text-generation", pip_requirements=requirements)
+                logged = self.client.create_logged_model(self.experiment_id, name=name, source_run_id=run_id,
+                                                         model_type="transformers")
+                try:
+                    self.client.log_model_artifacts(logged.model_id, str(path))
+                except BaseException:
+                    self.client.finalize_logged_model(logged.model_id, "FAILED")
+                    raise
+        finally:
+            quiet.setLevel(level)
+        self.client.finalize_logged_model(logged.model_id, "READY")
+        self.client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
+        return logged.model_id
 
     def log_text(self, run_id, text, name):
         self.client.log_text(run_id, text, name)
@@ -187,8 +223,15 @@ class MlflowTracker:
             with contextlib.suppress(MlflowException):  # another worker may create it at the same moment
                 self.client.create_registered_model(name)
         versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-        version = versions[0] if versions else self.client.create_model_version(
-            name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
+        model_id = self.client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
+        if versions:
+            version = versions[0]
+        elif model_id:  # the run's logged MLflow model, by its artifact location: a models:/ source would be
+            # resolved against the process-wide tracking URI, not this tracker's store
+            location = self.client.get_logged_model(model_id).artifact_location
+            version = self.client.create_model_version(name, location, run_id=run_id, model_id=model_id)
+        else:
+            version = self.client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
         for key, value in (tags or {}).items():
             self.client.set_model_version_tag(name, version.version, key, str(value))
         if alias:
@@ -210,3 +253,57 @@ def ui_command(uri: str | None, host: str, port: int, workers: int = 1) -> tuple
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracker.uri, "--host", host, "--port",
             str(port), "--workers", str(workers)]
     return url, argv, env
+
+
+def fetch_registered(spec: str, uri: str | None, dest: Path) -> Path:
+    """`models:/<name>@<alias>`, `models:/<name>/<version>` or `models:/<model id>` -> a plain Hugging Face folder
+    (weights and tokenizer side by side) under `dest`, downloaded once. Unknown names, aliases or versions are
+    one-line usage errors."""
+    import shutil
+
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    resolved = resolve_uri(uri)
+    check_reachable(resolved, create=False)
+    key = spec[len("models:/"):].replace("/", "_").replace("@", "_at_")
+    folder = dest / key
+    if (folder / "config.json").is_file():
+        return folder
+    try:
+        location = _model_location(MlflowClient(tracking_uri=resolved, registry_uri=resolved), spec[len("models:/"):])
+        raw = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=resolved,
+                                                      dst_path=str(dest / f".{key}.download")))
+    except MlflowException as exc:
+        raise UsageError(f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]} "
+                         "(accepted: models:/<name>@<alias>, models:/<name>/<version>, models:/<model id>)") from None
+    weights, tokenizer = raw / "model", raw / "components" / "tokenizer"
+    if not (weights / "config.json").is_file():
+        raise UsageError(f"{spec} is not a transformers model logged by unlearn-lab (no model/config.json in it)")
+    tmp = dest / f".{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(weights, tmp)
+    if tokenizer.is_dir():
+        shutil.copytree(tokenizer, tmp, dirs_exist_ok=True)
+    tmp.replace(folder)
+    shutil.rmtree(dest / f".{key}.download", ignore_errors=True)
+    return folder
+
+
+def _model_location(client, ref: str) -> str:
+    """`<name>@<alias>`, `<name>/<version>` or a logged model id -> the artifact URI of the model's files."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        source = client.get_model_version_by_alias(name, alias).source
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        source = client.get_model_version(name, version).source
+    else:
+        source = f"models:/{ref}"
+    if source.startswith("models:/"):
+        return client.get_logged_model(source[len("models:/"):]).artifact_location
+    if source.startswith("runs:/"):
+        run_id, _, path = source[len("runs:/"):].partition("/")
+        return f"{client.get_run(run_id).info.artifact_uri}/{path}"
+    return source
