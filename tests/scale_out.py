@@ -113,6 +113,9 @@ def account(storage: str, tracking_uri: str, trials: int) -> dict:
         "trials_requested": trials, "states": by_state,
         "lost": trials - len(complete & finished), "duplicated": len(tagged) - len(set(tagged)),
         "complete_runs_match": sorted(set(tagged)) == sorted(complete),
+        # distinct parameter settings among COMPLETE trials (the issue found 12 trials covering only 8)
+        "distinct_complete_params": len({tuple(sorted(t.params.items())) for t in study.trials
+                                         if t.state.name == "COMPLETE"}),
         "runs_still_running": [r.data.tags.get("mlflow.runName") for r in runs if r.info.status == "RUNNING"],
         "trial_run_status": {int(r.data.tags["trial"]): r.info.status for r in trial_runs},
         "retries": {t.number: retry_of(t) for t in study.trials if retry_of(t) is not None},

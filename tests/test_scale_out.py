@@ -21,6 +21,7 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(tmp_path, prepared,
     assert states.get("FAIL") == [killed], (states, logs)
     assert set(states) <= {"COMPLETE", "FAIL", "PRUNED"}, states
     assert result["lost"] == 0 and result["duplicated"] == 0 and result["complete_runs_match"], result
+    assert result["distinct_complete_params"] == 6, result  # workers on several "hosts" never repeat a setting
     # the killed trial: its MLflow run KILLED (never left RUNNING), its parameters re-run once by another worker
     assert result["trial_run_status"][killed] == "KILLED"
     assert list(result["retries"].values()) == [killed] and result["retries"].keys() <= set(states["COMPLETE"])

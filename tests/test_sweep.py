@@ -141,6 +141,7 @@ def test_two_workers_lose_and_duplicate_nothing(tmp_path, prepared):
     assert sorted(int(r.data.tags["trial"]) for r in tagged) == sorted(t.number for t in complete)
     assert {r.data.tags["worker"] for r in trial_runs(runs)} <= {"0", "1"}
     assert all(r.info.status == "FINISHED" for r in runs)
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)  # no parameters run twice
 
 
 def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, prepared, tiny_cfg, monkeypatch):
@@ -348,3 +349,22 @@ def test_the_experiment_declares_the_search_space():
     declared = runner.invoke(cli.main, ["sweep", "--dry-run", "--set", "sweep.space={alpha: '0.5:2'}",
                                         "--method", "GradDiff"])
     assert declared.exit_code == 0 and "alpha in [0.5, 2]" in declared.output, declared.output
+
+
+def test_no_two_trials_run_the_same_parameters_unless_retried():
+    import optuna
+
+    from unlearn_lab.sweep.study import duplicate_of
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+            "epochs": optuna.distributions.IntDistribution(1, 4)}
+    study.add_trial(optuna.trial.create_trial(params={"lr": 1e-4, "epochs": 2}, distributions=dist, values=[-3, 0.9]))
+    study.add_trial(optuna.trial.create_trial(params={"lr": 2e-4, "epochs": 2}, distributions=dist,
+                                              state=optuna.trial.TrialState.FAIL))
+    study.enqueue_trial({"lr": 2e-4, "epochs": 2}, user_attrs={"retry_of": 1})
+    retry = study.ask()
+    assert duplicate_of(study.trials, retry.number, {"lr": 2e-4, "epochs": 2}) is None  # a failed trial's retry
+    assert duplicate_of(study.trials, retry.number, {"lr": 1e-4, "epochs": 2}) == 0  # repeats a COMPLETE trial
+    assert duplicate_of(study.trials, retry.number, {"lr": 1e-4, "epochs": 3}) is None

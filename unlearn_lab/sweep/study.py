@@ -162,6 +162,19 @@ def reap_dead_trials(study, tracker=None) -> list[int]:
     return reaped
 
 
+def duplicate_of(trials, number: int, params: dict) -> int | None:
+    """Another COMPLETE or RUNNING trial with exactly these parameters (so trial `number` would repeat it), unless
+    `number` is that trial's retry. Workers on several hosts with their own seeds rarely collide on a float lr,
+    but integer and categorical spaces, and enqueued trials, can."""
+    me = next((t for t in trials if t.number == number), None)
+    retried = retry_of(me) if me is not None else None
+    for t in trials:
+        if t.number != number and t.number != retried and t.state.name in ("COMPLETE", "RUNNING") and \
+                t.params == params:
+            return t.number
+    return None
+
+
 def retry_of(trial) -> int | None:
     """The trial this one re-runs, if any."""
     number = trial.user_attrs.get("retry_of")

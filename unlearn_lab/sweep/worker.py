@@ -14,11 +14,12 @@ import threading
 import warnings
 
 from unlearn_lab.errors import RunFailed, UsageError
-from unlearn_lab.sweep.study import (SweepSpec, budget_left, enqueue_retry, has_heartbeats, objectives, open_study,
-                                     reap, trial_config, within_budget, work_left)
+from unlearn_lab.sweep.study import (SweepSpec, budget_left, duplicate_of, enqueue_retry, has_heartbeats, objectives,
+                                     open_study, reap, trial_config, within_budget, work_left)
 from unlearn_lab.tracking import Guarded, TrackingLost
 
 MAX_FAILURE_STREAK = 10
+MAX_DUPLICATES = 20
 GAVE_UP = 3  # exit code of a spawned worker that stopped after MAX_FAILURE_STREAK failed trials in a row
 
 
@@ -38,6 +39,7 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
     counts = {"complete": 0, "failed": 0, "checkpoint_trials": 0, "epochs_saved": 0, "gave_up": False}
     high = spec.space.epochs.high
     streak = 0  # consecutive trials of this worker that produced nothing
+    duplicates = 0  # consecutive draws that repeated another trial's parameters
     while work_left(study, spec.trials):
         reap(study, tracker, log)  # other workers may have died since the last trial
         if streak >= MAX_FAILURE_STREAK:
@@ -54,6 +56,16 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         trial.set_user_attr("pid", os.getpid())
         params = {p.name: (trial.suggest_int("epochs", high, high) if spec.reuse_epochs and p.name == "epochs"
                            else p.suggest(trial)) for p in spec.space.params}
+        twin = duplicate_of(study.get_trials(deepcopy=False), trial.number, params)
+        if twin is not None:  # the same parameters are done or running elsewhere: draw again
+            trial.set_user_attr("duplicate_of", twin)
+            study.tell(trial, state=TrialState.PRUNED)
+            duplicates += 1
+            if duplicates >= MAX_DUPLICATES:
+                log(f"worker {worker} stops: {duplicates} draws in a row repeated finished trials (space exhausted?)")
+                break
+            continue
+        duplicates = 0
         cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs)
         name = f"{spec.study_name}_trial-{trial.number}"
         tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(worker)}
