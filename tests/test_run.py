@@ -73,6 +73,7 @@ def test_the_model_is_an_mlflow_model_linked_to_its_run_and_scores(mlflow_run, t
     assert linked["model_utility"] == pytest.approx(result.summary["model_utility"])
     listed = client.search_logged_models([tracker.experiment_id])
     assert model_id in {m.model_id for m in listed}
+    assert [o.model_id for o in client.get_run(result.run_id).outputs.model_outputs] == [model_id]
     local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location, dst_path=str(tmp_path))
     pipe = mlflow.transformers.load_model(local)
     saved = load_file(str(result.model_dir / "model.safetensors"))

@@ -180,7 +180,10 @@ class MlflowTracker:
                     raise
         finally:
             quiet.setLevel(level)
+        from mlflow.entities import LoggedModelOutput
+
         self.client.finalize_logged_model(logged.model_id, "READY")
+        self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])  # the run page lists it
         self.client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
         return logged.model_id
 
