@@ -262,3 +262,29 @@ def test_torchrun_two_processes_shard_and_track_once(prepared, tmp_path):
     top = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(top) == 1 and len(runs) == 2 and top[0].info.status == "FINISHED"
     assert len(client.get_metric_history(top[0].info.run_id, "loss")) == 10  # 2 epochs x 5 steps
+
+
+def test_a_model_the_flavour_cannot_package_is_kept_as_a_folder(tmp_path, monkeypatch):
+    """MLflow's transformers flavour failing (an architecture it does not know) must not fail the run."""
+    import mlflow.transformers
+
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    def refuse(**kwargs):
+        raise ValueError("unsupported model\nmore detail")
+
+    monkeypatch.setattr(mlflow.transformers, "save_model", refuse)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "config.json").write_text("{}")
+    tracker = MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = tracker.start_run("r")
+
+    class Config:
+        name_or_path = ""
+
+    model = type("M", (), {"config": Config()})()
+    assert tracker.log_model(run_id, model, None, saved) is None
+    run = tracker.client.get_run(run_id)
+    assert run.data.tags["model_logging"].endswith("failed: unsupported model)")
+    assert [a.path for a in tracker.client.list_artifacts(run_id, "model")] == ["model/config.json"]

@@ -128,15 +128,24 @@ def evaluate_model(plan: Plan, model, tokenizer, *, reference: dict | None, data
 def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), log=None) -> dict[str, dict]:
     """The default-suite summaries of the experiment's own models (the `eval` plan's device, dtype and reference):
     where a sweep's trials stand relative to the model before unlearning and the model never trained on the
-    forget set. Nothing is written."""
-    from unlearn_lab.plan import resolve
+    forget set. Cached beside the retain reference, keyed by it, the models and the evaluation settings."""
+    from unlearn_lab.config import config_hash, to_dict
+    from unlearn_lab.plan import model_identity, resolve
 
+    roles_plans = {role: resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role,
+                                 count=False) for role in roles}
+    identities = [model_identity(p.evaluated.spec, p.evaluated.key if p.evaluated.origin == "built here" else None)
+                  for p in roles_plans.values()]
+    ref_key = plan.reference.key if plan.reference is not None else None
+    path = load.cache_root() / "references" / f"points-{config_hash([ref_key, identities, to_dict(plan.cfg.eval)])}.json"
+    if path.is_file():
+        return report.read_json(path)
     data = eval_data(plan)
     reference = reference_entries(plan, data, log=log or (lambda _: None), progress=False)
     points = {}
-    for role in roles:
-        role_plan = resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role, count=False)
+    for role, role_plan in roles_plans.items():
         model, tokenizer = load_for_eval(role_plan, role_plan.evaluated.spec)
         points[role] = evaluate_model(role_plan, model, tokenizer, reference=reference, data=data,
                                       progress=False).summary
+    report.write_json(path, points)
     return points

@@ -41,9 +41,9 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
     if parent:
         tracker.resume_run(parent)
     else:
-        parent = tracker.start_run(tracker.unique_name(f"sweep-{spec.study_name}"), tags={"kind": "sweep", "method": spec.cfg.unlearn.method,
-                                                          "forget_split": spec.cfg.data.forget_split,
-                                                          "study": spec.study_name, "storage": spec.storage})
+        tags = {"kind": "sweep", "method": spec.cfg.unlearn.method, "forget_split": spec.cfg.data.forget_split,
+                "study": spec.study_name, "storage": spec.storage}
+        parent = tracker.start_run(tracker.unique_name(f"sweep-{spec.study_name}"), tags=tags)
         study.set_user_attr("mlflow_parent_run_id", parent)
         tracker.log_params(parent, {"trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
                                     **{f"space.{p.name}": p.describe() for p in spec.space.params}})
@@ -93,7 +93,7 @@ def experiment_models(spec: SweepSpec, log=print) -> dict[str, dict]:
     from unlearn_lab.plan import resolve
     from unlearn_lab.runtime import choose_device, thread_count
 
-    log("scoring the target and retain models once, as reference points for the Pareto plot")
+    log("the target and retain models' scores, as reference points for the Pareto plot (computed once, cached)")
     plan = resolve("eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target",
                    count=False)
     keep = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE")
@@ -113,7 +113,6 @@ def join_sweep(study_name: str, storage: str, *, tracking_uri: str | None = None
     """`unlearn-lab worker`: join a study a `sweep` command created (waiting up to `wait_seconds` for it), track
     its trials where the sweep tracks (the study records it) unless `tracking_uri` says otherwise, and stay until
     the study is complete, replacing trials whose workers died."""
-    import time
     import zlib
 
     from unlearn_lab.sweep.worker import run_worker
@@ -158,14 +157,14 @@ def join_sweep(study_name: str, storage: str, *, tracking_uri: str | None = None
 
 def _open_for_worker(study_name: str, storage: str, tracking_uri: str | None, heartbeat: int):
     """The study's stored spec, the study and its sweep run id; StudyNotReady while they are not there yet."""
-    from unlearn_lab.tracking.mlflow_tracker import check_reachable
+    from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
 
     for scheme, what in (("journal:", "study journal"), ("sqlite:///", "study database")):
         if storage.startswith(scheme) and not Path(storage[len(scheme):]).is_file():
             raise StudyNotReady(f"no {what} at {storage[len(scheme):]}; start the study with unlearn-lab sweep")
     make_storage(storage, heartbeat)
     spec = spec_from_study(study_name, storage, tracking_uri, heartbeat)
-    uri = spec.tracking_uri or ""
+    uri = resolve_uri(spec.tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise UsageError(f"no tracking database at {uri[len('sqlite:///'):]}; the sweep's runs are where the study "
                          "says (leave --tracking-uri out) or give that store with --tracking-uri")

@@ -110,22 +110,31 @@ def objectives(summary: dict) -> tuple[float, float]:
 
 def open_study(spec: SweepSpec, worker: int = 0):
     """Create or load the study. Each worker seeds its sampler with seed + worker: identical seeds would make
-    parallel workers draw the same start-up trials."""
+    parallel workers draw the same start-up trials. A resumed study also offsets the seed by the trials it
+    already holds: the same seed in a new process would replay the first run's draws."""
     import optuna
 
-    sampler = optuna.samplers.TPESampler(
-        seed=spec.seed + worker, multivariate=True,
-        constraints_func=(lambda t: [spec.min_utility - t.user_attrs.get("model_utility", 0.0)])
-        if spec.min_utility is not None else None,
-    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage, spec.heartbeat),
-                                sampler=sampler,
+                                sampler=_sampler(spec, spec.seed + worker),
                                 directions=["maximize", "maximize"], load_if_exists=True)
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:
+        study.sampler = _sampler(spec, spec.seed + worker + 7919 * existing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["log10_forget_quality", "model_utility"])
     return study
+
+
+def _sampler(spec: SweepSpec, seed: int):
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=seed, multivariate=True,
+        constraints_func=(lambda t: [spec.min_utility - t.user_attrs.get("model_utility", 0.0)])
+        if spec.min_utility is not None else None,
+    )
 
 
 def enqueue_default(study, spec: SweepSpec) -> None:

@@ -150,10 +150,11 @@ class MlflowTracker:
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model, tokenizer, saved_dir: Path, name: str = "model") -> str:
+    def log_model(self, run_id: str, model, tokenizer, saved_dir: Path, name: str = "model") -> str | None:
         """The unlearned model as an MLflow model (transformers flavour, task text-generation) in a LoggedModel
         whose source is the run: the Models tab lists it, the registry versions it, and
-        `mlflow.transformers.load_model("models:/<id>")` loads it back. Returns the model id."""
+        `mlflow.transformers.load_model("models:/<id>")` loads it back. Returns the model id; None where the flavour
+        cannot package the model (the saved folder is then logged as a plain artifact, and a tag says why)."""
         import logging
         import tempfile
 
@@ -169,8 +170,15 @@ class MlflowTracker:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / name
-                mlflow.transformers.save_model(transformers_model={"model": model, "tokenizer": tokenizer},
-                                               path=str(path), task="text-generation", pip_requirements=requirements)
+                try:
+                    mlflow.transformers.save_model(transformers_model={"model": model, "tokenizer": tokenizer},
+                                                   path=str(path), task="text-generation",
+                                                   pip_requirements=requirements)
+                except Exception as exc:  # a model the flavour cannot package: keep the plain folder instead
+                    self.client.log_artifacts(run_id, str(saved_dir), name)
+                    self.client.set_tag(run_id, "model_logging", f"plain folder artifact '{name}' "
+                                        f"(MLflow's transformers flavour failed: {str(exc).splitlines()[0][:200]})")
+                    return None
                 logged = self.client.create_logged_model(self.experiment_id, name=name, source_run_id=run_id,
                                                          model_type="transformers")
                 try:
