@@ -119,6 +119,8 @@ CASES = [
     case("eval/model-not-found", "eval --model /nonexistent/model",
          "model folder not found: /nonexistent/model", "give an existing model folder, .gguf file or hub id",
          proc=True),
+    case("eval/registered-model-without-a-store", "eval --model models:/nope@best --no-reference",
+         "cannot fetch models:/nope@best: no tracking database at", "--tracking-uri"),
     case("eval/missing-model-option", "eval", "missing option '--model'", "Model folder, hub id", proc=True),
     case("eval/unknown-metric", "eval --model target --metrics forget_qualty",
          "unknown metric 'forget_qualty'", "did you mean 'forget_quality'?", "accepted: default, all"),

@@ -273,8 +273,8 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
         raise StudyNotReady(f"no study '{study_name}' in {storage}; start it with unlearn-lab sweep --study "
                          f"{study_name} --storage {storage}") from None
     raw = study.user_attrs.get(SPEC_ATTR)
-    if raw is None:
-        raise UsageError(f"study '{study_name}' was not created by unlearn-lab sweep (no stored spec)")
+    if raw is None:  # a foreign study, or one whose `sweep` has created it but not yet stored its spec
+        raise StudyNotReady(f"study '{study_name}' was not created by unlearn-lab sweep (no stored spec)")
     data = json.loads(raw)
     params = [Param(**{**p, "choices": tuple(p["choices"])}) for p in data["space"]]
     space = SearchSpace(params[0], params[1], tuple(params[2:]))

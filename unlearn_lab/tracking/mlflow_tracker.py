@@ -278,6 +278,9 @@ def fetch_registered(spec: str, uri: str | None, dest: Path) -> Path:
 
     resolved = resolve_uri(uri)
     check_reachable(resolved, create=False)
+    if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///"):]).is_file():
+        raise UsageError(f"cannot fetch {spec}: no tracking database at {resolved[len('sqlite:///'):]} "
+                         "(give the store that holds the registry with --tracking-uri)")
     key = spec[len("models:/"):].replace("/", "_").replace("@", "_at_")
     folder = dest / key
     if (folder / "config.json").is_file():
