@@ -92,6 +92,16 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "forget_Q_A_Prob" in done.stdout and (tmp_path / "registered" / "TOFU_SUMMARY.json").is_file()
+    # the alias moved (a sweep registered again): the next fetch follows it instead of reusing the cached folder
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker, fetch_registered
+
+    uri, spec = f"sqlite:///{tmp_path}/mlruns/mlflow.db", "models:/embedded_default_GradAscent_forget10@pareto-1"
+    first = fetch_registered(spec, uri, tmp_path / "registry")
+    other = next(r for r in trials if r.info.run_id != best.run_id)
+    MlflowTracker(uri).register_model("embedded_default_GradAscent_forget10", other.info.run_id, alias="pareto-1")
+    moved = fetch_registered(spec, uri, tmp_path / "registry")
+    assert moved != first and (moved / "config.json").is_file()
+    assert fetch_registered(spec, uri, tmp_path / "registry") == moved  # and is cached from then on
     missing = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "eval", "--model",
                               "models:/embedded_default_GradAscent_forget10@no-such-alias", "--no-reference", *SETS],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

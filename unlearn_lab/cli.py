@@ -203,7 +203,6 @@ tracking_option = click.option("--tracking-uri", default=None, metavar="URI",
                                help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")
 
 
-
 @main.command("eval")
 @click.option("--model", "model_spec", required=True, metavar="PATH|HUB-ID|models:/NAME@ALIAS",
               help="Model folder, hub id, .gguf file, 'target' / 'retain' (the experiment's prepared models), or a "

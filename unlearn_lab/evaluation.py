@@ -130,12 +130,11 @@ def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), 
     where a sweep's trials stand relative to the model before unlearning and the model never trained on the
     forget set. Cached beside the retain reference, keyed by it, the models and the evaluation settings."""
     from unlearn_lab.config import config_hash, to_dict
-    from unlearn_lab.plan import model_identity, resolve
+    from unlearn_lab.plan import resolve
 
     roles_plans = {role: resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role,
                                  count=False) for role in roles}
-    identities = [model_identity(p.evaluated.spec, p.evaluated.key if p.evaluated.origin == "built here" else None)
-                  for p in roles_plans.values()]
+    identities = [p.evaluated.identity for p in roles_plans.values()]
     ref_key = plan.reference.key if plan.reference is not None else None
     path = load.cache_root() / "references" / f"points-{config_hash([ref_key, identities, to_dict(plan.cfg.eval)])}.json"
     if path.is_file():

@@ -39,6 +39,11 @@ class ModelPlan:
     def short(self) -> str:
         return short_name(self.spec)
 
+    @property
+    def identity(self) -> str:
+        """What a reference cache key calls this model (a built model's content address, else its spec's)."""
+        return model_identity(self.spec, self.key if self.origin == "built here" else None)
+
 
 @dataclass(frozen=True)
 class ReferencePlan:
@@ -299,7 +304,7 @@ def _reference(cfg, command, roles, retain_model, retain_logs, no_reference, dev
         return ReferencePlan("retain logs", spec=str(Path(retain_logs).resolve()), cached=True)
     chosen = roles.get(retain_model or "retain") if (retain_model or "retain") in roles else None
     if chosen is not None:
-        identity = model_identity(chosen.spec, chosen.key if chosen.origin == "built here" else None)
+        identity = chosen.identity
         spec = chosen.spec
     else:
         spec, identity = retain_model, model_identity(retain_model)

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from unlearn_lab.metrics.report import fmt
+from unlearn_lab.plots import FQ_FLOOR
 
 
 def trial_rows(study, space) -> list[dict]:
@@ -80,8 +81,7 @@ def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    floor = 1e-300  # a p-value that underflowed to 0 still gets a place on the log axis
-    fq = lambda r: max(r["forget_quality"], floor)  # noqa: E731
+    fq = lambda r: max(r["forget_quality"], FQ_FLOOR)  # noqa: E731
     done = [r for r in rows if r["state"] == "COMPLETE" and r["forget_quality"] is not None]
     on_front = {r["trial"] for r in pareto}
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -98,7 +98,7 @@ def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: 
     for (name, summary), style in zip((references or {}).items(), ("s", "D", "^")):
         if summary.get("forget_quality") is None or summary.get("model_utility") is None:
             continue
-        point = (max(summary["forget_quality"], floor), summary["model_utility"])
+        point = (max(summary["forget_quality"], FQ_FLOOR), summary["model_utility"])
         ax.scatter(*point, marker=style, s=70, facecolors="none", edgecolors="k", zorder=4, label=f"{name} model")
         ax.annotate(name, point, textcoords="offset points", xytext=(5, -11), fontsize=8)
     ax.set_xscale("log")
@@ -122,7 +122,7 @@ def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path, references
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["state"] == "COMPLETE"]
-    lq = lambda r: math.log10(max(r["forget_quality"], 1e-300))  # noqa: E731
+    lq = lambda r: math.log10(max(r["forget_quality"], FQ_FLOOR))  # noqa: E731
     paths = [out_dir / "pareto_front.png"]
     fig = pareto_figure(rows, pareto, f"{study.study_name}: {len(done)} complete trials", references)
     fig.savefig(paths[-1], dpi=110)

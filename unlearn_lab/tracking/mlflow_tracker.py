@@ -7,6 +7,7 @@ checked for reachability before anything trains.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import urllib.error
@@ -50,9 +51,6 @@ def check_reachable(uri: str, timeout: float = 5.0, *, create: bool = True) -> N
                          "postgresql://...")
 
 
-# A lost server: MLflow's own default retries a request 7 times with a backoff factor of 2 (minutes of
-# waiting per call). These defaults ride out a server restart of ~30 s (waits 1+2+4+8+16 s); the
-# environment variables still override them.
 # MLflow 3's UI reads the experiment kind to choose its view: "finetuning" opens the model-training view (runs
 # table, charts), not the GenAI one. The note is the experiment's description on its page.
 EXPERIMENT_TAGS = {
@@ -69,6 +67,9 @@ EXPERIMENT_TAGS = {
         "Compare, or chart log10_forget_quality against model_utility."),
 }
 
+# A lost server: MLflow's own default retries a request 7 times with a backoff factor of 2 (minutes of
+# waiting per call). These defaults ride out a server restart of ~30 s (waits 1+2+4+8+16 s); the
+# environment variables still override them.
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
@@ -165,7 +166,8 @@ class MlflowTracker:
         # the weights are the saved folder's: naming it keeps MLflow from looking for a model card on the hub
         model.config.name_or_path = str(Path(saved_dir).resolve())
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
-        quiet, level = logging.getLogger("mlflow.transformers"), logging.getLogger("mlflow.transformers").level
+        quiet = logging.getLogger("mlflow.transformers")
+        level = quiet.level
         quiet.setLevel(logging.ERROR)  # "no license information" and model-card notes about a local folder
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -234,11 +236,11 @@ class MlflowTracker:
             with contextlib.suppress(MlflowException):  # another worker may create it at the same moment
                 self.client.create_registered_model(name)
         versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-        model_id = self.client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
         if versions:
             version = versions[0]
-        elif model_id:  # the run's logged MLflow model, by its artifact location: a models:/ source would be
-            # resolved against the process-wide tracking URI, not this tracker's store
+        elif model_id := self.client.get_run(run_id).data.tags.get(MODEL_ID_TAG):
+            # the run's logged MLflow model, by its artifact location: a models:/ source would be resolved
+            # against the process-wide tracking URI, not this tracker's store
             location = self.client.get_logged_model(model_id).artifact_location
             version = self.client.create_model_version(name, location, run_id=run_id, model_id=model_id)
         else:
@@ -281,17 +283,21 @@ def fetch_registered(spec: str, uri: str | None, dest: Path) -> Path:
     if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///"):]).is_file():
         raise UsageError(f"cannot fetch {spec}: no tracking database at {resolved[len('sqlite:///'):]} "
                          "(give the store that holds the registry with --tracking-uri)")
-    key = spec[len("models:/"):].replace("/", "_").replace("@", "_at_")
+    try:
+        location = _model_location(MlflowClient(tracking_uri=resolved, registry_uri=resolved), spec[len("models:/"):])
+    except MlflowException as exc:
+        raise UsageError(f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]} "
+                         "(accepted: models:/<name>@<alias>, models:/<name>/<version>, models:/<model id>)") from None
+    # keyed by what the spec points at now: an alias moves to another version when a sweep registers again
+    key = hashlib.sha256(location.encode()).hexdigest()[:16]
     folder = dest / key
     if (folder / "config.json").is_file():
         return folder
     try:
-        location = _model_location(MlflowClient(tracking_uri=resolved, registry_uri=resolved), spec[len("models:/"):])
         raw = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=resolved,
                                                       dst_path=str(dest / f".{key}.download")))
     except MlflowException as exc:
-        raise UsageError(f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]} "
-                         "(accepted: models:/<name>@<alias>, models:/<name>/<version>, models:/<model id>)") from None
+        raise UsageError(f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]}") from None
     weights, tokenizer = raw / "model", raw / "components" / "tokenizer"
     if not (weights / "config.json").is_file():
         raise UsageError(f"{spec} is not a transformers model logged by unlearn-lab (no model/config.json in it)")
