@@ -288,3 +288,24 @@ def test_a_model_the_flavour_cannot_package_is_kept_as_a_folder(tmp_path, monkey
     run = tracker.client.get_run(run_id)
     assert run.data.tags["model_logging"].endswith("failed: unsupported model)")
     assert [a.path for a in tracker.client.list_artifacts(run_id, "model")] == ["model/config.json"]
+
+
+def test_an_alias_set_concurrently_by_another_worker_is_set_again(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    tracker = MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = tracker.start_run("r")
+    real, calls = tracker.client.set_registered_model_alias, []
+
+    def conflicting(name, alias, version):
+        calls.append(version)
+        if len(calls) == 1:
+            raise MlflowException("duplicate key value violates unique constraint")
+        return real(name, alias, version)
+
+    monkeypatch.setattr(tracker.client, "set_registered_model_alias", conflicting)
+    version = tracker.register_model("study", run_id, alias="pareto-1")
+    assert calls == [version, version]
+    assert tracker.client.get_model_version_by_alias("study", "pareto-1").version == version

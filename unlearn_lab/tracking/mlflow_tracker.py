@@ -248,7 +248,11 @@ class MlflowTracker:
         for key, value in (tags or {}).items():
             self.client.set_model_version_tag(name, version.version, key, str(value))
         if alias:
-            self.client.set_registered_model_alias(name, alias, version.version)
+            try:
+                self.client.set_registered_model_alias(name, alias, version.version)
+            except MlflowException:  # every worker that ends a study registers its front: two may set the same
+                time.sleep(0.5)      # alias at the same moment (a unique-key conflict on PostgreSQL); once more
+                self.client.set_registered_model_alias(name, alias, version.version)
         return version.version
 
 
