@@ -7,6 +7,7 @@ default's target model; the script checks that they agree and prints the time ra
 
     .venv/bin/python benchmarks/bench_eval.py [--experiment FILE] [--max-new-tokens N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,9 +16,9 @@ import time
 import numpy as np
 import torch
 
+from unlearn_lab.commands import make_plan
 from unlearn_lab.config import load_experiment
 from unlearn_lab.data import prompts
-from unlearn_lab.commands import make_plan
 from unlearn_lab.evaluation import eval_data, evaluate_model, load_for_eval, reference_entries
 from unlearn_lab.metrics import functions as F
 from unlearn_lab.metrics import suite
@@ -40,14 +41,22 @@ class PerSampleEvaluator:
         labels = torch.tensor(enc.labels[1:])
         keep = labels != prompts.IGNORE
         logp = torch.log_softmax(logits[keep], -1)
-        return logp.gather(1, labels[keep][:, None]).squeeze(1).numpy(), logits[keep].argmax(-1).numpy(), labels[keep].numpy()
+        return (
+            logp.gather(1, labels[keep][:, None]).squeeze(1).numpy(),
+            logits[keep].argmax(-1).numpy(),
+            labels[keep].numpy(),
+        )
 
     def avg_loss(self, q, a):
         return float(-self.token_logprobs(q, a)[0].mean())
 
     def prob(self, recs, key):
-        return [np.mean([np.exp(-self.avg_loss(r["question"], x)) for x in (r[key] if isinstance(r[key], list) else [r[key]])])
-                for r in recs]
+        return [
+            np.mean(
+                [np.exp(-self.avg_loss(r["question"], x)) for x in (r[key] if isinstance(r[key], list) else [r[key]])]
+            )
+            for r in recs
+        ]
 
     def truth_ratio(self, recs, correct_key):
         c = np.array([self.avg_loss(r["question"], r[correct_key]) for r in recs])
@@ -59,9 +68,14 @@ class PerSampleEvaluator:
         gens, truths = [], []
         for r in recs:
             ids = torch.tensor([prompts.encode_prompt(self.tok, r["question"], self.pcfg)])
-            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new,
-                                      do_sample=False, pad_token_id=self.tok.pad_token_id)
-            gens.append(self.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+            out = self.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=self.max_new,
+                do_sample=False,
+                pad_token_id=self.tok.pad_token_id,
+            )
+            gens.append(self.tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip())
             truths.append(r["answer"])
         return float(np.mean([s["rougeL_recall"] for s in F.rouge_scores(gens, truths)]))
 
@@ -84,7 +98,9 @@ class PerSampleEvaluator:
         mu = {"retain_Q_A_Prob": float(np.mean(self.prob(data.retain, "answer")))}
         self.prob(data.retain, "paraphrased_answer"), self.prob(data.retain, "perturbed_answer")
         mu["retain_Q_A_ROUGE"] = self.rouge(data.retain)
-        mu["retain_Truth_Ratio"] = F.aggregate_truth_ratio(self.truth_ratio(data.retain, "paraphrased_answer"), "true_better")
+        mu["retain_Truth_Ratio"] = F.aggregate_truth_ratio(
+            self.truth_ratio(data.retain, "paraphrased_answer"), "true_better"
+        )
         for part in ("ra", "wf"):
             recs = getattr(data, part)
             self.prob(recs, "answer"), self.prob(recs, "perturbed_answer")
@@ -123,13 +139,17 @@ def main():
     slow = PerSampleEvaluator(model, tok, cfg.prompt, cfg.eval.max_new_tokens).run(data, ref)
     t_base = time.perf_counter() - start
 
-    print(f"embedded default target model, default suite, {threads} torch threads, max_new_tokens "
-          f"{cfg.eval.max_new_tokens}")
+    print(
+        f"embedded default target model, default suite, {threads} torch threads, max_new_tokens "
+        f"{cfg.eval.max_new_tokens}"
+    )
     print(f"{'metric':<22} {'suite':>12} {'per-sample':>12}")
     for name in suite.DEFAULT_METRICS:
         print(f"{name:<22} {fast[name]:>12.6g} {slow[name]:>12.6g}")
-    worst = max(abs(fast[n] - slow[n]) / max(1e-12, abs(slow[n])) for n in ("forget_Q_A_Prob", "model_utility",
-                                                                          "forget_truth_ratio"))
+    worst = max(
+        abs(fast[n] - slow[n]) / max(1e-12, abs(slow[n]))
+        for n in ("forget_Q_A_Prob", "model_utility", "forget_truth_ratio")
+    )
     print(f"largest relative difference (probabilities, truth ratio, utility): {worst:.2e}")
     print(f"suite: {t_suite:.2f} s   per-sample baseline: {t_base:.2f} s   speed-up: {t_base / t_suite:.1f}x")
 

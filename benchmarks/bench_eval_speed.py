@@ -21,6 +21,7 @@
 
 Runs at 1 thread (OMP_NUM_THREADS=1) unless told otherwise; give the machine to it alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,10 +82,17 @@ def bare_generate(model, tokenizer, questions, pcfg, batch_size, max_new_tokens)
     with torch.no_grad():
         for i in range(0, len(encoded), batch_size):
             batch = prompts.collate_prompts(encoded[i : i + batch_size], pad, reference_mask=False)
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None,
-                                 temperature=None, use_cache=True, pad_token_id=pad,
-                                 eos_token_id=tokenizer.eos_token_id)
-            new_tokens += int((out[:, batch["input_ids"].shape[1]:] != pad).sum())
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                top_p=None,
+                temperature=None,
+                use_cache=True,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens += int((out[:, batch["input_ids"].shape[1] :] != pad).sum())
     return time.perf_counter() - start, new_tokens
 
 
@@ -106,11 +114,22 @@ def in_process(plan, rounds: int) -> dict:
         for pairs in pairs_by_part.values():
             scorer.score_pairs(pairs)
         ours.append(time.perf_counter() - t)
-        bare.append(sum(bare_forward(model, tokenizer, pairs, cfg.prompt, cfg.eval.batch_size)
-                        for pairs in pairs_by_part.values()))
-    out = {"scoring": {"answer_tokens": answer_tokens, "ours_s": min(ours), "bare_forward_s": min(bare),
-                       "ours_tok_s": answer_tokens / min(ours), "bare_tok_s": answer_tokens / min(bare),
-                       "ratio": min(bare) / min(ours)}}
+        bare.append(
+            sum(
+                bare_forward(model, tokenizer, pairs, cfg.prompt, cfg.eval.batch_size)
+                for pairs in pairs_by_part.values()
+            )
+        )
+    out = {
+        "scoring": {
+            "answer_tokens": answer_tokens,
+            "ours_s": min(ours),
+            "bare_forward_s": min(bare),
+            "ours_tok_s": answer_tokens / min(ours),
+            "bare_tok_s": answer_tokens / min(bare),
+            "ratio": min(bare) / min(ours),
+        }
+    }
 
     questions = [data.question(p, r) for p in ("forget", "retain", "ra", "wf") for r in getattr(data, p)]
     budget = scorer.generation_budget(questions, cfg.eval.max_new_tokens)
@@ -121,8 +140,14 @@ def in_process(plan, rounds: int) -> dict:
         ours.append(time.perf_counter() - t)
         seconds, new_tokens = bare_generate(model, tokenizer, questions, cfg.prompt, cfg.eval.batch_size, budget)
         bare.append(seconds)
-    out["generation"] = {"prompts": len(questions), "max_new_tokens": budget, "new_tokens": new_tokens,
-                         "ours_s": min(ours), "bare_generate_s": min(bare), "ratio": min(bare) / min(ours)}
+    out["generation"] = {
+        "prompts": len(questions),
+        "max_new_tokens": budget,
+        "new_tokens": new_tokens,
+        "ours_s": min(ours),
+        "bare_generate_s": min(bare),
+        "ratio": min(bare) / min(ours),
+    }
 
     # 3. one evaluation with every metric: count what the scorer is asked for
     scored, backward = [], [0]
@@ -138,18 +163,26 @@ def in_process(plan, rounds: int) -> dict:
 
     Scorer.score_pairs, Scorer.gradnorm_grads = counting_score, counting_grads
     try:
-        reference = {"forget_truth_ratio": {"value_by_index": {str(i): {"score": 1.0} for i in range(len(data.forget))}},
-                     "mia_min_k": {"agg_value": 0.5, "value_by_index": {str(i): {} for i in range(len(data.forget))}},
-                     "mia_loss": {"forget": {"value_by_index": {str(i): {"score": 1.0} for i in range(len(data.forget))}},
-                                  "holdout": {"value_by_index": {str(i): {"score": 1.0} for i in range(len(data.holdout))}},
-                                  "value_by_index": {str(i): {} for i in range(len(data.forget))}}}
+        reference = {
+            "forget_truth_ratio": {"value_by_index": {str(i): {"score": 1.0} for i in range(len(data.forget))}},
+            "mia_min_k": {"agg_value": 0.5, "value_by_index": {str(i): {} for i in range(len(data.forget))}},
+            "mia_loss": {
+                "forget": {"value_by_index": {str(i): {"score": 1.0} for i in range(len(data.forget))}},
+                "holdout": {"value_by_index": {str(i): {"score": 1.0} for i in range(len(data.holdout))}},
+                "value_by_index": {str(i): {} for i in range(len(data.forget))},
+            },
+        }
         suite.evaluate(scorer, data, suite.parse_metrics("all"), max_new_tokens=4, reference=reference, progress=False)
     finally:
         Scorer.score_pairs, Scorer.gradnorm_grads = original_score, original_grads
     distinct = {(q, a) for pairs in pairs_by_part.values() for q, a in pairs}
-    out["passes"] = {"pairs_scored": len(scored), "distinct_pairs_needed": len(distinct),
-                     "pairs_scored_twice": len(scored) - len(set(scored)),
-                     "gradnorm_backward": backward[0], "gradnorm_samples": len(data.forget) + len(data.holdout)}
+    out["passes"] = {
+        "pairs_scored": len(scored),
+        "distinct_pairs_needed": len(distinct),
+        "pairs_scored_twice": len(scored) - len(set(scored)),
+        "gradnorm_backward": backward[0],
+        "gradnorm_samples": len(data.forget) + len(data.holdout),
+    }
     return out
 
 
@@ -169,8 +202,7 @@ main(sys.argv[1:])
 
 def startup(args: list[str], env: dict, workdir: str) -> tuple[float, str]:
     env = {**env, "BENCH_T0": repr(time.time())}
-    done = subprocess.run([sys.executable, "-c", STARTUP, *args], env=env, cwd=workdir, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-c", STARTUP, *args], env=env, cwd=workdir, capture_output=True, text=True)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH")), None)
     if line is None:
         raise SystemExit(f"start-up probe failed:\n{done.stderr[-2000:]}")
@@ -178,23 +210,27 @@ def startup(args: list[str], env: dict, workdir: str) -> tuple[float, str]:
     return float(took), loaded
 
 
-def eval_cli(pythonpath: Path, args: list[str], env: dict, cache: Path, workdir: Path, stages: dict | None = None
-             ) -> float:
+def eval_cli(
+    pythonpath: Path, args: list[str], env: dict, cache: Path, workdir: Path, stages: dict | None = None
+) -> float:
     """Wall seconds of one `unlearn-lab eval` from the given source tree. `stages` receives what its output says:
     the evaluation's seconds ("wrote ... (X s)": the older commit counts the reference in it) and the reference's
     ("retain reference ready (X s)", this commit only)."""
     env = {**env, "PYTHONPATH": str(pythonpath), "UNLEARN_LAB_CACHE": str(cache)}
     code = "import sys; from unlearn_lab.cli import main; main(sys.argv[1:])"
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, "eval", *args], env=env, cwd=workdir, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "eval", *args], env=env, cwd=workdir, capture_output=True, text=True
+    )
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"eval from {pythonpath} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     if stages is not None:
         text = done.stdout + done.stderr
-        for key, pattern in (("evaluation_s", r"TOFU_SUMMARY\.json \(([0-9.]+) s\)"),
-                             ("reference_s", r"retain reference ready \(([0-9.]+) s\)")):
+        for key, pattern in (
+            ("evaluation_s", r"TOFU_SUMMARY\.json \(([0-9.]+) s\)"),
+            ("reference_s", r"retain reference ready \(([0-9.]+) s\)"),
+        ):
             found = re.search(pattern, text)
             stages[key] = float(found.group(1)) if found else 0.0
         stages["startup_and_loading_s"] = took - stages["evaluation_s"] - stages["reference_s"]
@@ -206,19 +242,40 @@ def collapsed_vs_healthy(env: dict, quiet_env: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_env = {**quiet_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
         code = "import sys; from unlearn_lab.cli import main; main(sys.argv[1:])"
-        done = subprocess.run([sys.executable, "-c", code, "run", "--method", "GradAscent", "--lr", "1e-3",
-                               "--epochs", "5", "--task-name", "collapsed"], env=run_env, cwd=tmp,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "run",
+                "--method",
+                "GradAscent",
+                "--lr",
+                "1e-3",
+                "--epochs",
+                "5",
+                "--task-name",
+                "collapsed",
+            ],
+            env=run_env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise SystemExit(f"collapsed run failed:\n{done.stderr[-2000:]}")
         collapsed = f"{tmp}/saves/unlearn/collapsed"
         times = {}
         for name, model in (("healthy", "target"), ("collapsed", collapsed)):
-            times[name] = min(eval_cli(REPO, ["--model", model, "--out", f"{tmp}/{name}"], env, _cache(), Path(tmp))
-                              for _ in range(2))
+            times[name] = min(
+                eval_cli(REPO, ["--model", model, "--out", f"{tmp}/{name}"], env, _cache(), Path(tmp)) for _ in range(2)
+            )
         summary = json.loads(Path(f"{tmp}/collapsed/TOFU_SUMMARY.json").read_text())
-    return {**{f"{k}_s": v for k, v in times.items()}, "ratio": times["collapsed"] / times["healthy"],
-            "collapsed_model_utility": summary.get("model_utility")}
+    return {
+        **{f"{k}_s": v for k, v in times.items()},
+        "ratio": times["collapsed"] / times["healthy"],
+        "collapsed_model_utility": summary.get("model_utility"),
+    }
 
 
 def under_load(quiet_env: dict) -> dict:
@@ -251,26 +308,39 @@ def end_to_end(commit: str, target: str, retain: str, rounds: int, env: dict) ->
     OMP_NUM_THREADS and would otherwise take every core)."""
     env = {**env, "UNLEARN_LAB_THREADS": env["OMP_NUM_THREADS"]}
     worktree = Path(tempfile.mkdtemp(prefix="bench-base-")) / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), commit], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), commit], check=True, capture_output=True
+    )
     cases = {"embedded forget10": []}
     if (TOFU / "full.json").is_file():
-        cases["real TOFU forget01"] = ["--set", f"data.source={TOFU}", "--set", "data.authors=null",
-                                       "--forget", "forget01", "--holdout", "holdout01"]
+        cases["real TOFU forget01"] = [
+            "--set",
+            f"data.source={TOFU}",
+            "--set",
+            "data.authors=null",
+            "--forget",
+            "forget01",
+            "--holdout",
+            "holdout01",
+        ]
     out = {}
     try:
         for name, extra in cases.items():
             runs: dict[str, list[tuple[float, dict]]] = {"ours": [], "baseline": []}
-            for r in range(rounds if name.startswith("embedded") else 1):
+            for _round in range(rounds if name.startswith("embedded") else 1):
                 for who, tree in (("baseline", worktree), ("ours", REPO)):
                     with tempfile.TemporaryDirectory() as tmp:
                         args = ["--model", target, "--retain-model", retain, "--out", f"{tmp}/out", *extra]
                         stages: dict = {}
                         runs[who].append((eval_cli(tree, args, env, Path(tmp) / "cache", Path(tmp), stages), stages))
             best = {who: min(items, key=lambda item: item[0]) for who, items in runs.items()}
-            out[name] = {"ours_s": best["ours"][0], "baseline_s": best["baseline"][0],
-                         "ours_stages": best["ours"][1], "baseline_stages": best["baseline"][1],
-                         "speedup": best["baseline"][0] / best["ours"][0]}
+            out[name] = {
+                "ours_s": best["ours"][0],
+                "baseline_s": best["baseline"][0],
+                "ours_stages": best["ours"][1],
+                "baseline_stages": best["baseline"][1],
+                "speedup": best["baseline"][0] / best["ours"][0],
+            }
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], capture_output=True)
     return out
@@ -304,8 +374,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:  # reference cached first, so the probe times start-up only
         eval_cli(REPO, ["--model", "target", "--out", f"{tmp}/out"], env, cache_root(), Path(tmp))
-        took, loaded = min(startup(["eval", "--model", "target", "--out", f"{tmp}/out"], env, tmp)
-                           for _ in range(args.rounds))
+        took, loaded = min(
+            startup(["eval", "--model", "target", "--out", f"{tmp}/out"], env, tmp) for _ in range(args.rounds)
+        )
     results["startup"] = {"first_forward_s": took, "tracking_or_sweep_modules_imported": loaded}
     if not args.skip_load:
         results["collapsed"] = collapsed_vs_healthy(env, quiet_env)
@@ -315,29 +386,46 @@ def main() -> None:
 
     s, g, p, st = results["scoring"], results["generation"], results["passes"], results["startup"]
     print(json.dumps(results, indent=1))
-    print(f"scoring     {s['ours_tok_s']:8.0f} answer tok/s vs bare forward {s['bare_tok_s']:8.0f}: ratio "
-          f"{s['ratio']:.2f} (want >= 0.70)")
-    print(f"generation  {g['ours_s']:.2f} s vs bare generate {g['bare_generate_s']:.2f} s ({g['prompts']} prompts, "
-          f"{g['new_tokens']} new tokens): ratio {g['ratio']:.2f} (want >= 0.70)")
-    print(f"passes      {p['pairs_scored']} pairs scored for {p['distinct_pairs_needed']} distinct, "
-          f"{p['pairs_scored_twice']} twice; gradnorm {p['gradnorm_backward']} backward for "
-          f"{p['gradnorm_samples']} samples")
-    print(f"start-up    first forward after {st['first_forward_s']:.2f} s (want <= 5); tracking/sweep modules "
-          f"imported: {st['tracking_or_sweep_modules_imported']}")
+    print(
+        f"scoring     {s['ours_tok_s']:8.0f} answer tok/s vs bare forward {s['bare_tok_s']:8.0f}: ratio "
+        f"{s['ratio']:.2f} (want >= 0.70)"
+    )
+    print(
+        f"generation  {g['ours_s']:.2f} s vs bare generate {g['bare_generate_s']:.2f} s ({g['prompts']} prompts, "
+        f"{g['new_tokens']} new tokens): ratio {g['ratio']:.2f} (want >= 0.70)"
+    )
+    print(
+        f"passes      {p['pairs_scored']} pairs scored for {p['distinct_pairs_needed']} distinct, "
+        f"{p['pairs_scored_twice']} twice; gradnorm {p['gradnorm_backward']} backward for "
+        f"{p['gradnorm_samples']} samples"
+    )
+    print(
+        f"start-up    first forward after {st['first_forward_s']:.2f} s (want <= 5); tracking/sweep modules "
+        f"imported: {st['tracking_or_sweep_modules_imported']}"
+    )
     if "collapsed" in results:
         c, ld = results["collapsed"], results["load"]
-        print(f"collapsed   eval {c['collapsed_s']:.1f} s vs healthy {c['healthy_s']:.1f} s: ratio {c['ratio']:.2f} "
-              f"(want <= 2.0; collapsed model_utility {c['collapsed_model_utility']:.3f})")
-        print(f"load        eval beside one busy process {ld['busy_policy_s']:.1f} s vs quiet {ld['quiet_policy_s']:.1f} s: "
-              f"ratio {ld['ratio_policy']:.2f} (want <= 2.0); threads forced to every core: "
-              f"{ld['ratio_every_core']:.2f}")
+        print(
+            f"collapsed   eval {c['collapsed_s']:.1f} s vs healthy {c['healthy_s']:.1f} s: ratio {c['ratio']:.2f} "
+            f"(want <= 2.0; collapsed model_utility {c['collapsed_model_utility']:.3f})"
+        )
+        print(
+            f"load        eval beside one busy process {ld['busy_policy_s']:.1f} s "
+            f"vs quiet {ld['quiet_policy_s']:.1f} s: "
+            f"ratio {ld['ratio_policy']:.2f} (want <= 2.0); threads forced to every core: "
+            f"{ld['ratio_every_core']:.2f}"
+        )
     for name, e in results.get("end_to_end", {}).items():
         b, o = e["baseline_stages"], e["ours_stages"]
-        print(f"end to end  {name}: {args.baseline_commit} {e['baseline_s']:.1f} s, now {e['ours_s']:.1f} s: "
-              f"speed-up {e['speedup']:.2f}x (want >= 1.8)")
-        print(f"              start-up + loading {b['startup_and_loading_s']:.1f} -> {o['startup_and_loading_s']:.1f} s;"
-              f" reference + evaluation {b['evaluation_s']:.1f} -> {o['reference_s'] + o['evaluation_s']:.1f} s "
-              f"(reference {o['reference_s']:.1f} s, evaluation {o['evaluation_s']:.1f} s)")
+        print(
+            f"end to end  {name}: {args.baseline_commit} {e['baseline_s']:.1f} s, now {e['ours_s']:.1f} s: "
+            f"speed-up {e['speedup']:.2f}x (want >= 1.8)"
+        )
+        print(
+            f"              start-up + loading {b['startup_and_loading_s']:.1f} -> {o['startup_and_loading_s']:.1f} s;"
+            f" reference + evaluation {b['evaluation_s']:.1f} -> {o['reference_s'] + o['evaluation_s']:.1f} s "
+            f"(reference {o['reference_s']:.1f} s, evaluation {o['evaluation_s']:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Rounds alternate between the two to spread machine noise; the medians' ratio is 
 
     .venv/bin/python benchmarks/bench_train.py [--steps 40] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,11 @@ import time
 
 import torch
 
+from unlearn_lab.commands import make_plan
 from unlearn_lab.config import load_experiment
 from unlearn_lab.experiment import make_accelerator
 from unlearn_lab.methods import get_method
 from unlearn_lab.models import load
-from unlearn_lab.commands import make_plan
 from unlearn_lab.models.prepare import prepare, source_for
 from unlearn_lab.runtime import configure_threads
 from unlearn_lab.train import Settings, fit
@@ -48,10 +49,26 @@ def our_loop(model, batches, accum, lr, batch_size):
         with accelerator.autocast():
             return spec.loss(features(m, batch), {})
 
-    settings = Settings(lr=lr, epochs=1, batch_size=batch_size, grad_accum=accum, weight_decay=0.01,
-                        warmup_epochs=0.0, max_grad_norm=None, seed=0)
-    fit(model, settings=settings, n_items=len(batches) * batch_size, epoch_batches=lambda e: batches,
-        loss_fn=loss_fn, accelerator=accelerator, on_step=logged.append, progress=False)
+    settings = Settings(
+        lr=lr,
+        epochs=1,
+        batch_size=batch_size,
+        grad_accum=accum,
+        weight_decay=0.01,
+        warmup_epochs=0.0,
+        max_grad_norm=None,
+        seed=0,
+    )
+    fit(
+        model,
+        settings=settings,
+        n_items=len(batches) * batch_size,
+        epoch_batches=lambda e: batches,
+        loss_fn=loss_fn,
+        accelerator=accelerator,
+        on_step=logged.append,
+        progress=False,
+    )
     return len(logged)
 
 
@@ -85,10 +102,14 @@ def main():
                 assert our_loop(model, batches, u.grad_accum, u.lr, u.batch_size) == args.steps
             times[name].append((time.perf_counter() - start) / args.steps)
     bare, ours = statistics.median(times["bare"]), statistics.median(times["unlearn-lab"])
-    print(f"GradAscent on the embedded target model, batch {u.batch_size} x accum {u.grad_accum}, {args.steps} steps, "
-          f"{args.rounds} rounds, {threads} torch threads")
-    print(f"bare PyTorch loop: {bare * 1000:.1f} ms/step   unlearn-lab loop: {ours * 1000:.1f} ms/step   "
-          f"ratio: {ours / bare:.3f}")
+    print(
+        f"GradAscent on the embedded target model, batch {u.batch_size} x accum {u.grad_accum}, {args.steps} steps, "
+        f"{args.rounds} rounds, {threads} torch threads"
+    )
+    print(
+        f"bare PyTorch loop: {bare * 1000:.1f} ms/step   unlearn-lab loop: {ours * 1000:.1f} ms/step   "
+        f"ratio: {ours / bare:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ models from it, run_experiment unlearns and evaluates, and eval re-scores the sa
 peak GPU memory of each stage, and whether eval reproduced the run's numbers. Meant for the `device` tool's lent GPU
 (docs/real-models.md, "GPU check"); on a CPU it refuses to start (a 1B model there takes hours).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,19 @@ def main() -> None:
     world = SyntheticSource(20).world
     texts = [t for a in world["authors"] + world["holdout"] for qa in a for t in (qa["question"], qa["answer"])]
     tok = tiny.train_tokenizer(texts + tiny.template_corpus("You are a helpful assistant.", "10 Apr 2025"), 1024)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
@@ -57,10 +67,21 @@ def main() -> None:
     del model
     print(f"model: {params / 1e9:.2f} B parameters (random weights) at {base}", flush=True)
 
-    sets = [f"model.base={base}", f"model.dtype={args.dtype}", f"finetune.epochs={args.epochs}",
-            "finetune.lr=1e-5", "finetune.batch_size=8", "finetune.grad_accum=2", "finetune.paraphrase_augment=false",
-            "finetune.general_replay=false", f"unlearn.method={args.method}", "unlearn.lr=1e-5", "unlearn.epochs=2",
-            "eval.batch_size=32", "eval.max_new_tokens=64"]
+    sets = [
+        f"model.base={base}",
+        f"model.dtype={args.dtype}",
+        f"finetune.epochs={args.epochs}",
+        "finetune.lr=1e-5",
+        "finetune.batch_size=8",
+        "finetune.grad_accum=2",
+        "finetune.paraphrase_augment=false",
+        "finetune.general_replay=false",
+        f"unlearn.method={args.method}",
+        "unlearn.lr=1e-5",
+        "unlearn.epochs=2",
+        "eval.batch_size=32",
+        "eval.max_new_tokens=64",
+    ]
     cfg = load_experiment(None, sets)
     rows = []
 
@@ -77,8 +98,10 @@ def main() -> None:
     print(plan.describe(), flush=True)
     stage("prepare (fine-tune target + retain)", lambda: prepare(plan, log=print))
     run_plan = make_plan("run", cfg, device="cuda", saves=work / "saves")
-    result = stage(f"run ({args.method} + default eval)",
-                   lambda: run_experiment(run_plan, MemoryTracker(), RunOptions(progress=False), log=print))
+    result = stage(
+        f"run ({args.method} + default eval)",
+        lambda: run_experiment(run_plan, MemoryTracker(), RunOptions(progress=False), log=print),
+    )
     eval_plan = make_plan("eval", cfg, device="cuda", evaluated=str(result.model_dir))
 
     def evaluate():

@@ -8,6 +8,7 @@ Needs PostgreSQL's server programs (Debian's postgresql package). Uses the tiny 
 private model cache; takes a few minutes on 2 cores. The fault-injection tests (Ctrl-C, SIGTERM, tracking server
 lost, killed model save) and the bad-input catalogue are tests/test_faults.py and tests/test_bad_input.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,8 @@ def main() -> None:
     os.environ["UNLEARN_LAB_CACHE"] = str(tmp / "cache")
     from tests import scale_out, servers
     from tests.conftest import TINY
-    from unlearn_lab.config import load_experiment
     from unlearn_lab.commands import make_plan
+    from unlearn_lab.config import load_experiment
     from unlearn_lab.models.prepare import prepare
 
     if servers.postgres_binaries() is None:
@@ -49,19 +50,29 @@ def main() -> None:
     states = {k: len(v) for k, v in r["states"].items()}
     rows = [
         ("workers", "3 (1 sweep + 2 worker commands, separate folders)"),
-        ("faults injected", f"1 SIGKILL of worker 1 mid-trial (trial {r['killed_trial']}, at {r['killed_at']:.0f} s); "
-                            "its trial relabelled as another host's, so only its heartbeat could reveal it"),
+        (
+            "faults injected",
+            f"1 SIGKILL of worker 1 mid-trial (trial {r['killed_trial']}, at {r['killed_at']:.0f} s); "
+            "its trial relabelled as another host's, so only its heartbeat could reveal it",
+        ),
         ("trials requested", str(r["trials_requested"])),
         ("trial states", ", ".join(f"{k} {v}" for k, v in sorted(states.items()))),
-        ("killed trial", f"FAIL, MLflow run {r['trial_run_status'][r['killed_trial']]}; re-queued as "
-                         + ", ".join(f"trial {n}" for n, of in r["retries"].items() if of == r["killed_trial"])),
+        (
+            "killed trial",
+            f"FAIL, MLflow run {r['trial_run_status'][r['killed_trial']]}; re-queued as "
+            + ", ".join(f"trial {n}" for n, of in r["retries"].items() if of == r["killed_trial"]),
+        ),
         ("trials lost", str(r["lost"])),
         ("trials duplicated", str(r["duplicated"])),
         ("COMPLETE trials == runs tagged COMPLETE", str(r["complete_runs_match"])),
         ("MLflow runs left RUNNING", str(len(r["runs_still_running"]))),
         ("sweep parent run", str(r["parent_status"])),
-        ("COMPLETE trials run per worker", ", ".join(
-            f"worker {i}: {len(re.findall(r'^trial [0-9]+: lr=', text, re.M))}" for i, text in r["logs"].items())),
+        (
+            "COMPLETE trials run per worker",
+            ", ".join(
+                f"worker {i}: {len(re.findall(r'^trial [0-9]+: lr=', text, re.M))}" for i, text in r["logs"].items()
+            ),
+        ),
         ("surviving workers' exit codes", str(r["exit_codes"])),
         ("wall time", f"{r['seconds']:.0f} s"),
     ]

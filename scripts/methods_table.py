@@ -4,13 +4,14 @@
 
 Each method is one tracked run (MLflow, default ./mlruns); the table is what docs/results.md shows.
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
-from unlearn_lab.config import load_experiment
 from unlearn_lab.commands import make_plan
+from unlearn_lab.config import load_experiment
 from unlearn_lab.evaluation import eval_data, evaluate_model, load_for_eval, reference_entries
 from unlearn_lab.experiment import RunOptions, run_experiment
 from unlearn_lab.methods import METHODS
@@ -38,8 +39,9 @@ def main():
         data = eval_data(plan)
         reference = reference_entries(plan, data, progress=False)
         model, tok = load_for_eval(plan, plan.evaluated.spec)
-        rows.append((name, evaluate_model(plan, model, tok, reference=reference, data=data, progress=False).summary,
-                     None))
+        rows.append(
+            (name, evaluate_model(plan, model, tok, reference=reference, data=data, progress=False).summary, None)
+        )
     tracker = MlflowTracker(args.tracking_uri, experiment="unlearn-lab-methods")
     for method in METHODS:
         cfg = load_experiment(args.experiment, [f"data.forget_split={args.forget}", f"unlearn.method={method}"])

@@ -10,6 +10,7 @@ memory. Playwright's own browser download is not needed: `executable_path` point
 Needs `pip install playwright` (the Python package only) and a Chromium binary (Debian: `apt-get install
 chromium`); tests/test_ui.py uses the same helpers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Chromium on a machine without network: no background fetches, no sandbox (root in containers)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
@@ -63,9 +71,13 @@ def ui_server(tracking_uri: str, port: int | None = None, timeout: float = 120.0
     """`unlearn-lab ui` on 127.0.0.1; yields (experiment page URL, seconds to the first answer, process)."""
     port = port or free_port()
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "unlearn_lab.cli", "ui", "--tracking-uri", tracking_uri, "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unlearn_lab.cli", "ui", "--tracking-uri", tracking_uri, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         while True:
             if proc.poll() is not None:
@@ -177,8 +189,15 @@ def main() -> None:
         page.wait_for_timeout(4000)
         page.screenshot(path=str(out / "ui-compare.png"), full_page=True)
         memory = server_rss_mb(proc.pid)
-    print(json.dumps({"first_answer_s": round(first_answer, 1), "server_rss_mb": round(memory),
-                      "screenshots": sorted(p.name for p in out.glob("ui-*.png"))}))
+    print(
+        json.dumps(
+            {
+                "first_answer_s": round(first_answer, 1),
+                "server_rss_mb": round(memory),
+                "screenshots": sorted(p.name for p in out.glob("ui-*.png")),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: a private model cache per test session, the real TOFU folder when present."""
+
 from __future__ import annotations
 
 import os
@@ -46,10 +47,21 @@ def tiny_tokenizer(synthetic):
 
 
 # A tiny world and model for integration tests: 10 authors (forget10 = 1 author = 20 QAs), a 2-layer Llama.
-TINY = ["data.authors=10", "model.tiny.vocab_size=400", "model.tiny.hidden_size=32", "model.tiny.num_layers=2",
-        "model.tiny.num_heads=2", "model.tiny.intermediate_size=64", "finetune.epochs=2",
-        "finetune.pretrain_epochs=1", "finetune.batch_size=32", "eval.max_new_tokens=8",
-        "unlearn.epochs=2", "unlearn.batch_size=4", "unlearn.grad_accum=2"]
+TINY = [
+    "data.authors=10",
+    "model.tiny.vocab_size=400",
+    "model.tiny.hidden_size=32",
+    "model.tiny.num_layers=2",
+    "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64",
+    "finetune.epochs=2",
+    "finetune.pretrain_epochs=1",
+    "finetune.batch_size=32",
+    "eval.max_new_tokens=8",
+    "unlearn.epochs=2",
+    "unlearn.batch_size=4",
+    "unlearn.grad_accum=2",
+]
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ worker 0 is `unlearn-lab sweep` (creates the study and the parent run), workers 
 `unlearn-lab worker --study --storage`, each in its own folder as if on its own host. Worker 1 is SIGKILLed
 mid-trial and its trial is made to look like another host's, so that only the heartbeat can tell it died.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,14 @@ def cli(args: list[str], cwd: Path, tracking_uri: str, log: Path) -> subprocess.
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": tracking_uri}
     out = open(log, "w")
-    return subprocess.Popen([sys.executable, "-m", "unlearn_lab.cli", *args], cwd=cwd, env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "unlearn_lab.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def load_study(storage: str):
@@ -48,23 +55,49 @@ def poll(check, timeout: float, what: str):
     raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
-def three_workers(tmp: Path, storage: str, tracking_uri: str, trials: int = 6, heartbeat: int = 2,
-                  timeout: float = 900) -> dict:
+def three_workers(
+    tmp: Path, storage: str, tracking_uri: str, trials: int = 6, heartbeat: int = 2, timeout: float = 900
+) -> dict:
     """Run the scenario; return what happened (figures and the raw states for the asserts)."""
     start = time.time()
     logs = [tmp / f"worker-{i}.log" for i in range(3)]
     common = ["--storage", storage, "--heartbeat-seconds", str(heartbeat)]
-    sweep = cli(["sweep", "--method", "GradAscent", "--lr-range", "1e-4:1e-3", "--epochs-range", "1:2", *SETS,
-                 "--trials", str(trials), "--study", STUDY, *common], tmp / "host-0", tracking_uri, logs[0])
+    sweep = cli(
+        [
+            "sweep",
+            "--method",
+            "GradAscent",
+            "--lr-range",
+            "1e-4:1e-3",
+            "--epochs-range",
+            "1:2",
+            *SETS,
+            "--trials",
+            str(trials),
+            "--study",
+            STUDY,
+            *common,
+        ],
+        tmp / "host-0",
+        tracking_uri,
+        logs[0],
+    )
     # the workers start with the sweep, before the study exists (like a job array): --wait lets them join it
-    procs = [sweep] + [cli(["worker", "--study", STUDY, "--wait", "300", *common], tmp / f"host-{i}", tracking_uri,
-                           logs[i]) for i in (1, 2)]
+    procs = [sweep] + [
+        cli(["worker", "--study", STUDY, "--wait", "300", *common], tmp / f"host-{i}", tracking_uri, logs[i])
+        for i in (1, 2)
+    ]
     try:
         victim = procs[1]
 
         def victim_trial():
-            running = [t for t in load_study(storage).trials if t.state.name == "RUNNING"
-                       and t.user_attrs.get("pid") == victim.pid and "mlflow_run_id" in t.user_attrs]
+            running = [
+                t
+                for t in load_study(storage).trials
+                if t.state.name == "RUNNING"
+                and t.user_attrs.get("pid") == victim.pid
+                and "mlflow_run_id" in t.user_attrs
+            ]
             return running[0] if running else None
 
         killed = poll(victim_trial, 600, "worker 1 running a trial")
@@ -85,8 +118,14 @@ def three_workers(tmp: Path, storage: str, tracking_uri: str, trials: int = 6, h
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
     seconds = time.time() - start
-    return {"killed_trial": killed.number, "killed_at": killed_at, "seconds": seconds, "exit_codes": codes,
-            "logs": {i: logs[i].read_text() for i in range(3)}, **account(storage, tracking_uri, trials)}
+    return {
+        "killed_trial": killed.number,
+        "killed_at": killed_at,
+        "seconds": seconds,
+        "exit_codes": codes,
+        "logs": {i: logs[i].read_text() for i in range(3)},
+        **account(storage, tracking_uri, trials),
+    }
 
 
 def account(storage: str, tracking_uri: str, trials: int) -> dict:
@@ -106,21 +145,32 @@ def account(storage: str, tracking_uri: str, trials: int) -> dict:
         by_state.setdefault(t.state.name, []).append(t.number)
     complete = set(by_state.get("COMPLETE", []))
     tagged = [int(r.data.tags["trial"]) for r in trial_runs if r.data.tags.get("trial_state") == "COMPLETE"]
-    finished = {int(r.data.tags["trial"]) for r in trial_runs if r.data.tags.get("trial_state") == "COMPLETE"
-                and r.info.status == "FINISHED"}
+    finished = {
+        int(r.data.tags["trial"])
+        for r in trial_runs
+        if r.data.tags.get("trial_state") == "COMPLETE" and r.info.status == "FINISHED"
+    }
     parent = next((r for r in runs if r.data.tags.get("kind") == "sweep"), None)
     return {
-        "trials_requested": trials, "states": by_state,
-        "lost": trials - len(complete & finished), "duplicated": len(tagged) - len(set(tagged)),
+        "trials_requested": trials,
+        "states": by_state,
+        "lost": trials - len(complete & finished),
+        "duplicated": len(tagged) - len(set(tagged)),
         "complete_runs_match": sorted(set(tagged)) == sorted(complete),
         # distinct parameter settings among COMPLETE trials (the issue found 12 trials covering only 8)
-        "distinct_complete_params": len({tuple(sorted(t.params.items())) for t in study.trials
-                                         if t.state.name == "COMPLETE"}),
+        "distinct_complete_params": len(
+            {tuple(sorted(t.params.items())) for t in study.trials if t.state.name == "COMPLETE"}
+        ),
         "runs_still_running": [r.data.tags.get("mlflow.runName") for r in runs if r.info.status == "RUNNING"],
         "trial_run_status": {int(r.data.tags["trial"]): r.info.status for r in trial_runs},
         "retries": {t.number: retry_of(t) for t in study.trials if retry_of(t) is not None},
         "failures": {t.number: t.user_attrs.get("failure", "") for t in study.trials if t.state.name == "FAIL"},
         "parent_status": parent.info.status if parent else None,
-        "evals_per_complete_trial": sorted({sum(1 for e in runs if e.data.tags.get("mlflow.parentRunId") == r.info.run_id)
-                                            for r in trial_runs if r.data.tags.get("trial_state") == "COMPLETE"}),
+        "evals_per_complete_trial": sorted(
+            {
+                sum(1 for e in runs if e.data.tags.get("mlflow.parentRunId") == r.info.run_id)
+                for r in trial_runs
+                if r.data.tags.get("trial_state") == "COMPLETE"
+            }
+        ),
     }

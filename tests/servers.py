@@ -8,6 +8,7 @@ with its own served artifact root. Both stop and delete everything on exit.
 Availability: `postgres_binaries()` is None where PostgreSQL's server programs are missing; tests then skip,
 unless UNLEARN_LAB_REQUIRE_SERVERS=1 (set by .ci/run), where they fail.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,13 +81,40 @@ def postgres(databases=("optuna", "mlflow")):
     log = root / "postgres.log"
     proc = None
     try:
-        subprocess.run(_as_db_user([str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E",
-                                    "UTF8", "--no-sync"]), check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            _as_db_user(
+                [str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         with open(log, "wb") as out:
-            proc = subprocess.Popen(_as_db_user([
-                str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
-                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "max_connections=200"]), stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                _as_db_user(
+                    [
+                        str(bindir / "postgres"),
+                        "-D",
+                        str(data),
+                        "-p",
+                        str(port),
+                        "-k",
+                        str(root),
+                        "-c",
+                        "listen_addresses=127.0.0.1",
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                        "-c",
+                        "max_connections=200",
+                    ]
+                ),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         dsn = f"host=127.0.0.1 port={port} user={user} dbname=postgres"
         wait_until(lambda: psycopg2.connect(dsn).close() is None, 60, "postgres", proc, log)
         conn = psycopg2.connect(dsn)
@@ -119,14 +147,32 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
         self.log = self.artifacts.parent / f"mlflow-server-{self.port}.log"
 
-    def start(self, timeout: float = 120) -> "MlflowServer":
+    def start(self, timeout: float = 120) -> MlflowServer:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env.pop("MLFLOW_TRACKING_URI", None)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.backend_uri,
-                 "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", "1"], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--backend-store-uri",
+                    self.backend_uri,
+                    "--artifacts-destination",
+                    str(self.artifacts),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         wait_until(self.healthy, timeout, "mlflow server", self.proc, self.log)
         return self
 

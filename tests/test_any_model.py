@@ -1,5 +1,6 @@
 """Any causal LM: a tiny GPT-2-architecture model whose tokenizer has neither a chat template nor a pad token runs
 through `eval` and `run`; the run's saved model, evaluated by `eval`, reproduces the run's nested metrics."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import sys
 
 import pytest
 
-from unlearn_lab.config import load_experiment
 from tests.conftest import TINY, evaluate, make_plan
+from unlearn_lab.config import load_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +27,24 @@ def gpt2_folder(tmp_path_factory, synthetic):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
     assert tok.pad_token is None and not getattr(tok, "chat_template", None)
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     folder = tmp_path_factory.mktemp("gpt2")
     GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
@@ -41,8 +53,9 @@ def gpt2_folder(tmp_path_factory, synthetic):
 
 def run_cli(args, cwd):
     env = {**os.environ, "MLFLOW_TRACKING_URI": "", "UNLEARN_LAB_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "unlearn_lab.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "unlearn_lab.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_gpt2_without_template_or_pad_token_through_eval(gpt2_folder, tmp_path):
@@ -53,14 +66,22 @@ def test_gpt2_without_template_or_pad_token_through_eval(gpt2_folder, tmp_path):
     assert err.count("prompt format: plain") == 1 and err.count("padding with eos") == 1  # said once
     assert "skipping forget_quality, privleak" in err
     summary = json.loads(next((tmp_path / "saves" / "eval").glob("*/TOFU_SUMMARY.json")).read_text())
-    assert set(summary) == {"forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "model_utility",
-                            "extraction_strength"}
+    assert set(summary) == {
+        "forget_truth_ratio",
+        "forget_Q_A_Prob",
+        "forget_Q_A_ROUGE",
+        "model_utility",
+        "extraction_strength",
+    }
     assert 0 < summary["forget_Q_A_Prob"] < 1
 
 
 def test_gpt2_through_run(gpt2_folder, tmp_path):
-    sets = [x for item in [*TINY, f"model.target={gpt2_folder}", f"model.retain={gpt2_folder}", "unlearn.epochs=1"]
-            for x in ("--set", item)]
+    sets = [
+        x
+        for item in [*TINY, f"model.target={gpt2_folder}", f"model.retain={gpt2_folder}", "unlearn.epochs=1"]
+        for x in ("--set", item)
+    ]
     done = run_cli(["run", "--method", "GradDiff", *sets], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "prompt format: plain" in done.stderr

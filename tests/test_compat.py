@@ -4,6 +4,7 @@ pyproject.toml allows, and means the same there: identical token ids (chat templ
 The old transformers (with the huggingface_hub and tokenizers it needs) is installed with uv into a folder
 put first on PYTHONPATH for a subprocess; torch comes from this venv. It needs the package registry: where that
 is unreachable the test skips, except in CI (.ci/run sets UNLEARN_LAB_REQUIRE_COMPAT=1)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ import json, sys, torch, transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 folder = sys.argv[1]
 tok = AutoTokenizer.from_pretrained(folder)
-model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32) if int(transformers.__version__.split(".")[0]) >= 5 \
-    else AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32)
+dtype_arg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+model = AutoModelForCausalLM.from_pretrained(folder, **{dtype_arg: torch.float32})
 msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Who wrote it?"}]
 ids = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True, date_string="10 Apr 2025")
 ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
@@ -45,9 +46,17 @@ def old_transformers(tmp_path_factory):
     version = oldest_allowed()
     target = tmp_path_factory.mktemp("transformers-old")
     uv = Path(sys.executable).parent / "uv"
-    cmd = [str(uv) if uv.exists() else "uv", "pip", "install", "-q", "--target", str(target),
-           f"transformers=={version}.0" if version.count(".") == 1 else f"transformers=={version}",
-           "huggingface_hub<1.0", "tokenizers>=0.22,<0.23"]
+    cmd = [
+        str(uv) if uv.exists() else "uv",
+        "pip",
+        "install",
+        "-q",
+        "--target",
+        str(target),
+        f"transformers=={version}.0" if version.count(".") == 1 else f"transformers=={version}",
+        "huggingface_hub<1.0",
+        "tokenizers>=0.22,<0.23",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         message = f"cannot install transformers {version} from the package registry: {done.stderr[-300:]}"
@@ -61,8 +70,9 @@ def probe(folder: Path, pythonpath: str | None) -> dict:
     env = {**os.environ}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    done = subprocess.run([sys.executable, "-c", PROBE, str(folder)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -1,4 +1,5 @@
 """Config: strict YAML, typed overrides, stable hashes."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Data layer: the real TOFU files, the synthetic world, author subsets, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,37 @@ import pytest
 from unlearn_lab.data.tofu import SPLITS, AuthorSubset, FolderSource, SyntheticSource, make_source
 from unlearn_lab.errors import UsageError
 
-QA = lambda rows: [(r["question"], r["answer"]) for r in rows]  # noqa: E731
+QA = lambda rows: [(r["question"], r["answer"]) for r in rows]
 
 
 def test_real_tofu_sizes_and_invariants(tofu_dir):
     """Spec 1.1: sizes, retain90 = full[:3600], forget10 = full[3600:], holdout disjoint from full."""
     src = FolderSource(tofu_dir)
-    sizes = {s: len(src.load(s)) for s in ("full", "retain90", "forget10", "holdout10", "real_authors",
-                                             "world_facts", "forget10_perturbed", "retain_perturbed", "idk")}
-    assert sizes == {"full": 4000, "retain90": 3600, "forget10": 400, "holdout10": 400, "real_authors": 100,
-                     "world_facts": 117, "forget10_perturbed": 400, "retain_perturbed": 400, "idk": 100}
+    sizes = {
+        s: len(src.load(s))
+        for s in (
+            "full",
+            "retain90",
+            "forget10",
+            "holdout10",
+            "real_authors",
+            "world_facts",
+            "forget10_perturbed",
+            "retain_perturbed",
+            "idk",
+        )
+    }
+    assert sizes == {
+        "full": 4000,
+        "retain90": 3600,
+        "forget10": 400,
+        "holdout10": 400,
+        "real_authors": 100,
+        "world_facts": 117,
+        "forget10_perturbed": 400,
+        "retain_perturbed": 400,
+        "idk": 100,
+    }
     full = src.load("full")
     assert QA(src.load("retain90")) == QA(full[:3600])
     assert QA(src.load("forget10")) == QA(full[3600:])  # file uses prompt/response keys: mapped
@@ -60,7 +82,7 @@ def test_synthetic_invariants(n):
     full = src.load("full")
     assert len(full) == n * 20
     forget = src.load("forget10")
-    assert QA(forget) == QA(full[-len(forget):]) and len(forget) == n * 2
+    assert QA(forget) == QA(full[-len(forget) :]) and len(forget) == n * 2
     assert QA(src.load("retain90")) == QA(full[: len(full) - len(forget)])
     assert QA(src.load("forget10_perturbed")) == QA(forget)
     assert QA(src.load("retain_perturbed")) == QA(full[: max(1, n // 10) * 20])
@@ -80,7 +102,9 @@ def test_synthetic_is_deterministic():
 
 
 def test_world_too_small_for_split():
-    with pytest.raises(UsageError, match="forget01 needs the number of authors to be a multiple of 100; this world has 20"):
+    with pytest.raises(
+        UsageError, match="forget01 needs the number of authors to be a multiple of 100; this world has 20"
+    ):
         SyntheticSource(20).load("forget01")
     with pytest.raises(UsageError, match="retain99"):
         SyntheticSource(20).load("retain99")

@@ -1,5 +1,6 @@
 """Injected faults: Ctrl-C / SIGTERM during a sweep trial, a tracking server lost mid-run, a model save killed
 half-way, MLflow runs of failed trials left RUNNING."""
+
 from __future__ import annotations
 
 import json
@@ -74,13 +75,37 @@ def test_tracking_server_lost_mid_run_finishes_locally(tmp_path, prepared):
     from tests.servers import MlflowServer
 
     server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "artifacts").start()
-    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-           "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
+    env = {
+        **os.environ,
+        "UNLEARN_LAB_THREADS": "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    }
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "unlearn_lab.cli", "run", "--method", "GradAscent",
-                                 "--forget", "forget10", *SETS, "--set", "unlearn.epochs=20", "--task-name", "lost",
-                                 "--tracking-uri", server.uri], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "unlearn_lab.cli",
+                "run",
+                "--method",
+                "GradAscent",
+                "--forget",
+                "forget10",
+                *SETS,
+                "--set",
+                "unlearn.epochs=20",
+                "--task-name",
+                "lost",
+                "--tracking-uri",
+                server.uri,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         client = MlflowClient(server.uri)
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
@@ -89,7 +114,7 @@ def test_tracking_server_lost_mid_run_finishes_locally(tmp_path, prepared):
                 break
             time.sleep(0.1)
         server.stop()  # SIGKILL: the server is gone mid-run
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         server.stop()
     assert proc.returncode == 1, err[-2000:]
@@ -161,8 +186,11 @@ def test_failed_trials_runs_left_running_are_closed():
     tracker.end_run(finished, "FINISHED")
     study = optuna.create_study(directions=["maximize", "maximize"])
     for run_id, reason in ((orphan, "TrackingLost: server gone"), (finished, "DivergedError: nan")):
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
-                                                  user_attrs={"mlflow_run_id": run_id, "failure": reason}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.FAIL, user_attrs={"mlflow_run_id": run_id, "failure": reason}
+            )
+        )
     assert close_orphan_runs(study, tracker) == [0]
     assert tracker.runs[orphan].status == "KILLED" and tracker.runs[orphan].tags["failure"].startswith("TrackingLost")
     assert tracker.runs[finished].status == "FINISHED"
@@ -219,19 +247,46 @@ def test_sweep_with_tracking_server_lost_fails_clearly_then_resumes(tmp_path, pr
 
     server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "artifacts").start()
     storage = f"journal:{tmp_path}/study.log"
-    cmd = [sys.executable, "-m", "unlearn_lab.cli", "sweep", "--method", "GradAscent", "--lr-range", "1e-4:1e-3",
-           "--epochs-range", "1:2", *SETS, "--trials", "3", "--workers", "2", "--storage", storage,
-           "--study", "lost", "--tracking-uri", server.uri]
-    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-           "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "unlearn_lab.cli",
+        "sweep",
+        "--method",
+        "GradAscent",
+        "--lr-range",
+        "1e-4:1e-3",
+        "--epochs-range",
+        "1:2",
+        *SETS,
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--storage",
+        storage,
+        "--study",
+        "lost",
+        "--tracking-uri",
+        server.uri,
+    ]
+    env = {
+        **os.environ,
+        "UNLEARN_LAB_THREADS": "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    }
     try:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
             try:
-                study = optuna.load_study(study_name="lost", storage=optuna.storages.journal.JournalStorage(
-                    optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")))
+                study = optuna.load_study(
+                    study_name="lost",
+                    storage=optuna.storages.journal.JournalStorage(
+                        optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")
+                    ),
+                )
             except (KeyError, ValueError):
                 time.sleep(0.2)
                 continue
@@ -239,7 +294,7 @@ def test_sweep_with_tracking_server_lost_fails_clearly_then_resumes(tmp_path, pr
                 break
             time.sleep(0.2)
         server.stop()
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
         assert proc.returncode == 1, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         assert err.strip().splitlines()[-1].startswith("error: worker processes exited with codes"), err[-3000:]

@@ -292,7 +292,7 @@ def test_model_utility_is_harmonic_mean_of_nine():
     """Values 1/2, 1/4, 4/5, 2/5, 1, 1/5, 1/2, 1/4, 4/5: Σ 1/x = 2+4+1.25+2.5+1+5+2+4+1.25 = 23 -> 9/23."""
     values = [0.5, 0.25, 0.8, 0.4, 1.0, 0.2, 0.5, 0.25, 0.8]
     assert len(MODEL_UTILITY_COMPONENTS) == 9
-    components = dict(zip(MODEL_UTILITY_COMPONENTS, values))
+    components = dict(zip(MODEL_UTILITY_COMPONENTS, values, strict=False))
     assert model_utility(components) == pytest.approx(9 / 23)
 
 

@@ -1,4 +1,5 @@
 """Model loading: GGUF conversion, safetensors-only, hub paths tested offline."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -60,5 +61,6 @@ def test_hub_source_mapping_on_local_files(tofu_dir, monkeypatch):
     forget = hub.load("forget10")  # the local file has prompt/response keys: mapped like the hub's fields
     assert calls == [("locuslab/TOFU", "forget10", "train")]
     assert [(r["question"], r["answer"]) for r in forget] == [
-        (r["question"], r["answer"]) for r in FolderSource(tofu_dir).load("full")[3600:]]
+        (r["question"], r["answer"]) for r in FolderSource(tofu_dir).load("full")[3600:]
+    ]
     assert len(hub.load("world_facts_perturbed")) == 117

@@ -1,13 +1,14 @@
 """End to end on a tiny world: prepare (cached), eval (reference layout), invariants of the suite."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
+from tests.conftest import TINY, evaluate, make_plan
 from unlearn_lab.config import load_experiment
 
-from tests.conftest import TINY, evaluate, make_plan
 
 def test_prepare_is_cached(tiny_cfg, prepared):
     from unlearn_lab.models.prepare import prepare
@@ -31,12 +32,37 @@ def test_retain_against_its_own_reference(tiny_cfg, prepared, tmp_path):
     assert result.summary["forget_quality"] == 1.0 and result.summary["privleak"] == 0.0  # exactly
     saved = json.loads((tmp_path / "TOFU_EVAL.json").read_text())
     summary = json.loads((tmp_path / "TOFU_SUMMARY.json").read_text())
-    assert sorted(summary) == sorted(["extraction_strength", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "forget_quality",
-                                      "forget_truth_ratio", "model_utility", "privleak"])
-    expected_keys = {"forget_Q_A_PARA_Prob", "forget_Q_A_PERT_Prob", "mia_min_k", "ra_Q_A_PERT_Prob", "ra_Q_A_Prob",
-                     "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio", "retain_Q_A_PARA_Prob",
-                     "retain_Q_A_PERT_Prob", "retain_Q_A_Prob", "retain_Q_A_ROUGE", "retain_Truth_Ratio",
-                     "wf_Q_A_PERT_Prob", "wf_Q_A_Prob", "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio"}
+    assert sorted(summary) == sorted(
+        [
+            "extraction_strength",
+            "forget_Q_A_Prob",
+            "forget_Q_A_ROUGE",
+            "forget_quality",
+            "forget_truth_ratio",
+            "model_utility",
+            "privleak",
+        ]
+    )
+    expected_keys = {
+        "forget_Q_A_PARA_Prob",
+        "forget_Q_A_PERT_Prob",
+        "mia_min_k",
+        "ra_Q_A_PERT_Prob",
+        "ra_Q_A_Prob",
+        "ra_Q_A_Prob_normalised",
+        "ra_Q_A_ROUGE",
+        "ra_Truth_Ratio",
+        "retain_Q_A_PARA_Prob",
+        "retain_Q_A_PERT_Prob",
+        "retain_Q_A_Prob",
+        "retain_Q_A_ROUGE",
+        "retain_Truth_Ratio",
+        "wf_Q_A_PERT_Prob",
+        "wf_Q_A_Prob",
+        "wf_Q_A_Prob_normalised",
+        "wf_Q_A_ROUGE",
+        "wf_Truth_Ratio",
+    }
     assert set(saved) == set(summary) | expected_keys
     assert sorted(saved["forget_Q_A_Prob"]["value_by_index"], key=int) == [str(i) for i in range(20)]
     assert len(saved["forget_Q_A_PERT_Prob"]["value_by_index"]["0"]["prob"]) == 5
@@ -54,8 +80,10 @@ def test_all_metrics_and_mismatched_reference(tiny_cfg, prepared, tmp_path):
     for name in ("exact_memorization", "mia_loss", "mia_zlib", "mia_min_k_plus_plus", "mia_gradnorm", "mia_reference"):
         assert 0.0 <= result.results[name]["agg_value"] <= 1.0, name
     # a reference from another split size is an error, not a silent None
-    bad = {"forget_truth_ratio": {"agg_value": 0.5, "value_by_index": {str(i): {"score": 1.0} for i in range(400)}},
-           "mia_min_k": {"agg_value": 0.5}}
+    bad = {
+        "forget_truth_ratio": {"agg_value": 0.5, "value_by_index": {str(i): {"score": 1.0} for i in range(400)}},
+        "mia_min_k": {"agg_value": 0.5},
+    }
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(UsageError, match="has 400 forget samples but this forget split has 20"):
         evaluate(tiny_cfg, "target", retain_logs=str(tmp_path / "bad.json"))
@@ -100,7 +128,7 @@ def test_prefix_shared_scoring_equals_plain_forward(tiny_cfg, prepared, referenc
     recs = SyntheticSource(10).load("forget10_perturbed")[:5]
     pairs = [(r["question"], a) for r in recs for a in [r["answer"], r["paraphrased_answer"], *r["perturbed_answer"]]]
     stats = Scorer(model, tok, pcfg, batch_size=9).score_pairs(pairs)
-    for (q, a), st in zip(pairs, stats):
+    for (q, a), st in zip(pairs, stats, strict=False):
         enc = prompts.encode_qa(tok, q, a, pcfg)
         ids = torch.tensor([enc.input_ids])
         mask = (ids != prompts.pad_id(tok, pcfg)).long() if reference_mask else torch.ones_like(ids)
@@ -140,7 +168,7 @@ def test_scores_are_batch_invariant(tiny_cfg, prepared):
     for batch in (3, 32):
         assert np.allclose(losses[batch], losses[1], rtol=1e-6, atol=0), batch
     others = [(r["question"], r["answer"]) for r in src.load("retain_perturbed")]
-    mixed = Scorer(model, tok, tiny_cfg.prompt, 32).score_pairs(others + pairs)[len(others):]
+    mixed = Scorer(model, tok, tiny_cfg.prompt, 32).score_pairs(others + pairs)[len(others) :]
     assert np.allclose([s.avg_loss for s in mixed], losses[1], rtol=1e-6, atol=0)
 
 
@@ -174,7 +202,7 @@ def test_gradnorm_honours_the_reference_mask(tiny_cfg, prepared, pad_token):
     logits = model(input_ids=ids, attention_mask=mask).logits[0, :-1].float()
     keep = labels != prompts.IGNORE
     (-torch.log_softmax(logits[keep], -1).gather(1, labels[keep][:, None]).mean()).backward()
-    for g, p in zip(got, model.parameters()):
+    for g, p in zip(got, model.parameters(), strict=False):
         assert (g is None) == (p.grad is None)
         if g is not None:
             assert torch.allclose(g, p.grad, atol=1e-6, rtol=1e-5)

@@ -1,4 +1,5 @@
 """The resolved plan: roles, cache keys, names, paths, cached vs to-build, device policy, preflight, --dry-run."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, TINY, make_plan
 from unlearn_lab.config import load_experiment
 from unlearn_lab.errors import UsageError
-from tests.conftest import REPO, TINY, make_plan
 
 CLI = [sys.executable, "-m", "unlearn_lab.cli"]
 
@@ -59,8 +60,18 @@ def test_names_identify_model_method_split_and_config():
     assert name.startswith("embedded_NPO_forget05_") and name.endswith(plan.config_hash[:8])
     assert plan.save_dir == Path("saves/unlearn") / name and plan.eval_dir == Path("saves/eval") / name
     # another model, another name (they no longer overwrite each other's saves/)
-    other = make_plan(load_experiment(None, ["unlearn.method=NPO", "data.forget_split=forget05",
-                                             "model.target=/models/llama-tofu-full", "model.retain=/models/r"]), "run")
+    other = make_plan(
+        load_experiment(
+            None,
+            [
+                "unlearn.method=NPO",
+                "data.forget_split=forget05",
+                "model.target=/models/llama-tofu-full",
+                "model.retain=/models/r",
+            ],
+        ),
+        "run",
+    )
     assert other.task_name.startswith("llama-tofu-full_NPO_forget05_") and other.task_name != name
     assert make_plan(cfg, "run", task_name="mine").save_dir == Path("saves/unlearn/mine")
     assert make_plan(cfg, "eval", evaluated="/x/my-model").task_name.startswith("my-model_forget05_")
@@ -91,8 +102,9 @@ def test_cached_versus_to_build(tiny_cfg, prepared):
     fresh = make_plan(load_experiment(None, [*TINY, "data.seed=7"]), "run")
     assert {m.role for m in fresh.to_build} == {"base", "target", "retain"}
     # eval of a folder with --no-reference needs nothing built, and names the metrics it skips
-    lean = make_plan(load_experiment(None, [*TINY, "data.seed=7"]), "eval", evaluated=prepared.target,
-                     no_reference=True)
+    lean = make_plan(
+        load_experiment(None, [*TINY, "data.seed=7"]), "eval", evaluated=prepared.target, no_reference=True
+    )
     assert not lean.to_build and lean.reference.skipped == ("forget_quality", "privleak")
     # eval of a folder with the experiment's reference: only what the reference needs is built
     ref = make_plan(load_experiment(None, [*TINY, "data.seed=7"]), "eval", evaluated=prepared.target)
@@ -198,11 +210,19 @@ def test_no_sync_on_non_final_micro_batches():
             self.loss = loss
 
     acc = Fake()
-    settings = Settings(lr=0.1, epochs=1, batch_size=1, grad_accum=4, weight_decay=0.0, warmup_epochs=0.0,
-                        max_grad_norm=None, seed=0)
-    batches = lambda epoch: [torch.ones(1, 3)] * 8  # noqa: E731
-    fit(model, settings=settings, n_items=8, epoch_batches=batches, accelerator=acc, progress=False,
-        loss_fn=lambda m, b, e: Out(m(b).sum()))
+    settings = Settings(
+        lr=0.1, epochs=1, batch_size=1, grad_accum=4, weight_decay=0.0, warmup_epochs=0.0, max_grad_norm=None, seed=0
+    )
+    batches = lambda epoch: [torch.ones(1, 3)] * 8
+    fit(
+        model,
+        settings=settings,
+        n_items=8,
+        epoch_batches=batches,
+        accelerator=acc,
+        progress=False,
+        loss_fn=lambda m, b, e: Out(m(b).sum()),
+    )
     assert acc.skipped == 6  # 2 windows x 3 non-final micro-batches
 
 
@@ -216,8 +236,12 @@ def test_unreachable_hub_id_fails_fast_and_opens_no_run(tmp_path):
     assert done.returncode == 2, done.stderr
     err = done.stderr
     assert "Traceback" not in err and "pieces are missing" in err
-    for piece in ("locuslab/TOFU", "open-unlearning/tofu_Llama-3.2-1B-Instruct_full",
-                  "open-unlearning/tofu_Llama-3.2-1B-Instruct_retain90", "meta-llama/Llama-3.2-1B-Instruct"):
+    for piece in (
+        "locuslab/TOFU",
+        "open-unlearning/tofu_Llama-3.2-1B-Instruct_full",
+        "open-unlearning/tofu_Llama-3.2-1B-Instruct_retain90",
+        "meta-llama/Llama-3.2-1B-Instruct",
+    ):
         assert piece in err, piece
     assert "--set model.target=PATH" in err and "hf download" in err
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "saves").exists()
@@ -233,8 +257,20 @@ def test_preflight_probes_the_hub_once_per_piece_without_offline_mode(tmp_path):
 
 
 def test_author_subset_larger_than_the_source_fails_before_any_model(tmp_path, synthetic_folder):
-    done = cli(["eval", "--model", "target", "--data", str(synthetic_folder), "--set", "data.authors=20",
-                "--no-reference", "--dry-run"], tmp_path)
+    done = cli(
+        [
+            "eval",
+            "--model",
+            "target",
+            "--data",
+            str(synthetic_folder),
+            "--set",
+            "data.authors=20",
+            "--no-reference",
+            "--dry-run",
+        ],
+        tmp_path,
+    )
     assert done.returncode == 2
     assert str(synthetic_folder) in done.stderr and "which has 10" in done.stderr and "data.authors" in done.stderr
 
@@ -244,8 +280,16 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
     done = cli(["run", "--method", "GradDiff", "--dry-run"], tmp_path, UNLEARN_LAB_CACHE=str(cache))
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for text in ("plan for `run`", "device    cpu", "evaluation float32", "to build now", "1.2 M params",
-                 "GradDiff lr 0.0002, 10 epochs", "saves/unlearn/embedded_GradDiff_forget10_", "peak"):
+    for text in (
+        "plan for `run`",
+        "device    cpu",
+        "evaluation float32",
+        "to build now",
+        "1.2 M params",
+        "GradDiff lr 0.0002, 10 epochs",
+        "saves/unlearn/embedded_GradDiff_forget10_",
+        "peak",
+    ):
         assert text in out, text
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "saves").exists()
     assert not any(cache.rglob("*.safetensors"))
@@ -259,8 +303,17 @@ def synthetic_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tofu10")
     source = SyntheticSource(10, seed=0)
     for split in SPLITS:
-        if split in ("idk", "forget01", "forget01_perturbed", "retain99", "forget05", "forget05_perturbed",
-                     "retain95", "holdout01", "holdout05"):
+        if split in (
+            "idk",
+            "forget01",
+            "forget01_perturbed",
+            "retain99",
+            "forget05",
+            "forget05_perturbed",
+            "retain95",
+            "holdout01",
+            "holdout05",
+        ):
             continue
         records = [{k: v for k, v in r.items() if k != "index"} for r in source.load(split)]
         (folder / f"{split}.json").write_text(json.dumps(records))
@@ -287,12 +340,29 @@ def test_gradient_checkpointing_gives_the_same_update(prepared):
     params = {}
     for checkpointing in (False, True):
         model = load.load_model(prepared.target)
-        settings = Settings(lr=1e-3, epochs=1, batch_size=2, grad_accum=1, weight_decay=0.0, warmup_epochs=0.0,
-                            max_grad_norm=None, seed=0, gradient_checkpointing=checkpointing)
-        fit(model, settings=settings, n_items=4, epoch_batches=lambda e: [collate(items[:2], 0), collate(items[2:], 0)],
-            loss_fn=lambda m, b, e: m(**b), progress=False)
+        settings = Settings(
+            lr=1e-3,
+            epochs=1,
+            batch_size=2,
+            grad_accum=1,
+            weight_decay=0.0,
+            warmup_epochs=0.0,
+            max_grad_norm=None,
+            seed=0,
+            gradient_checkpointing=checkpointing,
+        )
+        fit(
+            model,
+            settings=settings,
+            n_items=4,
+            epoch_batches=lambda e: [collate(items[:2], 0), collate(items[2:], 0)],
+            loss_fn=lambda m, b, e: m(**b),
+            progress=False,
+        )
         on = getattr(type(model), "is_activation_checkpointing", None)
-        assert (model.is_activation_checkpointing if on is not None else model.is_gradient_checkpointing) == checkpointing
+        assert (
+            model.is_activation_checkpointing if on is not None else model.is_gradient_checkpointing
+        ) == checkpointing
         params[checkpointing] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert torch.allclose(params[False], params[True], atol=1e-6)
 
@@ -300,8 +370,10 @@ def test_gradient_checkpointing_gives_the_same_update(prepared):
 def test_step_counts_for_a_hub_source_use_tofu_sizes():
     """The hub TOFU is not read before the preflight: 200 authors x 20 QAs -> forget10 = 400 rows; with the
     reference's batch 4 x accumulation 4 over 10 epochs that is floor(100 / 4) = 25 steps per epoch."""
-    cfg = load_experiment(REPO / "experiments" / "tofu" / "default.yaml",
-                          ["unlearn.batch_size=4", "unlearn.grad_accum=4", "unlearn.epochs=10"])
+    cfg = load_experiment(
+        REPO / "experiments" / "tofu" / "default.yaml",
+        ["unlearn.batch_size=4", "unlearn.grad_accum=4", "unlearn.epochs=10"],
+    )
     from unlearn_lab.plan import _item_counts
 
     counts = _item_counts(cfg)

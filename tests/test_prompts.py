@@ -1,4 +1,5 @@
 """Chat template, label masks and collation (spec 1.3-1.5)."""
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,7 @@ def test_labels_supervise_exactly_answer_and_eot(tiny_tokenizer):
     enc = prompts.encode_qa(tiny_tokenizer, "Where was Lina Okoro born?", answer, cfg)
     supervised = [t for t in enc.labels if t != prompts.IGNORE]
     answer_ids = tiny_tokenizer(answer, add_special_tokens=False)["input_ids"]
-    assert supervised == answer_ids + [tiny_tokenizer.convert_tokens_to_ids("<|eot_id|>")]
+    assert supervised == [*answer_ids, tiny_tokenizer.convert_tokens_to_ids("<|eot_id|>")]
     assert enc.labels[: enc.prompt_len] == [prompts.IGNORE] * enc.prompt_len
     assert enc.input_ids[: enc.prompt_len] == prompts.encode_prompt(tiny_tokenizer, "Where was Lina Okoro born?", cfg)
 
@@ -42,7 +43,7 @@ def test_collate_masks(tiny_tokenizer):
     eot = tiny_tokenizer.eos_token_id
     batch = prompts.collate([a, b], prompts.pad_id(tiny_tokenizer, cfg))
     assert batch["attention_mask"][0].tolist() == [1] * len(a.input_ids) + [0] * (len(b.input_ids) - len(a.input_ids))
-    assert batch["labels"][0, len(a.input_ids):].eq(prompts.IGNORE).all()
+    assert batch["labels"][0, len(a.input_ids) :].eq(prompts.IGNORE).all()
     ref_cfg = PromptConfig(reference_attention_mask=True)
     # the tokenizer has a pad token: the reference pads with it and masks only it (every eot stays visible)
     pad = prompts.pad_id(tiny_tokenizer, ref_cfg)

@@ -1,4 +1,5 @@
 """The tracked run: MLflow structure, failure handling, gradient accumulation, CLI bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from unlearn_lab.config import load_experiment
 from tests.conftest import TINY, evaluate, make_plan
+from unlearn_lab.config import load_experiment
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def test_mlflow_structure(mlflow_run):
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "ga_tiny"
     assert run.data.params["unlearn.method"] == "GradAscent" and run.data.params["unlearn.lr"] == "0.001"
-    assert {"method", "forget_split", "model", "config_hash", "git_commit", "torch", "transformers"} <= set(run.data.tags)
+    assert {"method", "forget_split", "model", "config_hash", "git_commit", "torch", "transformers"} <= set(
+        run.data.tags
+    )
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.yaml", "training_curve.png"} <= artifacts
     loss = client.get_metric_history(result.run_id, "loss")
@@ -88,8 +91,12 @@ def test_one_step_axis_and_headline_metrics_on_the_run(mlflow_run):
 
     tracker, result = mlflow_run
     client = tracker.client
-    children = {c.info.run_name: c for c in client.search_runs(
-        [client.get_run(result.run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")}
+    children = {
+        c.info.run_name: c
+        for c in client.search_runs(
+            [client.get_run(result.run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+        )
+    }
     for name, step, epoch in (("eval-ep1", 2, 1), ("eval-final", 4, 2)):
         run_id = children[name].info.run_id
         assert [m.step for m in client.get_metric_history(run_id, "forget_quality")] == [step]
@@ -133,7 +140,7 @@ def test_params_are_the_values_used_and_eval_runs_have_their_own(mlflow_run, tin
 
 
 def test_experiment_opens_in_the_training_view_and_names_are_unique(mlflow_run):
-    tracker, result = mlflow_run
+    tracker, _result = mlflow_run
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "finetuning"
     assert "log10_forget_quality" in experiment.tags["mlflow.note.content"]
@@ -201,8 +208,12 @@ def test_diverging_loss_fails_the_run(tiny_cfg, prepared, tmp_path, monkeypatch)
     monkeypatch.setattr(experiment, "get_method", lambda name: dataclasses.replace(real, loss=exploding))
     tracker = MemoryTracker()
     with pytest.raises(DivergedError) as info:
-        experiment.run_experiment(make_plan(tiny_cfg, "run", task_name="boom", saves=tmp_path), tracker,
-                                  experiment.RunOptions(progress=False), log=lambda _: None)
+        experiment.run_experiment(
+            make_plan(tiny_cfg, "run", task_name="boom", saves=tmp_path),
+            tracker,
+            experiment.RunOptions(progress=False),
+            log=lambda _: None,
+        )
     run = next(iter(tracker.runs.values()))
     assert run.status == "FAILED" and info.value.step == 1
     assert run.tags["failed_step"] == "1" and "diverged" in run.tags["failure"]
@@ -224,9 +235,17 @@ def test_gradient_accumulation_equivalence(prepared):
     params = {}
     for batch, accum in ((8, 1), (2, 4)):
         model = load.load_model(prepared.target)
-        settings = Settings(lr=1e-3, epochs=1, batch_size=batch, grad_accum=accum, weight_decay=0.0,
-                            warmup_epochs=0.0, max_grad_norm=None, seed=0)
-        batches = lambda epoch, b=batch: [collate(items[i : i + b], 0) for i in range(0, 8, b)]  # noqa: E731
+        settings = Settings(
+            lr=1e-3,
+            epochs=1,
+            batch_size=batch,
+            grad_accum=accum,
+            weight_decay=0.0,
+            warmup_epochs=0.0,
+            max_grad_norm=None,
+            seed=0,
+        )
+        batches = lambda epoch, b=batch: [collate(items[i : i + b], 0) for i in range(0, 8, b)]
         fit(model, settings=settings, n_items=8, epoch_batches=batches, loss_fn=lambda m, b, e: m(**b), progress=False)
         params[(batch, accum)] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert torch.allclose(params[(8, 1)], params[(2, 4)], atol=1e-6)
@@ -236,8 +255,9 @@ def test_schedule_matches_reference_arithmetic():
     """forget10 (400 rows), 4 per device x 4 accum x 2 GPUs: 50 micro-batches -> 12 steps/epoch, 120, warm-up 12."""
     from unlearn_lab.train import Schedule, Settings, lr_factor
 
-    s = Settings(lr=1e-5, epochs=10, batch_size=4, grad_accum=4, weight_decay=0.01, warmup_epochs=1.0,
-                 max_grad_norm=None, seed=0)
+    s = Settings(
+        lr=1e-5, epochs=10, batch_size=4, grad_accum=4, weight_decay=0.01, warmup_epochs=1.0, max_grad_norm=None, seed=0
+    )
     sched = Schedule.of(400, s, processes=2)
     assert (sched.steps_per_epoch, sched.total_steps, sched.warmup_steps) == (12, 120, 12)
     assert Schedule.of(40, s, processes=2).total_steps == 10  # forget01
@@ -251,8 +271,19 @@ def test_torchrun_two_processes_shard_and_track_once(prepared, tmp_path):
     from mlflow.tracking import MlflowClient
 
     sets = [x for item in [*TINY, "unlearn.batch_size=2", "unlearn.grad_accum=1"] for x in ("--set", item)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "unlearn_lab.cli", "run",
-           "--method", "GradDiff", *sets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "unlearn_lab.cli",
+        "run",
+        "--method",
+        "GradDiff",
+        *sets,
+    ]
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": ""}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Scale-out on real servers on loopback: PostgreSQL (Optuna's RDB storage and MLflow's backend store) and
 `mlflow server`. Three workers on one study, one SIGKILLed mid-trial: nothing lost, nothing duplicated."""
+
 from __future__ import annotations
 
 import subprocess
@@ -33,9 +34,22 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(tmp_path, prepared,
 
 
 def test_unreachable_postgres_storage_is_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "worker", "--study", "s", "--storage",
-                           "postgresql+psycopg2://nobody@127.0.0.1:9/optuna"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unlearn_lab.cli",
+            "worker",
+            "--study",
+            "s",
+            "--storage",
+            "postgresql+psycopg2://nobody@127.0.0.1:9/optuna",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot open storage 'postgresql+psycopg2://"), done.stderr
@@ -46,9 +60,24 @@ def test_worker_wait_gives_up_with_one_clear_line(tmp_path):
     import time
 
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "worker", "--study", "s", "--storage",
-                           f"journal:{tmp_path}/none.log", "--wait", "2"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unlearn_lab.cli",
+            "worker",
+            "--study",
+            "s",
+            "--storage",
+            f"journal:{tmp_path}/none.log",
+            "--wait",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and time.monotonic() - start >= 2
     lines = done.stderr.strip().splitlines()
     assert lines[0].startswith("waiting up to 2 s for the study: no study journal at")

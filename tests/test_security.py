@@ -1,4 +1,5 @@
 """Security defaults: servers on loopback, no remote code, safetensors only, safe YAML."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The sweep on the tiny world: MLflow run tree, resume after a kill, two workers, failures."""
+
 from __future__ import annotations
 
 import os
@@ -17,12 +18,25 @@ SETS = [x for item in TINY for x in ("--set", item)]
 
 
 def sweep_cli(tmp_path, *args, wait=True):
-    cmd = [sys.executable, "-m", "unlearn_lab.cli", "sweep", "--method", "GradAscent", "--lr-range", "1e-4:1e-3",
-           "--epochs-range", "1:2", *SETS, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "unlearn_lab.cli",
+        "sweep",
+        "--method",
+        "GradAscent",
+        "--lr-range",
+        "1e-4:1e-3",
+        "--epochs-range",
+        "1:2",
+        *SETS,
+        *args,
+    ]
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
     if not wait:
-        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -79,17 +93,37 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     best = client.get_model_version_by_alias("embedded_default_GradAscent_forget10", "pareto-1")
     trial = study.trials[int(best.tags["trial"])]
     assert best.tags["method"] == "GradAscent" and best.tags["study"] == "embedded_default_GradAscent_forget10"
-    assert float(best.tags["lr"]) == pytest.approx(trial.params["lr"]) and int(best.tags["epochs"]) == trial.params["epochs"]
+    assert (
+        float(best.tags["lr"]) == pytest.approx(trial.params["lr"])
+        and int(best.tags["epochs"]) == trial.params["epochs"]
+    )
     assert float(best.tags["model_utility"]) == pytest.approx(trial.user_attrs["model_utility"])
     assert float(best.tags["forget_quality"]) == pytest.approx(trial.user_attrs["forget_quality"], rel=1e-5)
     model_id = client.get_run(best.run_id).data.tags["model_id"]  # the trial's logged MLflow model
     assert best.source == client.get_logged_model(model_id).artifact_location
     # a registered model evaluates like any other
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
-    done = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "eval", "--model",
-                           "models:/embedded_default_GradAscent_forget10@pareto-1", "--no-reference",
-                           "--metrics", "forget_Q_A_Prob", "--out", str(tmp_path / "registered"), *SETS],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unlearn_lab.cli",
+            "eval",
+            "--model",
+            "models:/embedded_default_GradAscent_forget10@pareto-1",
+            "--no-reference",
+            "--metrics",
+            "forget_Q_A_Prob",
+            "--out",
+            str(tmp_path / "registered"),
+            *SETS,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "forget_Q_A_Prob" in done.stdout and (tmp_path / "registered" / "TOFU_SUMMARY.json").is_file()
     # the alias moved (a sweep registered again): the next fetch follows it instead of reusing the cached folder
@@ -102,9 +136,23 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     moved = fetch_registered(spec, uri, tmp_path / "registry")
     assert moved != first and (moved / "config.json").is_file()
     assert fetch_registered(spec, uri, tmp_path / "registry") == moved  # and is cached from then on
-    missing = subprocess.run([sys.executable, "-m", "unlearn_lab.cli", "eval", "--model",
-                              "models:/embedded_default_GradAscent_forget10@no-such-alias", "--no-reference", *SETS],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unlearn_lab.cli",
+            "eval",
+            "--model",
+            "models:/embedded_default_GradAscent_forget10@no-such-alias",
+            "--no-reference",
+            *SETS,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(lines) == 1 and "cannot fetch models:/" in lines[0], missing.stderr
     assert parent.info.status == "FINISHED"
@@ -132,7 +180,7 @@ def test_killed_sweep_resumes_exactly_the_missing_trials(tmp_path, prepared):
     done = sweep_cli(tmp_path, "--trials", "3")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "trial 1 was left RUNNING by a dead process" in done.stderr
-    study, client, runs = load(tmp_path)
+    study, _client, runs = load(tmp_path)
     assert states(study) == ["COMPLETE"] * 3 + ["FAIL"]
     killed_run = next(r for r in trial_runs(runs) if r.data.tags["trial"] == "1")
     assert killed_run.info.status == "KILLED"
@@ -144,7 +192,7 @@ def test_killed_sweep_resumes_exactly_the_missing_trials(tmp_path, prepared):
 def test_two_workers_lose_and_duplicate_nothing(tmp_path, prepared):
     done = sweep_cli(tmp_path, "--trials", "4", "--workers", "2")
     assert done.returncode == 0, done.stdout + done.stderr
-    study, client, runs = load(tmp_path)
+    study, _client, runs = load(tmp_path)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4 and not [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
     tagged = [r for r in trial_runs(runs) if r.data.tags.get("trial_state") == "COMPLETE"]
@@ -170,18 +218,28 @@ def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, prepared, tiny_cf
         runs["n"] += 1
         if runs["n"] != 2:  # the second trial's loss turns NaN
             return real
-        return dataclasses.replace(real, loss=lambda f, s, **hp: LossOutput(real.loss(f, s).loss * float("nan"),
-                                                                             real.loss(f, s).forget_loss, None))
+        return dataclasses.replace(
+            real,
+            loss=lambda f, s, **hp: LossOutput(real.loss(f, s).loss * float("nan"), real.loss(f, s).forget_loss, None),
+        )
 
     monkeypatch.setattr(experiment, "get_method", get_method)
-    spec = SweepSpec(cfg=tiny_cfg, space=build_space("1e-4:1e-3", "1:2", None, {}), study_name="diverge",
-                     storage=f"journal:{tmp_path}/study.log", trials=2, tracking_uri=f"sqlite:///{tmp_path}/m.db",
-                     saves=tmp_path / "saves")
+    spec = SweepSpec(
+        cfg=tiny_cfg,
+        space=build_space("1e-4:1e-3", "1:2", None, {}),
+        study_name="diverge",
+        storage=f"journal:{tmp_path}/study.log",
+        trials=2,
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        saves=tmp_path / "saves",
+    )
     result = run_sweep(spec, log=lambda _: None)
     import optuna
 
-    study = optuna.load_study(study_name="diverge", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")))
+    study = optuna.load_study(
+        study_name="diverge",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")),
+    )
     assert states(study) == ["COMPLETE", "COMPLETE", "FAIL"]
     failed = next(t for t in study.trials if t.state.name == "FAIL")
     assert "diverged" in failed.user_attrs["failure"]
@@ -195,7 +253,7 @@ def test_reuse_epochs_turns_checkpoints_into_trials(tmp_path, prepared):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 training epochs saved" in done.stdout
     assert "--set unlearn.schedule_epochs=2" in done.stdout
-    study, client, runs = load(tmp_path)
+    study, _client, runs = load(tmp_path)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4
     checkpoints = [t for t in complete if "checkpoint_of" in t.user_attrs]
@@ -249,15 +307,28 @@ def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["UNLEARN_LAB_THREADS"] = "1"
-    worker = [sys.executable, "-m", "unlearn_lab.cli", "worker", "--study", "embedded_default_GradAscent_forget10",
-              "--storage", storage, "--heartbeat-seconds", "1"]
+    worker = [
+        sys.executable,
+        "-m",
+        "unlearn_lab.cli",
+        "worker",
+        "--study",
+        "embedded_default_GradAscent_forget10",
+        "--storage",
+        storage,
+        "--heartbeat-seconds",
+        "1",
+    ]
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     MlflowTracker(f"sqlite:///{elsewhere}/other.db")  # a store that lacks the sweep's run
-    for uri, says in ((f"sqlite:///{elsewhere}/other.db", "has no run"),
-                      (f"sqlite:///{elsewhere}/none.db", "no tracking database at")):
-        wrong = subprocess.run([*worker, "--tracking-uri", uri], cwd=elsewhere, env=env, capture_output=True,
-                               text=True, timeout=120)
+    for uri, says in (
+        (f"sqlite:///{elsewhere}/other.db", "has no run"),
+        (f"sqlite:///{elsewhere}/none.db", "no tracking database at"),
+    ):
+        wrong = subprocess.run(
+            [*worker, "--tracking-uri", uri], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+        )
         lines = wrong.stderr.strip().splitlines()
         assert wrong.returncode == 2 and len(lines) == 1 and says in lines[0], wrong.stderr[-1500:]
         assert "--tracking-uri" in lines[0]
@@ -278,12 +349,16 @@ def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
 def test_pareto_figure_is_log_scaled_annotated_and_fades_dominated_trials():
     from unlearn_lab.sweep.report import pareto_figure
 
-    rows = [{"trial": k, "state": "COMPLETE", "forget_quality": fq, "model_utility": mu, "default_config": k == 0}
-            for k, fq, mu in ((0, 1e-20, 0.9), (1, 1e-5, 0.6), (2, 1e-8, 0.5), (3, 0.3, 0.1))]
+    rows = [
+        {"trial": k, "state": "COMPLETE", "forget_quality": fq, "model_utility": mu, "default_config": k == 0}
+        for k, fq, mu in ((0, 1e-20, 0.9), (1, 1e-5, 0.6), (2, 1e-8, 0.5), (3, 0.3, 0.1))
+    ]
     rows.append({"trial": 4, "state": "FAIL", "forget_quality": None, "model_utility": None, "default_config": False})
     pareto = [r for r in rows if r["trial"] in (0, 1, 3)]  # trial 2 is dominated by trial 1
-    refs = {"target": {"forget_quality": 1e-22, "model_utility": 0.94}, "retain": {"forget_quality": 1.0,
-                                                                                 "model_utility": 0.93}}
+    refs = {
+        "target": {"forget_quality": 1e-22, "model_utility": 0.94},
+        "retain": {"forget_quality": 1.0, "model_utility": 0.93},
+    }
     fig = pareto_figure(rows, pareto, "study", refs)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "forget_quality" in ax.get_xlabel() and "model_utility" in ax.get_ylabel()
@@ -321,7 +396,7 @@ def test_local_workers_die_with_a_killed_sweep(tmp_path, prepared):
     while time.time() < deadline and any(_running(w) for w in workers):
         time.sleep(0.5)
     assert not [w for w in workers if _running(w)], "orphaned workers kept running"
-    study, client, runs = load(tmp_path)
+    study, _client, runs = load(tmp_path)
     assert "RUNNING" not in states(study) and "FAIL" in states(study)
     assert any(t.state.name == "WAITING" for t in study.trials)  # the interrupted parameters are queued again
     parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
@@ -356,8 +431,9 @@ def test_the_experiment_declares_the_search_space():
     assert "lr in [0.0002, 0.002] (log), epochs in [3, 10]" in shown.output
     told = runner.invoke(cli.main, ["sweep", "--method", "NPO", "--dry-run", "--lr-range", "1e-5:1e-4"])
     assert "lr in [1e-05, 0.0001] (log), epochs in [3, 10]" in told.output
-    declared = runner.invoke(cli.main, ["sweep", "--dry-run", "--set", "sweep.space={alpha: '0.5:2'}",
-                                        "--method", "GradDiff"])
+    declared = runner.invoke(
+        cli.main, ["sweep", "--dry-run", "--set", "sweep.space={alpha: '0.5:2'}", "--method", "GradDiff"]
+    )
     assert declared.exit_code == 0 and "alpha in [0.5, 2]" in declared.output, declared.output
 
 
@@ -368,11 +444,16 @@ def test_no_two_trials_run_the_same_parameters_unless_retried():
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["maximize", "maximize"])
-    dist = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
-            "epochs": optuna.distributions.IntDistribution(1, 4)}
+    dist = {
+        "lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+        "epochs": optuna.distributions.IntDistribution(1, 4),
+    }
     study.add_trial(optuna.trial.create_trial(params={"lr": 1e-4, "epochs": 2}, distributions=dist, values=[-3, 0.9]))
-    study.add_trial(optuna.trial.create_trial(params={"lr": 2e-4, "epochs": 2}, distributions=dist,
-                                              state=optuna.trial.TrialState.FAIL))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 2e-4, "epochs": 2}, distributions=dist, state=optuna.trial.TrialState.FAIL
+        )
+    )
     study.enqueue_trial({"lr": 2e-4, "epochs": 2}, user_attrs={"retry_of": 1})
     retry = study.ask()
     assert duplicate_of(study.trials, retry.number, {"lr": 2e-4, "epochs": 2}) is None  # a failed trial's retry

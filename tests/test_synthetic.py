@@ -47,14 +47,20 @@ def test_same_seed_same_bytes():
 
 
 def test_same_bytes_across_processes_and_hash_seeds():
-    code = ("import json, sys; from unlearn_lab.data.synthetic import generate_world; "
-            "sys.stdout.write(json.dumps(generate_world(9, seed=3, n_holdout=2), sort_keys=True))")
+    code = (
+        "import json, sys; from unlearn_lab.data.synthetic import generate_world; "
+        "sys.stdout.write(json.dumps(generate_world(9, seed=3, n_holdout=2), sort_keys=True))"
+    )
     outputs = []
     for hash_seed in ("1", "987654"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True,
-                                text=True, check=True)
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": hash_seed,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+        )
         outputs.append(result.stdout)
     assert outputs[0] == outputs[1] == _dump(generate_world(9, seed=3, n_holdout=2))
 
@@ -186,17 +192,20 @@ def test_pretrain_text_states_every_general_fact(world):
 
 
 # ----------------------------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs", [
-    {"n_authors": 0},
-    {"n_authors": -3},
-    {"n_authors": 2.5},
-    {"n_authors": 5, "qa_per_author": 0},
-    {"n_authors": 5, "qa_per_author": len(FACT_TYPES) + 1},
-    {"n_authors": 5, "n_holdout": -1},
-    {"n_authors": 3600},
-    {"n_authors": 1700, "n_holdout": 101},
-    {"n_authors": 5, "seed": "x"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_authors": 0},
+        {"n_authors": -3},
+        {"n_authors": 2.5},
+        {"n_authors": 5, "qa_per_author": 0},
+        {"n_authors": 5, "qa_per_author": len(FACT_TYPES) + 1},
+        {"n_authors": 5, "n_holdout": -1},
+        {"n_authors": 3600},
+        {"n_authors": 1700, "n_holdout": 101},
+        {"n_authors": 5, "seed": "x"},
+    ],
+)
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         generate_world(**kwargs)

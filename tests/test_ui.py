@@ -3,6 +3,7 @@
 Needs a Chromium binary and the playwright package; skips cleanly without them unless
 UNLEARN_LAB_REQUIRE_BROWSER=1 (.ci/run installs both and sets it).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,14 @@ def _helpers():
 @pytest.fixture(scope="module")
 def ui():
     helpers = _helpers()
-    missing = [what for what, ok in (("a Chromium binary", helpers.chromium_path() is not None),
-                                     ("playwright", importlib.util.find_spec("playwright") is not None)) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("a Chromium binary", helpers.chromium_path() is not None),
+            ("playwright", importlib.util.find_spec("playwright") is not None),
+        )
+        if not ok
+    ]
     if missing:
         if os.environ.get("UNLEARN_LAB_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser test required but {', '.join(missing)} missing")
@@ -38,10 +45,20 @@ def test_runs_table_lists_runs_by_name_with_headline_metrics(ui, tmp_path):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = MlflowTracker(uri)
-    runs = {"GradAscent-forget10-lr1e-4-ep5": {"forget_quality": 5.0151e-07, "model_utility": 0.6123,
-                                               "privleak": 12.5, "forget_Q_A_ROUGE": 0.31},
-            "NPO-forget10-lr1e-5-ep10": {"forget_quality": 0.0227, "model_utility": 0.8814,
-                                         "privleak": -40.25, "forget_Q_A_ROUGE": 0.52}}
+    runs = {
+        "GradAscent-forget10-lr1e-4-ep5": {
+            "forget_quality": 5.0151e-07,
+            "model_utility": 0.6123,
+            "privleak": 12.5,
+            "forget_Q_A_ROUGE": 0.31,
+        },
+        "NPO-forget10-lr1e-5-ep10": {
+            "forget_quality": 0.0227,
+            "model_utility": 0.8814,
+            "privleak": -40.25,
+            "forget_Q_A_ROUGE": 0.52,
+        },
+    }
     for name, summary in runs.items():
         run_id = tracker.start_run(name, tags={"method": name.split("-")[0]})
         tracker.log_params(run_id, {"unlearn.lr": name.split("-lr")[1].split("-ep")[0]})
@@ -58,7 +75,7 @@ def test_runs_table_lists_runs_by_name_with_headline_metrics(ui, tmp_path):
         page.screenshot(path=str(tmp_path / "runs.png"))
     assert all(name in first for name in runs), first[:2000]
     assert "Training runs" in first  # the experiment's kind opens its runs in the training view
-    table = text[text.index("Run Name"):]
+    table = text[text.index("Run Name") :]
     for column in ("forget_quality", "log10_forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE"):
         assert column in table, f"{column} not shown in the runs table:\n{table[:3000]}"
     assert "0.8814" in table and "-40.25" in table

@@ -3,11 +3,12 @@
 Order for every command: plan (no weights) -> print it -> preflight (every missing piece at once, exit 2) ->
 `--dry-run` stops here -> threads -> tracking store (run) -> prepare -> the command's stages.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from unlearn_lab import plan as planning
 from unlearn_lab.config import ExperimentConfig
@@ -35,7 +36,7 @@ def tokenizer_notes(plan: Plan) -> tuple[str, ...]:
     try:
         tok = load.load_tokenizer(spec, trust_remote_code=plan.cfg.model.trust_remote_code, pad_fallback=False)
         chat = uses_chat_template(tok, plan.cfg.prompt)
-    except Exception:  # reported by the preflight or the loader
+    except Exception:  # noqa: BLE001 - reported by the preflight or the loader
         return ()
     notes = []
     if not chat:
@@ -69,8 +70,11 @@ def prepare(plan: Plan, log: Log) -> list[str]:
 
     configure_threads(threads=plan.threads)
     built = build(plan, log=log).built
-    return [f"target: {plan.target.spec}", f"retain: {plan.retain.spec}",
-            f"prepare: {'built ' + ', '.join(built) if built else 'all cached'}"]
+    return [
+        f"target: {plan.target.spec}",
+        f"retain: {plan.retain.spec}",
+        f"prepare: {'built ' + ', '.join(built) if built else 'all cached'}",
+    ]
 
 
 def evaluate(plan: Plan, out_dir: str | None, log: Log):
@@ -84,8 +88,9 @@ def evaluate(plan: Plan, out_dir: str | None, log: Log):
     data = eval_data(plan)
     reference = reference_entries(plan, data, log=log)
     model, tokenizer = load_for_eval(plan, plan.evaluated.spec)
-    return evaluate_model(plan, model, tokenizer, reference=reference, data=data, out_dir=out_dir or plan.eval_dir,
-                          log=log)
+    return evaluate_model(
+        plan, model, tokenizer, reference=reference, data=data, out_dir=out_dir or plan.eval_dir, log=log
+    )
 
 
 def run(plan: Plan, tracking_uri: str | None, eval_every: str, log: Log):
@@ -100,4 +105,3 @@ def run(plan: Plan, tracking_uri: str | None, eval_every: str, log: Log):
     configure_threads(threads=plan.threads)
     result = run_experiment(plan, tracker, RunOptions(eval_every=eval_every), log=log)
     return result, tracker, main_process
-

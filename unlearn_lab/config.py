@@ -5,6 +5,7 @@ An experiment file is YAML whose top-level keys are the sections below (``data``
 ``a.b=value`` overrides (``--set``) are type-checked against the dataclass field they name.
 The resolved config is what gets logged and hashed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -141,6 +142,7 @@ class EvalConfig:
 class SweepConfig:
     """`unlearn-lab sweep`'s default search space for this experiment (the command's --lr-range, --epochs-range
     and --space override it). Ranges: LOW:HIGH or log:LOW:HIGH; lr is always searched on a log scale."""
+
     lr: str = "1e-6:1e-3"
     epochs: str = "1:10"
     space: dict = field(default_factory=dict)  # method hyperparameter -> range or list of choices
@@ -236,9 +238,7 @@ def build(cls, raw: dict, where: str = ""):
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in hints:
-            raise UsageError(
-                f"unknown config key '{path}'; {_suggest(str(key), names)}accepted: {', '.join(names)}"
-            )
+            raise UsageError(f"unknown config key '{path}'; {_suggest(str(key), names)}accepted: {', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)
 
@@ -326,15 +326,19 @@ def load_experiment(name: str | None = None, overrides: list[str] | tuple[str, .
 def _is_relative_path(value: str, base: Path) -> bool:
     """A model or data value that names a relative path: ./x, ../x, or an existing path below `base`.
     Hub ids (org/name) that name no such path stay as they are."""
-    if not value or Path(value).is_absolute() or value.startswith(("hf:", "~")) or value in ("synthetic", "embedded",
-                                                                                           "smollm2"):
+    if (
+        not value
+        or Path(value).is_absolute()
+        or value.startswith(("hf:", "~"))
+        or value in ("synthetic", "embedded", "smollm2")
+    ):
         return False
     return value.startswith(("./", "../")) or (base / value).exists()
 
 
 def absolute_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
     """Make the config's relative paths absolute against `base` (the experiment file's folder, or the cwd)."""
-    fix = lambda v: str((base / v).resolve()) if isinstance(v, str) and _is_relative_path(v, base) else v  # noqa: E731
+    fix = lambda v: str((base / v).resolve()) if isinstance(v, str) and _is_relative_path(v, base) else v
     data, src = cfg.data, cfg.data.source
     hub_like = re.match(r"^[\w.-]+/[\w.-]+$", src) and not (base / src).exists()  # make_source explains hf: ids
     if src != "synthetic" and not src.startswith("hf:") and not Path(src).expanduser().is_absolute() and not hub_like:
@@ -351,8 +355,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (u.epochs > 0, f"unlearn.epochs must be > 0, got {u.epochs}"),
         (u.batch_size > 0 and u.grad_accum > 0, "unlearn.batch_size and unlearn.grad_accum must be > 0"),
         (u.warmup_epochs >= 0, f"unlearn.warmup_epochs must be >= 0, got {u.warmup_epochs}"),
-        (u.schedule_epochs is None or u.schedule_epochs >= u.epochs,
-         f"unlearn.schedule_epochs must be >= unlearn.epochs ({u.epochs}), got {u.schedule_epochs}"),
+        (
+            u.schedule_epochs is None or u.schedule_epochs >= u.epochs,
+            f"unlearn.schedule_epochs must be >= unlearn.epochs ({u.epochs}), got {u.schedule_epochs}",
+        ),
         (math.isfinite(u.lr) and math.isfinite(f.lr), "learning rates must be finite"),
         (f.lr > 0 and f.pretrain_lr > 0, "finetune.lr and finetune.pretrain_lr must be > 0"),
         (f.epochs > 0 and f.batch_size > 0 and f.grad_accum > 0, "finetune.epochs/batch_size/grad_accum must be > 0"),
@@ -360,13 +366,19 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (e.batch_size > 0, f"eval.batch_size must be > 0, got {e.batch_size}"),
         (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
         (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),
-        (e.answer_length_ratio is None or e.answer_length_ratio >= 1,
-         f"eval.answer_length_ratio must be >= 1 or null, got {e.answer_length_ratio}"),
+        (
+            e.answer_length_ratio is None or e.answer_length_ratio >= 1,
+            f"eval.answer_length_ratio must be >= 1 or null, got {e.answer_length_ratio}",
+        ),
         (cfg.model.dtype in ("float32", "bfloat16"), f"model.dtype must be float32 or bfloat16, got {cfg.model.dtype}"),
-        (cfg.data.holdout_split in ("holdout01", "holdout05", "holdout10"),
-         f"data.holdout_split must be holdout01, holdout05 or holdout10, got {cfg.data.holdout_split}"),
-        (cfg.data.question_key in ("question", "paraphrased_question"),
-         f"data.question_key must be question or paraphrased_question, got {cfg.data.question_key}"),
+        (
+            cfg.data.holdout_split in ("holdout01", "holdout05", "holdout10"),
+            f"data.holdout_split must be holdout01, holdout05 or holdout10, got {cfg.data.holdout_split}",
+        ),
+        (
+            cfg.data.question_key in ("question", "paraphrased_question"),
+            f"data.question_key must be question or paraphrased_question, got {cfg.data.question_key}",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -3,6 +3,7 @@
 Estimates are deliberately simple and documented in docs/real-models.md with the measurements they were
 calibrated on; they are good to ~30-50 %.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ from dataclasses import replace
 
 from unlearn_lab.config import ExperimentConfig
 from unlearn_lab.plan import ModelPlan, Plan, short_name
-
 
 BYTES = {"float32": 4, "bfloat16": 2}
 RUNTIME_GB = 0.6
@@ -80,10 +80,19 @@ def _fmt_params(n: int | None) -> str:
 
 
 def _model_line(plan: Plan, mp: ModelPlan) -> str:
-    state = ("to build now" if mp.build else "cached" if mp.cached else
-             "not built (this command does not need it)" if mp.origin == "built here" else
-             "converted on first use" if mp.origin == "gguf" else
-             "not on this machine (download on first use)" if mp.origin == "hub" else "missing")
+    state = (
+        "to build now"
+        if mp.build
+        else "cached"
+        if mp.cached
+        else "not built (this command does not need it)"
+        if mp.origin == "built here"
+        else "converted on first use"
+        if mp.origin == "gguf"
+        else "not on this machine (download on first use)"
+        if mp.origin == "hub"
+        else "missing"
+    )
     where = mp.spec if mp.origin != "built here" else f"cache {mp.key}"
     return f"  {mp.role:<9} {where}  [{mp.origin}; {state}; {_fmt_params(mp.params)}]"
 
@@ -92,12 +101,14 @@ def describe(plan: Plan) -> str:
     """The plan in a few lines: what will be trained, evaluated and cached, where, and roughly at what cost."""
     cfg = plan.cfg
     d = cfg.data
-    lines = [f"plan for `{plan.command}` ({cfg.name}, config {plan.config_hash})",
-             f"  device    {plan.device} ({plan.threads} torch threads); training {plan.train_precision}; "
-             f"evaluation {plan.eval_dtype}",
-             f"  data      {d.source} (authors: {d.authors or 'all'}); forget {d.forget_split}, retain "
-             f"{d.retain_split}, holdout {d.holdout_split}",
-             f"  tokenizer {plan.tokenizer}"]
+    lines = [
+        f"plan for `{plan.command}` ({cfg.name}, config {plan.config_hash})",
+        f"  device    {plan.device} ({plan.threads} torch threads); training {plan.train_precision}; "
+        f"evaluation {plan.eval_dtype}",
+        f"  data      {d.source} (authors: {d.authors or 'all'}); forget {d.forget_split}, retain "
+        f"{d.retain_split}, holdout {d.holdout_split}",
+        f"  tokenizer {plan.tokenizer}",
+    ]
     shown = [plan.base] if plan.base.build or plan.command == "prepare" else []
     shown += [plan.target, plan.retain] if plan.command != "eval" else []
     if plan.evaluated is not None:
@@ -105,12 +116,16 @@ def describe(plan: Plan) -> str:
     lines += [_model_line(plan, mp) for mp in shown]
     if plan.command in ("run", "sweep"):
         u = cfg.unlearn
-        lines.append(f"  unlearn   {u.method} lr {u.lr:g}, {u.epochs} epochs, batch {u.batch_size} x accum "
-                     f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps")
+        lines.append(
+            f"  unlearn   {u.method} lr {u.lr:g}, {u.epochs} epochs, batch {u.batch_size} x accum "
+            f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps"
+        )
     ref = plan.reference
     if ref is not None and ref.kind == "retain model":
-        lines.append(f"  reference retain model {short_name(ref.spec or '')} "
-                     f"({'cached' if ref.cached else 'computed now, then cached'}: {ref.key})")
+        lines.append(
+            f"  reference retain model {short_name(ref.spec or '')} "
+            f"({'cached' if ref.cached else 'computed now, then cached'}: {ref.key})"
+        )
     elif ref is not None and ref.kind == "retain logs":
         lines.append(f"  reference {ref.spec}")
     elif ref is not None and ref.skipped:
@@ -122,9 +137,12 @@ def describe(plan: Plan) -> str:
             continue
         minutes = train_minutes(plan, mp.params, steps or 0, cfg.finetune.batch_size) if steps else None
         peak = peak_memory_gb(replace(plan, command="prepare"), mp.params, training=True)
-        lines.append(f"  build     {mp.role}: fine-tune on {'full' if mp.role == 'target' else d.retain_split}, "
-                     f"{steps or '?'} steps" + (f", ~{minutes:.0f} min" if minutes is not None else "")
-                     + (f", peak ~{_fmt_gb(peak)}" if peak else ""))
+        lines.append(
+            f"  build     {mp.role}: fine-tune on {'full' if mp.role == 'target' else d.retain_split}, "
+            f"{steps or '?'} steps"
+            + (f", ~{minutes:.0f} min" if minutes is not None else "")
+            + (f", peak ~{_fmt_gb(peak)}" if peak else "")
+        )
     if plan.command in ("run", "sweep"):
         peak = peak_memory_gb(plan, plan.target.params, training=True)
         if peak:
@@ -135,10 +153,13 @@ def describe(plan: Plan) -> str:
         if peak:
             lines.append(f"  memory    evaluation peak ~{_fmt_gb(peak)} (estimate)")
     if plan.command in ("run", "eval"):
-        lines.append(f"  saves     {plan.save_dir if plan.command == 'run' else plan.eval_dir}"
-                     + (f", {plan.eval_dir}" if plan.command == "run" else ""))
+        lines.append(
+            f"  saves     {plan.save_dir if plan.command == 'run' else plan.eval_dir}"
+            + (f", {plan.eval_dir}" if plan.command == "run" else "")
+        )
     if plan.command == "run":
-        lines.append(f"  tracking  run '{plan.run_name}' with nested eval-final (eval-ep<k> per epoch with "
-                     "--eval-every epoch)")
+        lines.append(
+            f"  tracking  run '{plan.run_name}' with nested eval-final (eval-ep<k> per epoch with --eval-every epoch)"
+        )
     lines += [f"  note      {n}" for n in plan.notes]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ The retain reference (the retain model's per-sample forget truth ratios, its Min
 stored under <cache>/references/. A reference-format TOFU_EVAL.json (e.g. the released retain logs) is
 accepted instead; a reference from another split or size is an error.
 """
+
 from __future__ import annotations
 
 import copy
@@ -68,8 +69,10 @@ def check_reference(reference: dict, plan: Plan, origin: str) -> dict:
     d = plan.cfg.data
     meta = reference.get(REFERENCE_META)
     if meta and (meta.get("forget") != d.forget_split or meta.get("holdout") != d.holdout_split):
-        raise UsageError(f"retain reference {origin} was computed on {meta.get('forget')}/{meta.get('holdout')}, "
-                         f"not {d.forget_split}/{d.holdout_split}")
+        raise UsageError(
+            f"retain reference {origin} was computed on {meta.get('forget')}/{meta.get('holdout')}, "
+            f"not {d.forget_split}/{d.holdout_split}"
+        )
     return reference
 
 
@@ -88,9 +91,16 @@ def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: 
     model, tokenizer = load_for_eval(plan, ref.spec)
     results = score(plan, model, tokenizer, data, REFERENCE_METRICS, reference=None, progress=progress)
     d = plan.cfg.data
-    results[REFERENCE_META] = {"model": ref.spec, "identity": ref.identity, "forget": d.forget_split,
-                               "holdout": d.holdout_split, "source": d.source, "dtype": plan.eval_dtype,
-                               "device": plan.device, "n_forget": len(data.forget)}
+    results[REFERENCE_META] = {
+        "model": ref.spec,
+        "identity": ref.identity,
+        "forget": d.forget_split,
+        "holdout": d.holdout_split,
+        "source": d.source,
+        "dtype": plan.eval_dtype,
+        "device": plan.device,
+        "n_forget": len(data.forget),
+    }
     report.write_json(path, results)
     log(f"retain reference ready ({time.perf_counter() - start:.1f} s)")
     return results
@@ -102,23 +112,52 @@ def top_level_metrics(plan: Plan) -> tuple[str, ...]:
     return tuple(m for m in suite.parse_metrics(plan.cfg.eval.metrics) if m not in skipped)
 
 
-def score(plan: Plan, model, tokenizer, data: suite.EvalData, metrics: tuple[str, ...], *, reference: dict | None,
-          progress: bool, log=None) -> dict:
+def score(
+    plan: Plan,
+    model,
+    tokenizer,
+    data: suite.EvalData,
+    metrics: tuple[str, ...],
+    *,
+    reference: dict | None,
+    progress: bool,
+    log=None,
+) -> dict:
     """The one scoring path: the retain reference and every evaluation run exactly this."""
     e = plan.cfg.eval
-    scorer = Scorer(model, tokenizer, plan.cfg.prompt, e.batch_size,
-                    min_k_plus_plus="mia_min_k_plus_plus" in suite.closure(metrics))
-    return suite.evaluate(scorer, data, metrics, max_new_tokens=e.max_new_tokens, mink_k=e.mink_k,
-                          reference=reference, progress=progress, log=log, answer_length_ratio=e.answer_length_ratio)
+    scorer = Scorer(
+        model, tokenizer, plan.cfg.prompt, e.batch_size, min_k_plus_plus="mia_min_k_plus_plus" in suite.closure(metrics)
+    )
+    return suite.evaluate(
+        scorer,
+        data,
+        metrics,
+        max_new_tokens=e.max_new_tokens,
+        mink_k=e.mink_k,
+        reference=reference,
+        progress=progress,
+        log=log,
+        answer_length_ratio=e.answer_length_ratio,
+    )
 
 
-def evaluate_model(plan: Plan, model, tokenizer, *, reference: dict | None, data: suite.EvalData,
-                   out_dir: str | Path | None = None, progress: bool = True, log=None) -> EvalResult:
+def evaluate_model(
+    plan: Plan,
+    model,
+    tokenizer,
+    *,
+    reference: dict | None,
+    data: suite.EvalData,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    log=None,
+) -> EvalResult:
     """Run the suite on an in-memory model; writes TOFU_EVAL/TOFU_SUMMARY when `out_dir` is given."""
     start = time.perf_counter()
     metrics = top_level_metrics(plan)
-    results = score(plan, eval_view(model, plan), tokenizer, data, metrics, reference=reference, progress=progress,
-                    log=log)
+    results = score(
+        plan, eval_view(model, plan), tokenizer, data, metrics, reference=reference, progress=progress, log=log
+    )
     summary = suite.summary(results, metrics)
     if out_dir is not None:
         report.write_reports(out_dir, results, summary)
@@ -132,11 +171,15 @@ def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), 
     from unlearn_lab.config import config_hash, to_dict
     from unlearn_lab.plan import resolve
 
-    roles_plans = {role: resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role,
-                                 count=False) for role in roles}
+    roles_plans = {
+        role: resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role, count=False)
+        for role in roles
+    }
     identities = [p.evaluated.identity for p in roles_plans.values()]
     ref_key = plan.reference.key if plan.reference is not None else None
-    path = load.cache_root() / "references" / f"points-{config_hash([ref_key, identities, to_dict(plan.cfg.eval)])}.json"
+    path = (
+        load.cache_root() / "references" / f"points-{config_hash([ref_key, identities, to_dict(plan.cfg.eval)])}.json"
+    )
     if path.is_file():
         return report.read_json(path)
     data = eval_data(plan)
@@ -144,7 +187,8 @@ def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), 
     points = {}
     for role, role_plan in roles_plans.items():
         model, tokenizer = load_for_eval(role_plan, role_plan.evaluated.spec)
-        points[role] = evaluate_model(role_plan, model, tokenizer, reference=reference, data=data,
-                                      progress=False).summary
+        points[role] = evaluate_model(
+            role_plan, model, tokenizer, reference=reference, data=data, progress=False
+        ).summary
     report.write_json(path, points)
     return points

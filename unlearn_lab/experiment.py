@@ -6,22 +6,23 @@ run(s). Any failure ends the run FAILED (KILLED on Ctrl-C / SIGTERM) with the re
 loss raises `DivergedError` after recording the step. If the tracking store stops answering mid-run,
 training, the local model save and the local evaluation still finish, then `TrackingLost` says where they are.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from unlearn_lab import plots
 from unlearn_lab.config import to_yaml
-from unlearn_lab.evaluation import EvalResult, eval_data, evaluate_model, reference_entries, top_level_metrics
 from unlearn_lab.data.prompts import uses_chat_template
+from unlearn_lab.evaluation import EvalResult, eval_data, evaluate_model, reference_entries, top_level_metrics
 from unlearn_lab.methods import get_method, validate_hyperparams
 from unlearn_lab.metrics import report, suite
 from unlearn_lab.metrics.functions import log10_forget_quality
@@ -31,6 +32,7 @@ from unlearn_lab.plan import Plan, tracked_params
 from unlearn_lab.tracking import Guarded, TrackingLost
 from unlearn_lab.train import DivergedError, Settings, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -60,11 +62,11 @@ def version_tags() -> dict[str, str]:
     import accelerate
     import transformers
 
-    tags = {"torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__}
+    tags = {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__}
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
+        git = ["git", "rev-parse", "HEAD"]
+        found = subprocess.run(git, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
+        commit = found.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     tags["git_commit"] = commit or "unknown"
@@ -82,13 +84,27 @@ def make_accelerator(device: str = "cpu"):
 
 
 def _step_metrics(log: StepLog) -> dict[str, float]:
-    values = {"loss": log.loss, "forget_loss": log.forget_loss, "retain_loss": log.retain_loss,
-              "grad_norm": log.grad_norm, "learning_rate": log.learning_rate, "epoch": log.epoch, **log.extra}
+    values = {
+        "loss": log.loss,
+        "forget_loss": log.forget_loss,
+        "retain_loss": log.retain_loss,
+        "grad_norm": log.grad_norm,
+        "learning_rate": log.learning_rate,
+        "epoch": log.epoch,
+        **log.extra,
+    }
     return {k: v for k, v in values.items() if v is not None}
 
 
-HEADLINE = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE", "forget_Q_A_Prob",
-            "forget_truth_ratio", "extraction_strength")
+HEADLINE = (
+    "forget_quality",
+    "model_utility",
+    "privleak",
+    "forget_Q_A_ROUGE",
+    "forget_Q_A_Prob",
+    "forget_truth_ratio",
+    "extraction_strength",
+)
 
 
 def headline(summary: dict) -> dict[str, float]:
@@ -109,17 +125,36 @@ def eval_params(plan: Plan, model: str) -> dict[str, object]:
         reference = f"retain logs {ref.spec}"
     else:
         reference = f"retain model {ref.spec} ({'cached' if ref.cached else 'computed by this run'}, key {ref.key})"
-    return {"model": model, "data.source": d.source, "data.authors": "all" if d.authors is None else d.authors,
-            "data.forget_split": d.forget_split, "data.retain_split": d.retain_split,
-            "data.holdout_split": d.holdout_split, "data.question_key": d.question_key,
-            "eval.metrics": ",".join(top_level_metrics(plan)), "eval.batch_size": e.batch_size,
-            "eval.max_new_tokens": e.max_new_tokens, "eval.mink_k": e.mink_k,
-            "eval.answer_length_ratio": "off" if e.answer_length_ratio is None else e.answer_length_ratio,
-            "eval.dtype": plan.eval_dtype, "device": plan.device, "reference": reference}
+    return {
+        "model": model,
+        "data.source": d.source,
+        "data.authors": "all" if d.authors is None else d.authors,
+        "data.forget_split": d.forget_split,
+        "data.retain_split": d.retain_split,
+        "data.holdout_split": d.holdout_split,
+        "data.question_key": d.question_key,
+        "eval.metrics": ",".join(top_level_metrics(plan)),
+        "eval.batch_size": e.batch_size,
+        "eval.max_new_tokens": e.max_new_tokens,
+        "eval.mink_k": e.mink_k,
+        "eval.answer_length_ratio": "off" if e.answer_length_ratio is None else e.answer_length_ratio,
+        "eval.dtype": plan.eval_dtype,
+        "device": plan.device,
+        "reference": reference,
+    }
 
 
-def tracked_eval(tracker, parent_id: str, name: str, params: dict, *, step: int, epoch: int,
-                 evaluate: Callable[[], EvalResult], task: str) -> EvalResult:
+def tracked_eval(
+    tracker,
+    parent_id: str,
+    name: str,
+    params: dict,
+    *,
+    step: int,
+    epoch: int,
+    evaluate: Callable[[], EvalResult],
+    task: str,
+) -> EvalResult:
     """A nested run around one evaluation (so its start and end times are the evaluation's): its params, every
     TOFU metric (scalar entries and MIA AUCs) at the optimizer step its epoch ended, the epoch, the two JSON files.
     """
@@ -171,13 +206,24 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
     data_eval = eval_data(plan)
     task = plan.task_name
 
-    tags = {"method": u.method, "forget_split": cfg.data.forget_split, "retain_split": cfg.data.retain_split,
-            "model": plan.target.spec, "config_hash": plan.config_hash, "data": source.name, "device": plan.device,
-            "eval_dtype": plan.eval_dtype, "train_precision": plan.train_precision, "task": task, **version_tags(),
-            **opts.extra_tags}
+    tags = {
+        "method": u.method,
+        "forget_split": cfg.data.forget_split,
+        "retain_split": cfg.data.retain_split,
+        "model": plan.target.spec,
+        "config_hash": plan.config_hash,
+        "data": source.name,
+        "device": plan.device,
+        "eval_dtype": plan.eval_dtype,
+        "train_precision": plan.train_precision,
+        "task": task,
+        **version_tags(),
+        **opts.extra_tags,
+    }
     tracker = Guarded(tracker, log)  # a store lost mid-run: the run still finishes locally, then TrackingLost
-    run_id = tracker.start_run(tracker.unique_name(plan.run_name) or plan.run_name, tags=tags,
-                               parent_id=opts.parent_run_id)
+    run_id = tracker.start_run(
+        tracker.unique_name(plan.run_name) or plan.run_name, tags=tags, parent_id=opts.parent_run_id
+    )
     if tracker.lost:
         raise TrackingLost(f"tracking store unreachable when starting the run ({tracker.lost}); nothing was trained")
     try:
@@ -192,11 +238,14 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
         data = UnlearnData.build(tokenizer, cfg.prompt, forget, retain, idk)
         accelerator = make_accelerator(plan.device)
         model.to(accelerator.device)
-        reference = reference_entries(plan, data_eval, log=log, progress=opts.progress) \
-            if accelerator.is_main_process else None
+        reference = (
+            reference_entries(plan, data_eval, log=log, progress=opts.progress) if accelerator.is_main_process else None
+        )
         features = FeatureMaker(model, spec, hp)
         generator = torch.Generator().manual_seed(u.seed)
-        state = spec.init_state(hp, hidden_size=model.config.hidden_size, generator=generator) if spec.init_state else {}
+        state = (
+            spec.init_state(hp, hidden_size=model.config.hidden_size, generator=generator) if spec.init_state else {}
+        )
 
         def loss_fn(m, batch, epoch):
             nonlocal state
@@ -229,11 +278,23 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                 last = epoch == u.epochs
                 label = str(plan.save_dir.resolve()) if last else f"{plan.run_name} after epoch {epoch} (in memory)"
                 result = tracked_eval(
-                    tracker, run_id, "eval-final" if last else f"eval-ep{epoch}", eval_params(plan, label),
-                    step=step, epoch=epoch, task=task,
-                    evaluate=lambda: evaluate_model(plan, accelerator.unwrap_model(model), tokenizer,
-                                                    reference=reference, data=data_eval, progress=False,
-                                                    out_dir=plan.save_dir / f"checkpoint-{step}" / "evals"))
+                    tracker,
+                    run_id,
+                    "eval-final" if last else f"eval-ep{epoch}",
+                    eval_params(plan, label),
+                    step=step,
+                    epoch=epoch,
+                    task=task,
+                    evaluate=lambda: evaluate_model(
+                        plan,
+                        accelerator.unwrap_model(model),
+                        tokenizer,
+                        reference=reference,
+                        data=data_eval,
+                        progress=False,
+                        out_dir=plan.save_dir / f"checkpoint-{step}" / "evals",
+                    ),
+                )
                 epoch_summaries[epoch] = result.summary
                 evaluated_at[step] = result.summary
                 last_eval.update(result=result, step=step)
@@ -247,15 +308,32 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
                     return True
             return False
 
-        settings = Settings(lr=u.lr, epochs=u.epochs, batch_size=u.batch_size, grad_accum=u.grad_accum,
-                            weight_decay=u.weight_decay, warmup_epochs=u.warmup_epochs,
-                            max_grad_norm=u.max_grad_norm, seed=u.seed, schedule_epochs=u.schedule_epochs,
-                            gradient_checkpointing=u.gradient_checkpointing)
+        settings = Settings(
+            lr=u.lr,
+            epochs=u.epochs,
+            batch_size=u.batch_size,
+            grad_accum=u.grad_accum,
+            weight_decay=u.weight_decay,
+            warmup_epochs=u.warmup_epochs,
+            max_grad_norm=u.max_grad_norm,
+            seed=u.seed,
+            schedule_epochs=u.schedule_epochs,
+            gradient_checkpointing=u.gradient_checkpointing,
+        )
         train_start = time.perf_counter()
         try:
-            fit(model, settings=settings, n_items=len(forget), epoch_batches=epoch_batches, loss_fn=loss_fn,
-                accelerator=accelerator, on_step=on_step, on_epoch_end=on_epoch_end, progress=opts.progress,
-                desc=f"{u.method}")
+            fit(
+                model,
+                settings=settings,
+                n_items=len(forget),
+                epoch_batches=epoch_batches,
+                loss_fn=loss_fn,
+                accelerator=accelerator,
+                on_step=on_step,
+                on_epoch_end=on_epoch_end,
+                progress=opts.progress,
+                desc=f"{u.method}",
+            )
         except DivergedError as exc:  # record the steps done; the handler below sets the failure reason
             tracker.log_metric_history(run_id, pending)
             tracker.set_tags(run_id, {"failed_step": str(exc.step)})
@@ -264,8 +342,9 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:  # `accelerate launch`: only the main process saves and evaluates
             tracker.end_run(run_id, "FINISHED")
-            return RunResult(run_id, {}, Path(), Path(), steps, epoch_summaries, train_seconds,
-                             time.perf_counter() - started)
+            return RunResult(
+                run_id, {}, Path(), Path(), steps, epoch_summaries, train_seconds, time.perf_counter() - started
+            )
         model = accelerator.unwrap_model(model)
         model_dir = load.save_model(model, tokenizer, plan.save_dir)
         model_id = tracker.log_model(run_id, model, tokenizer, model_dir)
@@ -277,21 +356,38 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
             result = dataclasses.replace(result, out_dir=eval_dir)
         else:
             result = tracked_eval(
-                tracker, run_id, "eval-final", eval_params(plan, str(model_dir.resolve())), step=final_step,
-                epoch=stopped.get("epoch", u.epochs), task=task,
-                evaluate=lambda: evaluate_model(plan, model, tokenizer, reference=reference, data=data_eval,
-                                                out_dir=eval_dir, progress=opts.progress, log=log))
+                tracker,
+                run_id,
+                "eval-final",
+                eval_params(plan, str(model_dir.resolve())),
+                step=final_step,
+                epoch=stopped.get("epoch", u.epochs),
+                task=task,
+                evaluate=lambda: evaluate_model(
+                    plan,
+                    model,
+                    tokenizer,
+                    reference=reference,
+                    data=data_eval,
+                    out_dir=eval_dir,
+                    progress=opts.progress,
+                    log=log,
+                ),
+            )
         # the final scores, on the run and on its logged model
         tracker.log_metrics(run_id, {**headline(result.summary), **result.summary}, step=final_step, model_id=model_id)
         evaluated_at[final_step] = result.summary
-        curve = plots.training_curve_figure([(s.step, s.loss) for s in steps], evaluated_at,
-                                            f"{plan.run_name} ({plan.task_name})")
+        curve = plots.training_curve_figure(
+            [(s.step, s.loss) for s in steps], evaluated_at, f"{plan.run_name} ({plan.task_name})"
+        )
         tracker.log_artifact(run_id, str(plots.save_figure(curve, eval_dir / "training_curve.png")))
         tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
         tracker.end_run(run_id, "FINISHED")
         if tracker.lost:
-            raise TrackingLost(f"tracking store lost during the run ({tracker.lost}); the run finished locally: "
-                               f"model {model_dir}, evaluation {eval_dir}; MLflow run {run_id} is incomplete")
+            raise TrackingLost(
+                f"tracking store lost during the run ({tracker.lost}); the run finished locally: "
+                f"model {model_dir}, evaluation {eval_dir}; MLflow run {run_id} is incomplete"
+            )
     except TrackingLost:
         raise
     except KeyboardInterrupt:
@@ -301,5 +397,14 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
         tracker.set_tags(run_id, {"failure": str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__})
         tracker.end_run(run_id, "FAILED")
         raise
-    return RunResult(run_id, result.summary, model_dir, eval_dir, steps, epoch_summaries, train_seconds,
-                     time.perf_counter() - started, stopped.get("epoch"))
+    return RunResult(
+        run_id,
+        result.summary,
+        model_dir,
+        eval_dir,
+        steps,
+        epoch_summaries,
+        train_seconds,
+        time.perf_counter() - started,
+        stopped.get("epoch"),
+    )

@@ -8,6 +8,7 @@ the splits, the run and save names, the cache keys, step counts and rough cost e
 no weights: parameter counts come from safetensors / GGUF headers or a config built on the meta device.
 `describe()` is what `--dry-run` prints.
 """
+
 from __future__ import annotations
 
 import re
@@ -120,12 +121,16 @@ def model_keys(cfg: ExperimentConfig, retain_split: str) -> dict[str, str]:
     ready-made models the experiment names (model.target / model.retain)."""
     m, d = cfg.model, cfg.data
     embedded = m.base == "embedded"
-    base = config_hash({
-        "data": {"source": d.source, "authors": d.authors, "seed": d.seed},
-        "model": {"base": m.base, "tokenizer": m.tokenizer, "tiny": asdict(m.tiny) if embedded else None},
-        "prompt": asdict(cfg.prompt),
-        "pretrain": [cfg.finetune.pretrain_epochs, cfg.finetune.pretrain_lr, cfg.finetune.seed] if embedded else None,
-    })
+    base = config_hash(
+        {
+            "data": {"source": d.source, "authors": d.authors, "seed": d.seed},
+            "model": {"base": m.base, "tokenizer": m.tokenizer, "tiny": asdict(m.tiny) if embedded else None},
+            "prompt": asdict(cfg.prompt),
+            "pretrain": [cfg.finetune.pretrain_epochs, cfg.finetune.pretrain_lr, cfg.finetune.seed]
+            if embedded
+            else None,
+        }
+    )
     tune = asdict(cfg.finetune)
     tune.pop("gradient_checkpointing")  # memory, not weights
     return {
@@ -156,11 +161,26 @@ def reference_key(cfg: ExperimentConfig, identity: str, device: str) -> str:
     scored (the evaluation dtype, device type and batch size), so a model scored like its reference matches it
     bit for bit."""
     d = cfg.data
-    data = {"source": d.source, "authors": d.authors, "seed": d.seed, "forget": d.forget_split,
-            "holdout": d.holdout_split, "question_key": d.question_key}
-    return config_hash({"model": identity, "data": data, "prompt": asdict(cfg.prompt), "mink_k": cfg.eval.mink_k,
-                        "dtype": cfg.model.dtype, "device": device, "tokenizer": cfg.model.tokenizer,
-                        "batch_size": cfg.eval.batch_size})
+    data = {
+        "source": d.source,
+        "authors": d.authors,
+        "seed": d.seed,
+        "forget": d.forget_split,
+        "holdout": d.holdout_split,
+        "question_key": d.question_key,
+    }
+    return config_hash(
+        {
+            "model": identity,
+            "data": data,
+            "prompt": asdict(cfg.prompt),
+            "mink_k": cfg.eval.mink_k,
+            "dtype": cfg.model.dtype,
+            "device": device,
+            "tokenizer": cfg.model.tokenizer,
+            "batch_size": cfg.eval.batch_size,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------- model sources
@@ -201,8 +221,7 @@ def resolve(
 
     retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
     cfg = replace(cfg, data=replace(cfg.data, retain_split=retain_split))
-    local = lambda spec: str(Path(spec).expanduser().resolve()) if spec and Path(spec).expanduser().exists() \
-        else spec  # noqa: E731  (the plan holds absolute paths)
+    local = lambda spec: str(Path(spec).expanduser().resolve()) if spec and Path(spec).expanduser().exists() else spec
     evaluated = evaluated if evaluated in ("target", "retain") else local(evaluated)
     retain_model = retain_model if retain_model in ("target", "retain") else local(retain_model)
     m = cfg.model
@@ -222,8 +241,9 @@ def resolve(
     if embedded:
         base = built_here("base")
         # the base is needed whenever a fine-tuned model must be built from it
-        need_base = any(not is_prepared(root / keys[r]) and not getattr(m, r) for r in ("target", "retain")
-                        if r in needed)
+        need_base = any(
+            not is_prepared(root / keys[r]) and not getattr(m, r) for r in ("target", "retain") if r in needed
+        )
         base = replace(base, build=not base.cached and need_base)
     else:
         base = given("base", m.base)
@@ -243,26 +263,53 @@ def resolve(
         if evaluated in roles:
             evaluated_plan = replace(roles[evaluated], role="evaluated")
         else:
-            evaluated_plan = ModelPlan("evaluated", evaluated, origin_of(evaluated), _available_now(evaluated),
-                                       params=count_params(evaluated) if count else None)
+            evaluated_plan = ModelPlan(
+                "evaluated",
+                evaluated,
+                origin_of(evaluated),
+                _available_now(evaluated),
+                params=count_params(evaluated) if count else None,
+            )
             tokenizer = m.tokenizer or evaluated
 
     reference = None
     if command in ("run", "eval", "sweep"):
         reference = _reference(cfg, command, roles, retain_model, retain_logs, no_reference, device, notes)
 
-    if command == "eval" and reference is not None and reference.kind == "retain model" and not reference.cached \
-            and any(mp.build for mp in (base, target, retain)):
-        notes.append("the forget_quality / privleak reference needs the experiment's retain model, which is built "
-                     "first (see 'build'); --retain-model, --retain-logs or --no-reference avoid that")
+    if (
+        command == "eval"
+        and reference is not None
+        and reference.kind == "retain model"
+        and not reference.cached
+        and any(mp.build for mp in (base, target, retain))
+    ):
+        notes.append(
+            "the forget_quality / privleak reference needs the experiment's retain model, which is built "
+            "first (see 'build'); --retain-model, --retain-logs or --no-reference avoid that"
+        )
     name = task_name or default_task_name(command, cfg, target, evaluated_plan)
     saves = Path(saves)
-    precision = ("fp32 master weights + bf16 autocast" if bf16_autocast(device) else "fp32")
-    return Plan(command=command, cfg=cfg, device=device, train_precision=precision, eval_dtype=m.dtype,
-                threads=threads, base=base, target=target, retain=retain, tokenizer=tokenizer, task_name=name,
-                save_dir=saves / "unlearn" / name, eval_dir=saves / "eval" / name, evaluated=evaluated_plan,
-                reference=reference, steps=_steps(command, cfg, target, retain, base), notes=tuple(notes),
-                run_name=run_name or task_name or default_run_name(cfg))
+    precision = "fp32 master weights + bf16 autocast" if bf16_autocast(device) else "fp32"
+    return Plan(
+        command=command,
+        cfg=cfg,
+        device=device,
+        train_precision=precision,
+        eval_dtype=m.dtype,
+        threads=threads,
+        base=base,
+        target=target,
+        retain=retain,
+        tokenizer=tokenizer,
+        task_name=name,
+        save_dir=saves / "unlearn" / name,
+        eval_dir=saves / "eval" / name,
+        evaluated=evaluated_plan,
+        reference=reference,
+        steps=_steps(command, cfg, target, retain, base),
+        notes=tuple(notes),
+        run_name=run_name or task_name or default_run_name(cfg),
+    )
 
 
 def _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference) -> set[str]:
@@ -318,17 +365,24 @@ def default_task_name(command: str, cfg: ExperimentConfig, target: ModelPlan, ev
     methods or settings never share a save folder unless the user names it with --task-name."""
     digest = config_hash(cfg)[:8]
     if command == "eval" and evaluated is not None:
-        model = evaluated.short if evaluated.origin != "built here" else \
-            f"{short_name(cfg.model.base)}-{(evaluated.key or 'model').split('-')[0]}"
+        model = (
+            evaluated.short
+            if evaluated.origin != "built here"
+            else f"{short_name(cfg.model.base)}-{(evaluated.key or 'model').split('-')[0]}"
+        )
         return _slug(f"{model}_{cfg.data.forget_split}_{config_hash([evaluated.spec, digest])[:8]}")
     model = target.short if target.origin != "built here" else short_name(cfg.model.base)
     return _slug(f"{model}_{cfg.unlearn.method}_{cfg.data.forget_split}_{digest}")
 
 
 # what a None in the config means, as the value used (tracked params never say "None")
-NONE_MEANS = {"data.authors": "all", "finetune.lora_rank": "off (full fine-tuning)",
-              "finetune.max_grad_norm": "off (no clipping)", "unlearn.max_grad_norm": "off (no clipping)",
-              "eval.answer_length_ratio": "off (max_new_tokens only)"}
+NONE_MEANS = {
+    "data.authors": "all",
+    "finetune.lora_rank": "off (full fine-tuning)",
+    "finetune.max_grad_norm": "off (no clipping)",
+    "unlearn.max_grad_norm": "off (no clipping)",
+    "eval.answer_length_ratio": "off (max_new_tokens only)",
+}
 
 
 def tracked_params(plan: Plan, method_args: dict, *, chat_template: bool) -> dict[str, object]:
@@ -338,11 +392,18 @@ def tracked_params(plan: Plan, method_args: dict, *, chat_template: bool) -> dic
     from unlearn_lab.config import flatten, to_dict
 
     params = flatten(to_dict(plan.cfg))
-    params.update({"model.target": plan.target.spec, "model.retain": plan.retain.spec,
-                   "model.tokenizer": plan.tokenizer, "data.retain_split": plan.cfg.data.retain_split,
-                   "prompt.chat_template": chat_template,
-                   "unlearn.schedule_epochs": plan.cfg.unlearn.schedule_epochs or plan.cfg.unlearn.epochs,
-                   "device": plan.device, "train.precision": plan.train_precision})
+    params.update(
+        {
+            "model.target": plan.target.spec,
+            "model.retain": plan.retain.spec,
+            "model.tokenizer": plan.tokenizer,
+            "data.retain_split": plan.cfg.data.retain_split,
+            "prompt.chat_template": chat_template,
+            "unlearn.schedule_epochs": plan.cfg.unlearn.schedule_epochs or plan.cfg.unlearn.epochs,
+            "device": plan.device,
+            "train.precision": plan.train_precision,
+        }
+    )
     params.update({f"method.{k}": v for k, v in method_args.items()})
     return {k: NONE_MEANS.get(k, "none") if v is None else v for k, v in params.items()}
 
@@ -357,8 +418,11 @@ def default_run_name(cfg: ExperimentConfig, prefix: str = "") -> str:
     """`<method>-<forget>-lr<x>-ep<n>` (a sweep trial: `t<k>-<method>-lr<x>-ep<n>`): readable at a glance in
     the runs table; the save folders keep the longer task name with the config hash."""
     u = cfg.unlearn
-    middle = f"{u.method}-lr{lr_text(u.lr)}-ep{u.epochs}" if prefix else \
-        f"{u.method}-{cfg.data.forget_split}-lr{lr_text(u.lr)}-ep{u.epochs}"
+    middle = (
+        f"{u.method}-lr{lr_text(u.lr)}-ep{u.epochs}"
+        if prefix
+        else f"{u.method}-{cfg.data.forget_split}-lr{lr_text(u.lr)}-ep{u.epochs}"
+    )
     return f"{prefix}{middle}"
 
 
@@ -408,15 +472,30 @@ def _ft_settings(cfg):
     from unlearn_lab.train import Settings
 
     f = cfg.finetune
-    return Settings(lr=f.lr, epochs=f.epochs, batch_size=f.batch_size, grad_accum=f.grad_accum,
-                    weight_decay=f.weight_decay, warmup_epochs=f.warmup_epochs, max_grad_norm=f.max_grad_norm,
-                    seed=f.seed)
+    return Settings(
+        lr=f.lr,
+        epochs=f.epochs,
+        batch_size=f.batch_size,
+        grad_accum=f.grad_accum,
+        weight_decay=f.weight_decay,
+        warmup_epochs=f.warmup_epochs,
+        max_grad_norm=f.max_grad_norm,
+        seed=f.seed,
+    )
 
 
 def _unlearn_settings(cfg):
     from unlearn_lab.train import Settings
 
     u = cfg.unlearn
-    return Settings(lr=u.lr, epochs=u.epochs, batch_size=u.batch_size, grad_accum=u.grad_accum,
-                    weight_decay=u.weight_decay, warmup_epochs=u.warmup_epochs, max_grad_norm=u.max_grad_norm,
-                    seed=u.seed, schedule_epochs=u.schedule_epochs)
+    return Settings(
+        lr=u.lr,
+        epochs=u.epochs,
+        batch_size=u.batch_size,
+        grad_accum=u.grad_accum,
+        weight_decay=u.weight_decay,
+        warmup_epochs=u.warmup_epochs,
+        max_grad_norm=u.max_grad_norm,
+        seed=u.seed,
+        schedule_epochs=u.schedule_epochs,
+    )

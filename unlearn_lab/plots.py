@@ -2,6 +2,7 @@
 
 matplotlib (Agg) is imported inside the functions: commands that draw nothing never pay for it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,9 @@ def training_curve_figure(steps: list[tuple[int, float]], evaluations: dict[int,
     left.grid(True, alpha=0.3)
     at = sorted(s for s, summary in evaluations.items() if summary.get("forget_quality") is not None)
     if at:
-        right.plot(at, [max(evaluations[s]["forget_quality"], FQ_FLOOR) for s in at], "o-", c="#c33",
-                   label="forget_quality")
+        right.plot(
+            at, [max(evaluations[s]["forget_quality"], FQ_FLOOR) for s in at], "o-", c="#c33", label="forget_quality"
+        )
         right.set_yscale("log")
         right.set_ylabel("forget_quality (log; higher = closer to the retain model)", color="#c33")
         twin = right.twinx()

@@ -6,6 +6,7 @@ Local paths are checked on disk; hub ids in the local cache first, then with one
 retries per piece. When the hub is unreachable but everything is cached, the process goes offline so the
 libraries load from the cache without trying the network (returned as `offline`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,14 @@ from unlearn_lab.models import hub, load
 from unlearn_lab.plan import ModelPlan, Plan, origin_of
 
 # which option names each role, for the remedy
-OPTION = {"base": "--set model.base=", "target": "--set model.target=", "retain": "--set model.retain=",
-          "tokenizer": "--set model.tokenizer=", "evaluated": "--model ", "reference": "--retain-model "}
+OPTION = {
+    "base": "--set model.base=",
+    "target": "--set model.target=",
+    "retain": "--set model.retain=",
+    "tokenizer": "--set model.tokenizer=",
+    "evaluated": "--model ",
+    "reference": "--retain-model ",
+}
 
 
 @dataclass(frozen=True)
@@ -94,24 +101,29 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
     """Raise one UsageError naming every missing piece and its remedy; else say whether to go offline."""
     hub_down: dict = {}
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def probe(repo: str, repo_type: str) -> str | None:
         why = hub.probe(repo, repo_type)
-        if why and "reachable" in why or hub.offline():
+        if (why and "reachable" in why) or hub.offline():
             hub_down["down"] = True
         return why
 
     problems: list[str] = []
     data_problem = _data_problem(plan.cfg.data.source, probe)
     if data_problem:
-        problems.append(f"{data_problem} -> give a TOFU folder (--set data.source=/path/to/tofu"
-                        f"{' or eval --data' if plan.command == 'eval' else ''}) or data.source=synthetic")
+        problems.append(
+            f"{data_problem} -> give a TOFU folder (--set data.source=/path/to/tofu"
+            f"{' or eval --data' if plan.command == 'eval' else ''}) or data.source=synthetic"
+        )
     for role, spec in needed_models(plan):
         why = _model_problem(spec, probe, weights=role != "tokenizer")
         if why:
-            remedy = (f"download it where the hub is reachable (`hf download {spec}`) and copy the Hugging Face "
-                      f"cache here, or give a local folder: {OPTION[role]}PATH" if load.looks_like_hub_id(spec)
-                      else f"give an existing model folder, .gguf file or hub id: {OPTION[role]}...")
+            remedy = (
+                f"download it where the hub is reachable (`hf download {spec}`) and copy the Hugging Face "
+                f"cache here, or give a local folder: {OPTION[role]}PATH"
+                if load.looks_like_hub_id(spec)
+                else f"give an existing model folder, .gguf file or hub id: {OPTION[role]}..."
+            )
             if role == "reference":
                 remedy += ", --retain-logs TOFU_EVAL.json, or --no-reference"
             problems.append(f"{role if role == 'tokenizer' else role + ' model'}: {why} -> {remedy}")
@@ -125,8 +137,9 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
     if len(problems) == 1:
         raise UsageError(f"missing: {problems[0]}")
     if problems:
-        raise UsageError(f"{len(problems)} pieces are missing (nothing was run):\n" +
-                         "\n".join(f"  - {p}" for p in problems))
+        raise UsageError(
+            f"{len(problems)} pieces are missing (nothing was run):\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     return Preflight((), bool(hub_down) and not hub.offline())
 
 

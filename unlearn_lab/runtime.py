@@ -4,6 +4,7 @@ One policy for every stage (prepare's fine-tune, unlearning, the in-run evaluati
 reference): the accelerator when there is one (CUDA; Apple MPS where torch has it), else the CPU;
 `--device` overrides. Applied once by the CLI, never on import.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,11 +29,15 @@ def choose_device(requested: str | None = None) -> str:
     if requested == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if requested == "cuda" and not cuda:
-        raise UsageError("--device cuda, but torch sees no CUDA device (a CPU build of torch, or no GPU); "
-                         "accepted here: auto, cpu" + (", mps" if mps else ""))
+        raise UsageError(
+            "--device cuda, but torch sees no CUDA device (a CPU build of torch, or no GPU); "
+            "accepted here: auto, cpu" + (", mps" if mps else "")
+        )
     if requested == "mps" and not mps:
-        raise UsageError("--device mps, but this torch build has no MPS backend; accepted here: auto, cpu"
-                         + (", cuda" if cuda else ""))
+        raise UsageError(
+            "--device mps, but this torch build has no MPS backend; accepted here: auto, cpu"
+            + (", cuda" if cuda else "")
+        )
     return requested
 
 
@@ -56,6 +61,7 @@ def busy_cores(window_s: float = 0.25) -> float:
     """How many cores other processes keep busy right now: the non-idle share of all CPU time over a short window
     (/proc/stat), times the cores. Elsewhere (macOS) the 1-minute load average, which lags: a process that just
     ended still counts for a minute there."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as fh:
             fields = [int(x) for x in fh.readline().split()[1:]]

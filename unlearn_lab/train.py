@@ -7,12 +7,14 @@ floor(warmup_epochs x items / (batch x accum x processes)) steps and the FIRST u
 as HF's scheduler does. Each micro-batch loss is its own mean; gradients are averaged over the
 window (loss / grad_accum). AdamW decouples weight decay and skips biases and norm weights.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -47,7 +49,7 @@ class Schedule:
     schedule_steps: int  # the linear decay reaches 0 here (= total_steps unless schedule_epochs is set)
 
     @classmethod
-    def of(cls, n_items: int, s: Settings, processes: int = 1) -> "Schedule":
+    def of(cls, n_items: int, s: Settings, processes: int = 1) -> Schedule:
         micro = math.ceil(n_items / (s.batch_size * processes))
         per_epoch = max(1, micro // s.grad_accum)
         warmup = math.floor(s.warmup_epochs * n_items / (s.batch_size * s.grad_accum * processes))

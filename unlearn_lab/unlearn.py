@@ -5,12 +5,13 @@ uniformly with replacement, anew every epoch (spec 4.0), and, for IdkDPO, an "I 
 per forget row. `features` runs the model (and the frozen reference, only for methods that need
 one) and packs the outputs; the method's loss does the math.
 """
+
 from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -30,12 +31,18 @@ class UnlearnData:
 
     @classmethod
     def build(cls, tokenizer, pcfg, forget: list[dict], retain: list[dict], idk: list[dict] | None):
-        enc = lambda q, a: prompts.encode_qa(tokenizer, q, a, pcfg)  # noqa: E731
+        enc = lambda q, a: prompts.encode_qa(tokenizer, q, a, pcfg)
         alternate = None
         if idk:
             alternate = functools.lru_cache(maxsize=None)(lambda i, j: enc(forget[i]["question"], idk[j]["answer"]))
-        return cls([enc(r["question"], r["answer"]) for r in forget], [enc(r["question"], r["answer"]) for r in retain],
-                   alternate, len(idk or ()), prompts.pad_id(tokenizer, pcfg), pcfg.reference_attention_mask)
+        return cls(
+            [enc(r["question"], r["answer"]) for r in forget],
+            [enc(r["question"], r["answer"]) for r in retain],
+            alternate,
+            len(idk or ()),
+            prompts.pad_id(tokenizer, pcfg),
+            pcfg.reference_attention_mask,
+        )
 
     def collate(self, items):
         return prompts.collate(items, self.pad, reference_mask=self.reference_mask)
@@ -44,8 +51,11 @@ class UnlearnData:
         """Micro-batches of one epoch: {"forget": ..., "retain": ..., "alternate": ...} tensors."""
         order = epoch_order(len(self.forget), generator)
         partners = retain_partners(len(self.forget), len(self.retain), generator) if spec.needs_retain else None
-        idk = (torch.randint(0, self.n_alternate, (len(self.forget),), generator=generator).tolist()
-               if spec.needs_alternate else None)
+        idk = (
+            torch.randint(0, self.n_alternate, (len(self.forget),), generator=generator).tolist()
+            if spec.needs_alternate
+            else None
+        )
         for idx in chunks(order, batch_size):
             batch = {"forget": self.collate([self.forget[i] for i in idx])}
             if partners is not None:

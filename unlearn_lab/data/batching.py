@@ -1,4 +1,5 @@
 """Batch order from explicit generators (no global RNG): shuffled epochs, forget-anchored pairs."""
+
 from __future__ import annotations
 
 import torch

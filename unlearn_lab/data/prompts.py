@@ -10,6 +10,7 @@ does). `reference_attention_mask=True` reproduces the reference exactly: attenti
 which, when pad = eos (Llama-3), also hides every in-sequence eos/eot token. Off (our default), the mask covers
 exactly the real tokens.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,17 +86,17 @@ def encode_qa(tokenizer, question: str, answer: str, cfg: PromptConfig, prompt: 
         full = _template_ids(tokenizer, _messages(cfg, question, answer), cfg, generation_prompt=False)
         # Templates such as ChatML end the turn with eos + "\n": cut trailing tokens after the last eos
         # so the final supervised token is eos (documented difference: the reference would append another eos).
-        if eos in full[len(prompt):]:
+        if eos in full[len(prompt) :]:
             last = len(full) - 1 - full[::-1].index(eos)
             full = full[: last + 1]
     else:
         full = tokenizer(f"Question: {question}\nAnswer: {answer}", add_special_tokens=True)["input_ids"]
         full = full[: cfg.max_length]
     if full[-1] != eos:
-        full = full + [eos]
+        full = [*full, eos]
     if full[: len(prompt)] != prompt:
         raise ValueError("the tokenised prompt is not a prefix of the tokenised conversation; check the chat template")
-    labels = [IGNORE] * len(prompt) + full[len(prompt):]
+    labels = [IGNORE] * len(prompt) + full[len(prompt) :]
     return Encoded(full, labels, len(prompt))
 
 

@@ -10,6 +10,7 @@ forgetXX = the last XX % of authors; forgetXX_perturbed = the same rows with par
 perturbations; retain_perturbed = the first 10 % of authors (TOFU: 20 of 200); holdoutXX = the first
 XX % (by author count) of authors never trained on.
 """
+
 from __future__ import annotations
 
 import functools
@@ -84,9 +85,7 @@ def check_pair(forget_split: str, retain_split: str | None) -> str:
     """The retain split for `forget_split`; a mismatched explicit pair is an error."""
     expected = retain_for(forget_split)
     if retain_split is not None and retain_split != expected:
-        raise UsageError(
-            f"--retain {retain_split} does not complement --forget {forget_split}; accepted: {expected}"
-        )
+        raise UsageError(f"--retain {retain_split} does not complement --forget {forget_split}; accepted: {expected}")
     return expected
 
 
@@ -162,7 +161,7 @@ class SyntheticSource:
         check_split_name(split)
         authors, holdout = self.world["authors"], self.world["holdout"]
         flat = [qa for author in authors for qa in author]
-        plain = lambda rows: reindex([{"question": r["question"], "answer": r["answer"]} for r in rows])  # noqa: E731
+        plain = lambda rows: reindex([{"question": r["question"], "answer": r["answer"]} for r in rows])
         per = len(authors[0])
         if split == "full":
             return plain(flat)
@@ -213,7 +212,19 @@ def read_records(path: Path) -> list:
 
 
 class _LoadedSource:
-    """Sources whose `full` split is read from somewhere: the author count follows from it."""
+    """Sources whose splits are read from somewhere (each once per source object; `_read` reads one), so the
+    author count follows from `full`."""
+
+    _records: dict[str, list[dict]]
+
+    def load(self, split: str) -> list[dict]:
+        cache = self.__dict__.setdefault("_records", {})
+        if split not in cache:
+            cache[split] = self._read(split)
+        return cache[split]
+
+    def _read(self, split: str) -> list[dict]:
+        raise NotImplementedError
 
     @functools.cached_property
     def n_authors(self) -> int:
@@ -226,7 +237,9 @@ class FolderSource(_LoadedSource):
     def __init__(self, folder: str | Path):
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():
-            raise UsageError(f"data folder not found: {self.folder} (expected a folder of TOFU files such as full.json)")
+            raise UsageError(
+                f"data folder not found: {self.folder} (expected a folder of TOFU files such as full.json)"
+            )
         self.name = f"folder({self.folder})"
 
     def file_for(self, split: str) -> Path:
@@ -238,8 +251,7 @@ class FolderSource(_LoadedSource):
                     return path
         raise MissingSplit(f"split {split} is missing from {self.folder} (looked for {stems[0]}.json/.jsonl/.parquet)")
 
-    @functools.lru_cache(maxsize=None)
-    def load(self, split: str) -> list[dict]:
+    def _read(self, split: str) -> list[dict]:
         check_split_name(split)
         if split == "idk":
             try:
@@ -259,8 +271,7 @@ class HubSource(_LoadedSource):
         self.dataset_id = dataset_id
         self.name = f"hf:{dataset_id}"
 
-    @functools.lru_cache(maxsize=None)
-    def load(self, split: str) -> list[dict]:
+    def _read(self, split: str) -> list[dict]:
         check_split_name(split)
         if split == "idk":
             return reindex([{"answer": a} for a in IDK_ANSWERS])
@@ -268,8 +279,10 @@ class HubSource(_LoadedSource):
 
         try:
             ds = datasets.load_dataset(self.dataset_id, split, split="train")
-        except Exception as exc:  # offline, unknown id...: one line for the user
-            raise UsageError(f"cannot load {self.dataset_id}/{split} from the hub: {str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # noqa: BLE001 - offline, unknown id...: one line for the user
+            raise UsageError(
+                f"cannot load {self.dataset_id}/{split} from the hub: {str(exc).splitlines()[0]}"
+            ) from None
         return records_from_dataset(ds, split=split, origin=f"hf:{self.dataset_id}/{split}")
 
 

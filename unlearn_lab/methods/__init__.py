@@ -16,9 +16,9 @@ import types
 import typing
 from typing import Any, Literal
 
-from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
 from unlearn_lab.errors import UsageError
 
+from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
 from .base import Features, LossOutput, MethodSpec, Side, keyword_defaults
 
 __all__ = [

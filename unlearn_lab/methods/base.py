@@ -7,8 +7,9 @@ method's pure `loss` function. A method is described by a `MethodSpec`; the regi
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 

@@ -5,7 +5,8 @@ Preference Optimization: Your Language Model is Secretly a Reward Model", NeurIP
 the IDK variant is the TOFU baseline of Pratyush Maini, Zhili Feng, Avi Schwarzschild, Zachary C. Lipton,
 J. Zico Kolter, "TOFU: A Task of Fictitious Unlearning for LLMs", arXiv:2401.06121.
 
-    win w = same question, random "I don't know" answer (Features.alternate); lose l = the forget answer (Features.forget)
+    win w = same question, random "I don't know" answer (Features.alternate);
+    lose l = the forget answer (Features.forget)
     L_f = −(2/β)·mean_i log σ(β·[(log π_θ(w_i) − log π_ref(w_i)) − (log π_θ(l_i) − log π_ref(l_i))])
     L   = γ·L_f + α·L_retain
 

@@ -36,9 +36,9 @@ def loss(
     gamma: float = 0.1,
     retain_loss_type: Literal["NLL", "KL"] = "NLL",
 ) -> LossOutput:
-    l, mask = token_nll(features.forget.logits, features.forget.labels)  # (B, T-1)
-    p = (-l).exp().detach()
+    nll, mask = token_nll(features.forget.logits, features.forget.labels)  # (B, T-1)
+    p = (-nll).exp().detach()
     w = p**beta1 * (1 - p) ** beta2
-    forget = -(w * l).sum() / mask.sum().clamp_min(1)  # l = 0 off the mask
+    forget = -(w * nll).sum() / mask.sum().clamp_min(1)  # nll = 0 off the mask
     retain = retain_loss(need(features.retain, "retain", "SatImp"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)

@@ -38,7 +38,7 @@ def loss(
     retain_loss_type: Literal["NLL", "KL"] = "NLL",
 ) -> LossOutput:
     f = features.forget
-    l = per_sample_avg_nll(f.logits, f.labels) - delta  # (B,)
-    forget = -(2.0 / beta) * F.logsigmoid(beta * l).mean()
+    nll = per_sample_avg_nll(f.logits, f.labels) - delta  # (B,)
+    forget = -(2.0 / beta) * F.logsigmoid(beta * nll).mean()
     retain = retain_loss(need(features.retain, "retain", "SimNPO"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)

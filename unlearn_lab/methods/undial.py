@@ -54,7 +54,7 @@ def loss(
         keep = torch.ones_like(ignored)
     else:
         index, keep = y.clamp_min(0), ~ignored
-    shift = torch.full(index.shape + (1,), -beta, dtype=z_ref.dtype, device=z_ref.device)
+    shift = torch.full((*index.shape, 1), -beta, dtype=z_ref.dtype, device=z_ref.device)
     q = F.softmax(z_ref.scatter_add(-1, index.unsqueeze(-1), shift), dim=-1)
     ce = -(q * F.log_softmax(z, dim=-1)).sum(dim=-1)  # (B, T-1)
     forget = ce[keep].mean()

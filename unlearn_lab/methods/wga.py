@@ -35,8 +35,8 @@ def loss(
     gamma: float = 1.0,
     retain_loss_type: Literal["NLL", "KL"] = "NLL",
 ) -> LossOutput:
-    l, mask = token_nll(features.forget.logits, features.forget.labels)  # (B, T-1)
-    w = (-l).exp().detach() ** beta
-    forget = -(w * l).sum() / mask.sum().clamp_min(1)  # l = 0 off the mask
+    nll, mask = token_nll(features.forget.logits, features.forget.labels)  # (B, T-1)
+    w = (-nll).exp().detach() ** beta
+    forget = -(w * nll).sum() / mask.sum().clamp_min(1)  # nll = 0 off the mask
     retain = retain_loss(need(features.retain, "retain", "WGA"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)

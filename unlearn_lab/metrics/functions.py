@@ -148,9 +148,7 @@ def aggregate_truth_ratio(tr: np.ndarray, aggregator: str) -> float:
         return float(np.mean(np.minimum(values, 1.0 / (values + EPS))))
     if aggregator == "true_better":
         return float(np.mean(np.maximum(0.0, 1.0 - values)))
-    raise ValueError(
-        f"unknown truth-ratio aggregator {aggregator!r}; accepted: {', '.join(TRUTH_RATIO_AGGREGATORS)}"
-    )
+    raise ValueError(f"unknown truth-ratio aggregator {aggregator!r}; accepted: {', '.join(TRUTH_RATIO_AGGREGATORS)}")
 
 
 def normalised_option_prob(correct_prob: np.ndarray, wrong_probs: np.ndarray) -> np.ndarray:
@@ -190,14 +188,12 @@ def rouge_scores(generations: list[str], ground_truths: list[str]) -> list[dict]
     non-[a-z0-9] -> space, Porter stemming of tokens longer than 3 chars). Empty generation -> 0.
     """
     if len(generations) != len(ground_truths):
-        raise ValueError(
-            f"got {len(generations)} generations but {len(ground_truths)} ground truths"
-        )
+        raise ValueError(f"got {len(generations)} generations but {len(ground_truths)} ground truths")
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     results = []
-    for generation, ground_truth in zip(generations, ground_truths):
+    for generation, ground_truth in zip(generations, ground_truths, strict=False):
         score = scorer.score(target=ground_truth, prediction=generation)
         results.append(
             {
@@ -282,7 +278,7 @@ def exact_memorization(pred_ids: Sequence[int], label_ids: Sequence[int]) -> flo
     n = _check_same_length(pred_ids, label_ids)
     if n == 0:
         return None
-    return sum(int(p) == int(y) for p, y in zip(pred_ids, label_ids)) / n
+    return sum(int(p) == int(y) for p, y in zip(pred_ids, label_ids, strict=False)) / n
 
 
 def extraction_strength(pred_ids: Sequence[int], label_ids: Sequence[int]) -> float:

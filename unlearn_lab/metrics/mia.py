@@ -59,9 +59,7 @@ def min_k_plus_plus_stats(log_probs_full: torch.Tensor) -> tuple[torch.Tensor, t
     return mu, sigma
 
 
-def min_k_plus_plus_score(
-    token_logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: float = 0.4
-) -> float:
+def min_k_plus_plus_score(token_logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: float = 0.4) -> float:
     """Min-K%++ score: -mean of the lowest max(1, floor(k*n)) values of z = (log p - mu) / sigma.
 
     All three arrays are per answer token, eot excluded; `mu` and `sigma` come from
@@ -72,8 +70,7 @@ def min_k_plus_plus_score(
     sigma = np.asarray(sigma, dtype=np.float64).ravel()
     if not logp.shape == mu.shape == sigma.shape:
         raise ValueError(
-            f"token_logprobs, mu and sigma must have the same length, got "
-            f"{logp.size}, {mu.size}, {sigma.size}"
+            f"token_logprobs, mu and sigma must have the same length, got {logp.size}, {mu.size}, {sigma.size}"
         )
     if logp.size == 0:
         return 0.0
@@ -111,9 +108,7 @@ def mia_auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float:
     forget = np.asarray(forget_scores, dtype=np.float64).ravel()
     holdout = np.asarray(holdout_scores, dtype=np.float64).ravel()
     if forget.size == 0 or holdout.size == 0:
-        raise ValueError(
-            f"mia_auc needs scores on both sides, got {forget.size} forget and {holdout.size} holdout"
-        )
+        raise ValueError(f"mia_auc needs scores on both sides, got {forget.size} forget and {holdout.size} holdout")
     from sklearn.metrics import roc_auc_score
 
     labels = np.concatenate([np.zeros(forget.size), np.ones(holdout.size)])

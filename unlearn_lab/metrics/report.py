@@ -1,4 +1,5 @@
 """TOFU_EVAL.json / TOFU_SUMMARY.json in the reference layout (indent 4, sorted keys), written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,15 @@ import os
 import tempfile
 from pathlib import Path
 
-SUMMARY_ORDER = ("forget_Q_A_Prob", "forget_Q_A_ROUGE", "extraction_strength", "model_utility", "privleak",
-                 "forget_quality", "forget_truth_ratio")
+SUMMARY_ORDER = (
+    "forget_Q_A_Prob",
+    "forget_Q_A_ROUGE",
+    "extraction_strength",
+    "model_utility",
+    "privleak",
+    "forget_quality",
+    "forget_truth_ratio",
+)
 
 
 def write_json(path: str | Path, data) -> Path:
@@ -41,7 +49,9 @@ def read_json(path: str | Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); expected a TOFU_EVAL.json") from None
+        raise UsageError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); expected a TOFU_EVAL.json"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a JSON object of metrics (a TOFU_EVAL.json)")
     return data
@@ -57,7 +67,8 @@ def fmt(value) -> str:
 
 def table(summary: dict, names: tuple[str, ...] | None = None) -> str:
     keys = [n for n in (names or SUMMARY_ORDER) if n in summary] + [
-        n for n in summary if n not in (names or SUMMARY_ORDER)]
+        n for n in summary if n not in (names or SUMMARY_ORDER)
+    ]
     width = max((len(k) for k in keys), default=10)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 10}"]
     lines += [f"{k:<{width}}  {fmt(summary[k])}" for k in keys]

@@ -11,6 +11,7 @@ log-softmax over all positions would dominate).
 without transformers' clean-up of spaces before punctuation (the reference's transformers 4.45 applied it;
 newer versions refuse it for BPE tokenizers): rouge-score drops punctuation, so ROUGE is unaffected.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -39,7 +40,7 @@ class TokenStats:
         """Mean NLL over all supervised tokens, eot included (the reference's `avg_loss`)."""
         return float(-self.logprobs.mean()) if len(self.logprobs) else float("nan")
 
-    def without_eot(self) -> "TokenStats":
+    def without_eot(self) -> TokenStats:
         """Min-K, Min-K++, ES, EM and GradNorm exclude the final end-of-turn token."""
         cut = slice(0, max(0, len(self.labels) - 1))
         return TokenStats(self.logprobs[cut], self.argmax[cut], self.labels[cut], self.mu[cut], self.sigma[cut])
@@ -104,19 +105,24 @@ class Scorer:
         ids = torch.full((len(heads), width), pad, dtype=torch.long)
         real = torch.zeros((len(heads), width), dtype=torch.long)
         for r, h in enumerate(heads):
-            ids[r, width - len(h):] = torch.tensor(h)
-            real[r, width - len(h):] = 1
+            ids[r, width - len(h) :] = torch.tensor(h)
+            real[r, width - len(h) :] = 1
         mask = (ids != pad).long() * real if ref_mask else real
         positions = (real.cumsum(1) - 1).clamp_min(0)
         cache = DynamicCache()
         # transformers >= 5.24 names the argument `cache` (and deprecates `past_key_values`)
         cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-        prompt_out = decoder(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             position_ids=positions.to(device), use_cache=True, **{cache_arg: cache})
+        prompt_out = decoder(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            **{cache_arg: cache},
+        )
         last_hidden = prompt_out.last_hidden_state[:, -1]  # predicts each answer's first token
         # 2. answers: repeat each prompt's cache once per answer and run the answer tokens only
         owner = [r for r, g in enumerate(items) for _ in g]
-        answers = [e.input_ids[e.prompt_len:] for g in items for e in g]
+        answers = [e.input_ids[e.prompt_len :] for g in items for e in g]
         cache.batch_select_indices(torch.tensor(owner, device=device))
         a_width = max(len(a) for a in answers)
         a_ids = torch.full((len(answers), a_width), pad, dtype=torch.long)
@@ -126,8 +132,13 @@ class Scorer:
             a_real[r, : len(a)] = 1
         a_mask = (a_ids != pad).long() * a_real if ref_mask else a_real
         a_pos = positions[owner, -1:] + 1 + torch.arange(a_width)[None, :]
-        answer_out = decoder(input_ids=a_ids.to(device), attention_mask=torch.cat([mask[owner], a_mask], 1).to(device),
-                             position_ids=a_pos.to(device), use_cache=True, **{cache_arg: cache})
+        answer_out = decoder(
+            input_ids=a_ids.to(device),
+            attention_mask=torch.cat([mask[owner], a_mask], 1).to(device),
+            position_ids=a_pos.to(device),
+            use_cache=True,
+            **{cache_arg: cache},
+        )
         # hidden state predicting answer token j: the prompt's last for j = 0, else answer position j - 1
         hidden = torch.cat([last_hidden[owner][:, None], answer_out.last_hidden_state[:, :-1]], 1)
         keep = a_real.bool().to(device)
@@ -141,7 +152,7 @@ class Scorer:
             mu = sigma = torch.full_like(token_lp, float("nan"))
         pieces = [t.cpu().numpy() for t in (token_lp, logits.argmax(dim=-1), targets, mu, sigma)]
         offset = 0
-        for row, answer in zip((i for g in rows for i in g), answers):
+        for row, answer in zip((i for g in rows for i in g), answers, strict=False):
             n = len(answer)
             out[row] = TokenStats(*(p[offset : offset + n] for p in pieces))
             offset += n
@@ -175,17 +186,25 @@ class Scorer:
         self.model.eval()
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = prompts.collate_prompts([encoded[i] for i in idx], pad,
-                                            reference_mask=self.prompt_cfg.reference_attention_mask)
+            batch = prompts.collate_prompts(
+                [encoded[i] for i in idx], pad, reference_mask=self.prompt_cfg.reference_attention_mask
+            )
             batch = {k: v.to(self.device) for k, v in batch.items()}
             generated = self.model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, temperature=None,
-                use_cache=True, pad_token_id=pad, eos_token_id=eos,
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                top_p=None,
+                temperature=None,
+                use_cache=True,
+                pad_token_id=pad,
+                eos_token_id=eos,
             )
-            new = generated[:, batch["input_ids"].shape[1]:]
-            for row, ids in zip(idx, new.tolist()):
-                texts[row] = self.tokenizer.decode(ids, skip_special_tokens=True,
-                                                   clean_up_tokenization_spaces=False).strip()
+            new = generated[:, batch["input_ids"].shape[1] :]
+            for row, ids in zip(idx, new.tolist(), strict=False):
+                texts[row] = self.tokenizer.decode(
+                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                ).strip()
             if progress is not None:
                 progress.update(len(idx))
         return texts
@@ -198,7 +217,7 @@ class Scorer:
     def ground_truth(self, question: str, answer: str) -> str:
         """The reference's ROUGE target: the supervised tokens decoded with special tokens skipped."""
         enc = self.encode(question, answer)
-        ids = enc.input_ids[enc.prompt_len:]
+        ids = enc.input_ids[enc.prompt_len :]
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
 
     def gradnorm_grads(self, question: str, answer: str) -> list[torch.Tensor | None]:

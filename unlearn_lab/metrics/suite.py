@@ -5,6 +5,7 @@ once per question set, then fills the reference's TOFU_EVAL layout (spec 3) with
 functions of `metrics/functions.py`. forget_quality and privleak need the retain model's
 reference entries (`reference`, a TOFU_EVAL-shaped dict); a missing one is an error.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -16,10 +17,24 @@ import numpy as np
 from unlearn_lab.errors import UsageError
 from unlearn_lab.metrics import functions as F
 
-DEFAULT_METRICS = ("forget_truth_ratio", "forget_quality", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
-                   "model_utility", "privleak", "extraction_strength")
-EXTRA_METRICS = ("exact_memorization", "mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus",
-                 "mia_gradnorm", "mia_reference")
+DEFAULT_METRICS = (
+    "forget_truth_ratio",
+    "forget_quality",
+    "forget_Q_A_Prob",
+    "forget_Q_A_ROUGE",
+    "model_utility",
+    "privleak",
+    "extraction_strength",
+)
+EXTRA_METRICS = (
+    "exact_memorization",
+    "mia_loss",
+    "mia_zlib",
+    "mia_min_k",
+    "mia_min_k_plus_plus",
+    "mia_gradnorm",
+    "mia_reference",
+)
 # metric -> the metrics it is computed from (the reference's "pre_compute")
 PRECOMPUTE: dict[str, tuple[str, ...]] = {
     "forget_truth_ratio": ("forget_Q_A_PARA_Prob", "forget_Q_A_PERT_Prob"),
@@ -40,13 +55,24 @@ PROB_METRICS = {
     if not (p in ("ra", "wf") and key == "paraphrased_answer")
 }
 ROUGE_METRICS = {f"{p}_Q_A_ROUGE": p for p in ("forget", "retain", "ra", "wf")}
-TRUTH_RATIOS = {"forget_truth_ratio": ("forget", "paraphrased_answer", "closer_to_1_better"),
-                "retain_Truth_Ratio": ("retain", "paraphrased_answer", "true_better"),
-                "ra_Truth_Ratio": ("ra", "answer", "true_better"),
-                "wf_Truth_Ratio": ("wf", "answer", "true_better")}
+TRUTH_RATIOS = {
+    "forget_truth_ratio": ("forget", "paraphrased_answer", "closer_to_1_better"),
+    "retain_Truth_Ratio": ("retain", "paraphrased_answer", "true_better"),
+    "ra_Truth_Ratio": ("ra", "answer", "true_better"),
+    "wf_Truth_Ratio": ("wf", "answer", "true_better"),
+}
 MIA_METRICS = ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_gradnorm", "mia_reference")
-ALL_NAMES = tuple(dict.fromkeys(DEFAULT_METRICS + EXTRA_METRICS + tuple(PROB_METRICS) + tuple(ROUGE_METRICS)
-                                + tuple(TRUTH_RATIOS) + tuple(PRECOMPUTE) + F.MODEL_UTILITY_COMPONENTS))
+ALL_NAMES = tuple(
+    dict.fromkeys(
+        DEFAULT_METRICS
+        + EXTRA_METRICS
+        + tuple(PROB_METRICS)
+        + tuple(ROUGE_METRICS)
+        + tuple(TRUTH_RATIOS)
+        + tuple(PRECOMPUTE)
+        + F.MODEL_UTILITY_COMPONENTS
+    )
+)
 NEEDS_REFERENCE = {"forget_quality": "forget_truth_ratio", "privleak": "mia_min_k", "mia_reference": "mia_loss"}
 
 
@@ -61,7 +87,9 @@ def parse_metrics(spec: str) -> tuple[str, ...]:
         if name not in ALL_NAMES:
             close = difflib.get_close_matches(name, ALL_NAMES, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
-            raise UsageError(f"unknown metric '{name}'; {hint}accepted: default, all, or names from: {', '.join(ALL_NAMES)}")
+            raise UsageError(
+                f"unknown metric '{name}'; {hint}accepted: default, all, or names from: {', '.join(ALL_NAMES)}"
+            )
     if not names:
         raise UsageError("--metrics is empty; accepted: default, all, or comma-separated metric names")
     return names
@@ -86,18 +114,23 @@ def closure(top_level: tuple[str, ...]) -> list[str]:
 class EvalData:
     """The records of each eval set (spec 1.2)."""
 
-    forget: list[dict]   # forgetXX_perturbed
-    retain: list[dict]   # retain_perturbed
-    ra: list[dict]       # real_authors_perturbed
-    wf: list[dict]       # world_facts_perturbed
+    forget: list[dict]  # forgetXX_perturbed
+    retain: list[dict]  # retain_perturbed
+    ra: list[dict]  # real_authors_perturbed
+    wf: list[dict]  # world_facts_perturbed
     holdout: list[dict]  # holdoutXX
     question_key: str = "question"
 
     @classmethod
-    def load(cls, source, forget_split: str, holdout_split: str, question_key: str = "question") -> "EvalData":
-        return cls(source.load(f"{forget_split}_perturbed"), source.load("retain_perturbed"),
-                   source.load("real_authors_perturbed"), source.load("world_facts_perturbed"),
-                   source.load(holdout_split), question_key)
+    def load(cls, source, forget_split: str, holdout_split: str, question_key: str = "question") -> EvalData:
+        return cls(
+            source.load(f"{forget_split}_perturbed"),
+            source.load("retain_perturbed"),
+            source.load("real_authors_perturbed"),
+            source.load("world_facts_perturbed"),
+            source.load(holdout_split),
+            question_key,
+        )
 
     def question(self, part: str, record: dict) -> str:
         return record[self.question_key] if part in ("forget", "retain") else record["question"]
@@ -116,9 +149,13 @@ def _needed_groups(names: list[str]) -> set[tuple[str, str]]:
 
 
 # every answer key of each eval part (spec 1.2): a part is scored whole
-PART_KEYS = {"forget": ("answer", "paraphrased_answer", "perturbed_answer"),
-             "retain": ("answer", "paraphrased_answer", "perturbed_answer"),
-             "ra": ("answer", "perturbed_answer"), "wf": ("answer", "perturbed_answer"), "holdout": ("answer",)}
+PART_KEYS = {
+    "forget": ("answer", "paraphrased_answer", "perturbed_answer"),
+    "retain": ("answer", "paraphrased_answer", "perturbed_answer"),
+    "ra": ("answer", "perturbed_answer"),
+    "wf": ("answer", "perturbed_answer"),
+    "holdout": ("answer",),
+}
 
 
 def _pair_count(records: list[dict], part: str) -> int:
@@ -136,14 +173,25 @@ def _reference_entry(reference: dict | None, name: str, metric: str, n_forget: i
     entry = reference[name]
     per_sample = entry.get("value_by_index") or entry.get("forget", {}).get("value_by_index") or {}
     if len(per_sample) != n_forget:
-        raise UsageError(f"retain reference '{name}' has {len(per_sample)} forget samples but this forget split has "
-                         f"{n_forget}: it was computed on another split or data")
+        raise UsageError(
+            f"retain reference '{name}' has {len(per_sample)} forget samples but this forget split has "
+            f"{n_forget}: it was computed on another split or data"
+        )
     return entry
 
 
-def evaluate(scorer, data: EvalData, top_level: tuple[str, ...], *, max_new_tokens: int = 200, mink_k: float = 0.4,
-             reference: dict | None = None, progress: bool = True, log=None,
-             answer_length_ratio: float | None = None) -> dict:
+def evaluate(
+    scorer,
+    data: EvalData,
+    top_level: tuple[str, ...],
+    *,
+    max_new_tokens: int = 200,
+    mink_k: float = 0.4,
+    reference: dict | None = None,
+    progress: bool = True,
+    log=None,
+    answer_length_ratio: float | None = None,
+) -> dict:
     """Compute `top_level` and their pre-computes; returns the TOFU_EVAL dict."""
     from tqdm.auto import tqdm
 
@@ -173,8 +221,10 @@ def evaluate(scorer, data: EvalData, top_level: tuple[str, ...], *, max_new_toke
     questions = {p: [data.question(p, r) for r in getattr(data, p)] for p in rouge_parts}
     budget = scorer.generation_budget([q for qs in questions.values() for q in qs], max_new_tokens)
     if budget < max_new_tokens and log is not None:
-        log(f"generation: max_new_tokens {max_new_tokens} capped to {budget}, the model's positions minus the "
-            "longest prompt")
+        log(
+            f"generation: max_new_tokens {max_new_tokens} capped to {budget}, the model's positions minus the "
+            "longest prompt"
+        )
     generations = {}
     for part, qs in questions.items():
         limit = budget
@@ -198,37 +248,50 @@ def evaluate(scorer, data: EvalData, top_level: tuple[str, ...], *, max_new_toke
         if name in PROB_METRICS:
             loss = losses(*PROB_METRICS[name])
             prob = F.prob_from_avg_loss(loss)
-            out[name] = {"agg_value": F.mean_of_per_sample(prob.tolist()),
-                         "value_by_index": {str(i): {"prob": p, "avg_loss": l}
-                                            for i, (p, l) in enumerate(zip(prob.tolist(), loss.tolist()))}}
+            out[name] = {
+                "agg_value": F.mean_of_per_sample(prob.tolist()),
+                "value_by_index": {
+                    str(i): {"prob": p, "avg_loss": nll}
+                    for i, (p, nll) in enumerate(zip(prob.tolist(), loss.tolist(), strict=True))
+                },
+            }
         elif name in ROUGE_METRICS:
             part = ROUGE_METRICS[name]
             recs = getattr(data, part)
             truths = [scorer.ground_truth(data.question(part, r), r["answer"]) for r in recs]
             scores = F.rouge_scores(generations[part], truths)
-            out[name] = {"agg_value": float(np.mean([s["rougeL_recall"] for s in scores])),
-                         "value_by_index": {str(i): {**s, "input": data.question(part, r), "ground_truth": t,
-                                                     "generation": g}
-                                            for i, (s, r, t, g) in enumerate(zip(scores, recs, truths, generations[part]))}}
+            out[name] = {
+                "agg_value": float(np.mean([s["rougeL_recall"] for s in scores])),
+                "value_by_index": {
+                    str(i): {**s, "input": data.question(part, r), "ground_truth": t, "generation": g}
+                    for i, (s, r, t, g) in enumerate(zip(scores, recs, truths, generations[part], strict=False))
+                },
+            }
         elif name in TRUTH_RATIOS:
             part, correct_key, aggregator = TRUTH_RATIOS[name]
             tr = F.truth_ratio(losses(part, correct_key), losses(part, "perturbed_answer"))
             out[name] = {"agg_value": F.aggregate_truth_ratio(tr, aggregator), "value_by_index": _by_index(tr.tolist())}
         elif name in ("ra_Q_A_Prob_normalised", "wf_Q_A_Prob_normalised"):
             part = name[:2]
-            norm = F.normalised_option_prob(F.prob_from_avg_loss(losses(part, "answer")),
-                                            F.prob_from_avg_loss(losses(part, "perturbed_answer")))
+            norm = F.normalised_option_prob(
+                F.prob_from_avg_loss(losses(part, "answer")), F.prob_from_avg_loss(losses(part, "perturbed_answer"))
+            )
             out[name] = {"agg_value": float(np.mean(norm)), "value_by_index": _by_index(norm.tolist(), "prob")}
         elif name == "forget_quality":
             ref = _reference_entry(reference, "forget_truth_ratio", name, len(data.forget))["value_by_index"]
             ref_tr = np.array([ref[k]["score"] for k in sorted(ref, key=int)])
-            mine = np.array([out["forget_truth_ratio"]["value_by_index"][str(i)]["score"] for i in range(len(data.forget))])
+            mine = np.array(
+                [out["forget_truth_ratio"]["value_by_index"][str(i)]["score"] for i in range(len(data.forget))]
+            )
             out[name] = {"agg_value": F.forget_quality(mine, ref_tr)}
         elif name == "model_utility":
             out[name] = {"agg_value": F.model_utility({c: out[c]["agg_value"] for c in F.MODEL_UTILITY_COMPONENTS})}
         elif name in ("extraction_strength", "exact_memorization"):
             fn = F.extraction_strength if name == "extraction_strength" else F.exact_memorization
-            vals = [fn(s.without_eot().argmax.tolist(), s.without_eot().labels.tolist()) for s in stats[("forget", "answer")]]
+            vals = [
+                fn(s.without_eot().argmax.tolist(), s.without_eot().labels.tolist())
+                for s in stats[("forget", "answer")]
+            ]
             out[name] = {"agg_value": F.mean_of_per_sample(vals), "value_by_index": _by_index(vals)}
         elif name in MIA_METRICS:
             out[name] = _mia(name, scorer, data, stats, mink_k, reference)
@@ -246,13 +309,17 @@ def _mia(name: str, scorer, data: EvalData, stats: dict, k: float, reference: di
         if name == "mia_loss":
             return [s.avg_loss for s in st]
         if name == "mia_zlib":
-            return [F.zlib_score(s.avg_loss, scorer.ground_truth(data.question(part, r), r["answer"]))
-                    for s, r in zip(st, recs)]
+            return [
+                F.zlib_score(s.avg_loss, scorer.ground_truth(data.question(part, r), r["answer"]))
+                for s, r in zip(st, recs, strict=False)
+            ]
         if name == "mia_min_k":
             return [F.min_k_score(s.without_eot().logprobs, k) for s in st]
         if name == "mia_min_k_plus_plus":
-            return [F.min_k_plus_plus_score(s.without_eot().logprobs, s.without_eot().mu, s.without_eot().sigma, k)
-                    for s in st]
+            return [
+                F.min_k_plus_plus_score(s.without_eot().logprobs, s.without_eot().mu, s.without_eot().sigma, k)
+                for s in st
+            ]
         if name == "mia_gradnorm":
             return [F.gradnorm_score(scorer.gradnorm_grads(data.question(part, r), r["answer"])) for r in recs]
         ref = _reference_entry(reference, "mia_loss", name, len(data.forget))[part]["value_by_index"]  # mia_reference
@@ -260,9 +327,12 @@ def _mia(name: str, scorer, data: EvalData, stats: dict, k: float, reference: di
 
     forget, holdout = scores("forget"), scores("holdout")
     auc = F.mia_auc(np.array(forget), np.array(holdout))
-    return {"forget": {"agg_value": float(np.mean(forget)), "value_by_index": _by_index(forget)},
-            "holdout": {"agg_value": float(np.mean(holdout)), "value_by_index": _by_index(holdout)},
-            "auc": auc, "agg_value": auc}
+    return {
+        "forget": {"agg_value": float(np.mean(forget)), "value_by_index": _by_index(forget)},
+        "holdout": {"agg_value": float(np.mean(holdout)), "value_by_index": _by_index(holdout)},
+        "auc": auc,
+        "agg_value": auc,
+    }
 
 
 def summary(results: dict, top_level: tuple[str, ...]) -> dict:

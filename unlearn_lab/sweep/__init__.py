@@ -1,4 +1,5 @@
 """`unlearn-lab sweep`: the study's MLflow parent run, its workers, and the reports at the end."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearn_lab.errors import RunFailed, UsageError
-from unlearn_lab.sweep.study import (StudyNotReady, SweepSpec, budget_left, enqueue_default, make_storage, open_study,
-                                     reap, reap_dead_trials, save_spec, spec_from_study, work_left)
+from unlearn_lab.sweep.study import (
+    StudyNotReady,
+    SweepSpec,
+    budget_left,
+    enqueue_default,
+    make_storage,
+    open_study,
+    reap,
+    reap_dead_trials,
+    save_spec,
+    spec_from_study,
+    work_left,
+)
 from unlearn_lab.tracking import Guarded
 
 
@@ -41,12 +53,24 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
     if parent:
         tracker.resume_run(parent)
     else:
-        tags = {"kind": "sweep", "method": spec.cfg.unlearn.method, "forget_split": spec.cfg.data.forget_split,
-                "study": spec.study_name, "storage": spec.storage}
+        tags = {
+            "kind": "sweep",
+            "method": spec.cfg.unlearn.method,
+            "forget_split": spec.cfg.data.forget_split,
+            "study": spec.study_name,
+            "storage": spec.storage,
+        }
         parent = tracker.start_run(tracker.unique_name(f"sweep-{spec.study_name}"), tags=tags)
         study.set_user_attr("mlflow_parent_run_id", parent)
-        tracker.log_params(parent, {"trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
-                                    **{f"space.{p.name}": p.describe() for p in spec.space.params}})
+        tracker.log_params(
+            parent,
+            {
+                "trials": spec.trials,
+                "seed": spec.seed,
+                "min_utility": spec.min_utility,
+                **{f"space.{p.name}": p.describe() for p in spec.space.params},
+            },
+        )
     procs: list = []
 
     def run_local() -> bool:
@@ -56,8 +80,9 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        procs[:] = [ctx.Process(target=worker_entry, args=(spec, parent, i, workers, os.getpid()))
-                    for i in range(workers)]
+        procs[:] = [
+            ctx.Process(target=worker_entry, args=(spec, parent, i, workers, os.getpid())) for i in range(workers)
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -94,11 +119,14 @@ def experiment_models(spec: SweepSpec, log=print) -> dict[str, dict]:
     from unlearn_lab.runtime import choose_device, thread_count
 
     log("the target and retain models' scores, as reference points for the Pareto plot (computed once, cached)")
-    plan = resolve("eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target",
-                   count=False)
+    plan = resolve(
+        "eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target", count=False
+    )
     keep = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE")
-    return {role: {k: v for k, v in summary.items() if k in keep}
-            for role, summary in reference_points(plan, log=log).items()}
+    return {
+        role: {k: v for k, v in summary.items() if k in keep}
+        for role, summary in reference_points(plan, log=log).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -108,8 +136,15 @@ class WorkerResult:
     finished: SweepResult | None  # this worker ended the study and wrote its reports
 
 
-def join_sweep(study_name: str, storage: str, *, tracking_uri: str | None = None, wait_seconds: int = 0,
-               heartbeat: int = 60, log=print) -> WorkerResult:
+def join_sweep(
+    study_name: str,
+    storage: str,
+    *,
+    tracking_uri: str | None = None,
+    wait_seconds: int = 0,
+    heartbeat: int = 60,
+    log=print,
+) -> WorkerResult:
     """`unlearn-lab worker`: join a study a `sweep` command created (waiting up to `wait_seconds` for it), track
     its trials where the sweep tracks (the study records it) unless `tracking_uri` says otherwise, and stay until
     the study is complete, replacing trials whose workers died."""
@@ -134,9 +169,11 @@ def join_sweep(study_name: str, storage: str, *, tracking_uri: str | None = None
             time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
     tracker = MlflowTracker(spec.tracking_uri)
     if not tracker.has_run(parent):
-        raise UsageError(f"tracking store {tracker.uri} has no run {parent} (the sweep's run of study "
-                         f"'{study_name}'); give the store the sweep tracks to with --tracking-uri, or leave it out "
-                         "to use the one the study records")
+        raise UsageError(
+            f"tracking store {tracker.uri} has no run {parent} (the sweep's run of study "
+            f"'{study_name}'); give the store the sweep tracks to with --tracking-uri, or leave it out "
+            "to use the one the study records"
+        )
     reap(study, tracker, log, orphans=True)
     # a seed of its own: a worker seeded like the sweep (seed + 0) would draw the sweep's own start-up trials
     index = 1000 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
@@ -160,14 +197,16 @@ def _open_for_worker(study_name: str, storage: str, tracking_uri: str | None, he
     from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
 
     for scheme, what in (("journal:", "study journal"), ("sqlite:///", "study database")):
-        if storage.startswith(scheme) and not Path(storage[len(scheme):]).is_file():
-            raise StudyNotReady(f"no {what} at {storage[len(scheme):]}; start the study with unlearn-lab sweep")
+        if storage.startswith(scheme) and not Path(storage[len(scheme) :]).is_file():
+            raise StudyNotReady(f"no {what} at {storage[len(scheme) :]}; start the study with unlearn-lab sweep")
     make_storage(storage, heartbeat)
     spec = spec_from_study(study_name, storage, tracking_uri, heartbeat)
     uri = resolve_uri(spec.tracking_uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise UsageError(f"no tracking database at {uri[len('sqlite:///'):]}; the sweep's runs are where the study "
-                         "says (leave --tracking-uri out) or give that store with --tracking-uri")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise UsageError(
+            f"no tracking database at {uri[len('sqlite:///') :]}; the sweep's runs are where the study "
+            "says (leave --tracking-uri out) or give that store with --tracking-uri"
+        )
     check_reachable(uri, create=False)
     study = open_study(spec)
     parent = study.user_attrs.get("mlflow_parent_run_id")
@@ -225,17 +264,25 @@ def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
     for path in artifacts:
         tracker.log_artifact(parent, str(path))
     for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
-        tags = {"method": spec.cfg.unlearn.method, "study": spec.study_name, "trial": row["trial"],
-                "forget_split": spec.cfg.data.forget_split, "pareto_rank": rank,
-                **{p.name: row[p.name] for p in spec.space.params},
-                "forget_quality": f"{row['forget_quality']:.6g}", "model_utility": f"{row['model_utility']:.6g}"}
+        tags = {
+            "method": spec.cfg.unlearn.method,
+            "study": spec.study_name,
+            "trial": row["trial"],
+            "forget_split": spec.cfg.data.forget_split,
+            "pareto_rank": rank,
+            **{p.name: row[p.name] for p in spec.space.params},
+            "forget_quality": f"{row['forget_quality']:.6g}",
+            "model_utility": f"{row['model_utility']:.6g}",
+        }
         if row.get("checkpoint_of") != "":
             tags["checkpoint_of"] = row["checkpoint_of"]
         tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}", tags=tags)
     failed = sum(r["state"] == "FAIL" for r in rows)
     saved = report.epochs_saved(study)
-    tracker.log_metrics(parent, {"complete_trials": len(complete), "failed_trials": failed,
-                                 "pareto_size": len(pareto), "epochs_saved": saved})
+    tracker.log_metrics(
+        parent,
+        {"complete_trials": len(complete), "failed_trials": failed, "pareto_size": len(pareto), "epochs_saved": saved},
+    )
     table = report.pareto_table(pareto, spec)
     tracker.log_text(parent, table + "\n", "pareto_front.txt")
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials

@@ -1,9 +1,10 @@
 """Sweep reports: trials table, Pareto front (table + plot + reproduce commands), history and importance plots."""
+
 from __future__ import annotations
 
 import csv
-import warnings
 import shlex
+import warnings
 from pathlib import Path
 
 from unlearn_lab.metrics.report import fmt
@@ -21,8 +22,9 @@ def trial_rows(study, space) -> list[dict]:
         row["checkpoint_of"] = t.user_attrs.get("checkpoint_of", "")
         row["stopped_at"] = t.user_attrs.get("stopped_at", "")
         # a trial Optuna failed for a silent heartbeat carries no reason of its own
-        row["failure"] = t.user_attrs.get("failure") or ("worker lost (heartbeat stopped)" if t.state.name == "FAIL"
-                                                         else "")
+        row["failure"] = t.user_attrs.get("failure") or (
+            "worker lost (heartbeat stopped)" if t.state.name == "FAIL" else ""
+        )
         row["retry_of"] = t.user_attrs.get("retry_of", "")
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         rows.append(row)
@@ -67,8 +69,10 @@ def reproduce_command(row: dict, spec) -> str:
 def pareto_table(rows: list[dict], spec) -> str:
     lines = [f"{'trial':>5}  {'forget_quality':>14}  {'model_utility':>13}  command"]
     for r in sorted(rows, key=lambda r: -(r["model_utility"] or 0)):
-        lines.append(f"{r['trial']:>5}  {fmt(r['forget_quality']):>14}  {fmt(r['model_utility']):>13}  "
-                     f"{reproduce_command(r, spec)}")
+        lines.append(
+            f"{r['trial']:>5}  {fmt(r['forget_quality']):>14}  {fmt(r['model_utility']):>13}  "
+            f"{reproduce_command(r, spec)}"
+        )
     return "\n".join(lines)
 
 
@@ -81,21 +85,32 @@ def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fq = lambda r: max(r["forget_quality"], FQ_FLOOR)  # noqa: E731
+    fq = lambda r: max(r["forget_quality"], FQ_FLOOR)
     done = [r for r in rows if r["state"] == "COMPLETE" and r["forget_quality"] is not None]
     on_front = {r["trial"] for r in pareto}
     fig, ax = plt.subplots(figsize=(7.5, 5))
     dominated = [r for r in done if r["trial"] not in on_front]
-    ax.scatter([fq(r) for r in dominated], [r["model_utility"] for r in dominated], c="#8a9a9a", alpha=0.35,
-               label="dominated trial")
+    ax.scatter(
+        [fq(r) for r in dominated],
+        [r["model_utility"] for r in dominated],
+        c="#8a9a9a",
+        alpha=0.35,
+        label="dominated trial",
+    )
     front = sorted((r for r in done if r["trial"] in on_front), key=fq)
     ax.plot([fq(r) for r in front], [r["model_utility"] for r in front], "o-", c="#c33", label="Pareto front")
     for r in done:
-        ax.annotate(f"t{r['trial']}", (fq(r), r["model_utility"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8, alpha=1.0 if r["trial"] in on_front else 0.5)
+        ax.annotate(
+            f"t{r['trial']}",
+            (fq(r), r["model_utility"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+            alpha=1.0 if r["trial"] in on_front else 0.5,
+        )
         if r["default_config"]:
             ax.scatter([fq(r)], [r["model_utility"]], marker="*", s=180, c="#36c", label="default config", zorder=3)
-    for (name, summary), style in zip((references or {}).items(), ("s", "D", "^")):
+    for (name, summary), style in zip((references or {}).items(), ("s", "D", "^"), strict=False):
         if summary.get("forget_quality") is None or summary.get("model_utility") is None:
             continue
         point = (max(summary["forget_quality"], FQ_FLOOR), summary["model_utility"])
@@ -111,8 +126,9 @@ def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: 
     return fig
 
 
-def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path, references: dict[str, dict] | None = None
-          ) -> list[Path]:
+def plots(
+    study, rows: list[dict], pareto: list[dict], out_dir: Path, references: dict[str, dict] | None = None
+) -> list[Path]:
     """Pareto-front plot always; optimisation history and parameter importance with >= 3 complete trials."""
     import math
 
@@ -122,7 +138,7 @@ def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path, references
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["state"] == "COMPLETE"]
-    lq = lambda r: math.log10(max(r["forget_quality"], FQ_FLOOR))  # noqa: E731
+    lq = lambda r: math.log10(max(r["forget_quality"], FQ_FLOOR))
     paths = [out_dir / "pareto_front.png"]
     fig = pareto_figure(rows, pareto, f"{study.study_name}: {len(done)} complete trials", references)
     fig.savefig(paths[-1], dpi=110)
@@ -147,10 +163,11 @@ def plots(study, rows: list[dict], pareto: list[dict], out_dir: Path, references
             with warnings.catch_warnings():  # the evaluator warns when all trials tie
                 warnings.simplefilter("ignore")
                 # the default evaluator ranks parameters for LOW target values: negate our maximised objectives
-                imps = [optuna.importance.get_param_importances(study, target=lambda t, i=i: -t.values[i])
-                        for i in (0, 1)]
+                imps = [
+                    optuna.importance.get_param_importances(study, target=lambda t, i=i: -t.values[i]) for i in (0, 1)
+                ]
             fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-            for ax, imp, name in zip(axes, imps, names):
+            for ax, imp, name in zip(axes, imps, names, strict=False):
                 ax.barh(list(imp), list(imp.values()))
                 ax.set_title(f"importance for {name}")
             fig.tight_layout()

@@ -4,6 +4,7 @@ Range syntax, on the command line and in a `--space` YAML file (a mapping of hyp
 `LOW:HIGH` (uniform; integers if both ends are integers and the hyperparameter is an integer),
 `log:LOW:HIGH` (log scale, LOW > 0), or a YAML list of choices (categorical).
 """
+
 from __future__ import annotations
 
 import math
@@ -74,7 +75,7 @@ def method_param(name: str, value: Any, default: Any, accepted: list[str]) -> Pa
         if not value:
             raise UsageError(f"space parameter {name}: the list of choices is empty")
         return Param(name, "categorical", choices=tuple(value))
-    if isinstance(default, bool) or isinstance(default, str):
+    if isinstance(default, (bool, str)):
         raise UsageError(f"space parameter {name} takes a list of choices, e.g. {name}: [{default!r}]")
     integer_ends = all(part.strip().lstrip("-").isdigit() for part in str(value).removeprefix("log:").split(":"))
     kind = "int" if isinstance(default, int) or (default is None and integer_ends) else "float"
@@ -98,8 +99,9 @@ class SearchSpace:
         return out
 
 
-def build_space(lr_range: str, epochs_range: str, space_file: str | None, method_defaults: dict,
-                declared: dict | None = None) -> SearchSpace:
+def build_space(
+    lr_range: str, epochs_range: str, space_file: str | None, method_defaults: dict, declared: dict | None = None
+) -> SearchSpace:
     """lr and epochs ranges plus method hyperparameters: from `declared` (the experiment's `sweep.space`), then
     the --space file, whose entries win (lr and epochs in it too)."""
     lr = parse_range(lr_range, "lr", log=True)
@@ -112,8 +114,11 @@ def build_space(lr_range: str, epochs_range: str, space_file: str | None, method
         raw.update(load_yaml(space_file, "--space file"))
     if raw:
         accepted = list(method_defaults)
-        extra = tuple(method_param(str(k), v, method_defaults.get(k), accepted) for k, v in raw.items()
-                      if k not in ("lr", "epochs"))
+        extra = tuple(
+            method_param(str(k), v, method_defaults.get(k), accepted)
+            for k, v in raw.items()
+            if k not in ("lr", "epochs")
+        )
         if "lr" in raw:
             lr = parse_range(str(raw["lr"]), "lr", log=True)
         if "epochs" in raw:

@@ -7,6 +7,7 @@ safe for several processes on one machine); rerunning the command continues it u
 COMPLETE. A trial whose process died (same host, pid gone) is marked FAIL, and its MLflow run KILLED,
 before new trials start.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,11 +58,12 @@ def default_storage(study_name: str, root: str | Path = ".") -> str:
 def check_storage_url(url: str) -> None:
     """A malformed storage URL is a usage error; nothing is created (--dry-run)."""
     if url.startswith("journal:"):
-        if not Path(url[len("journal:"):]).name:
+        if not Path(url[len("journal:") :]).name:
             raise UsageError(f"malformed storage URL '{url}': journal:PATH needs a file path")
     elif not url.startswith(("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")):
-        raise UsageError(f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., "
-                         "mysql://...")
+        raise UsageError(
+            f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., mysql://..."
+        )
 
 
 def make_storage(url: str, heartbeat: int = 60):
@@ -70,7 +72,7 @@ def make_storage(url: str, heartbeat: int = 60):
 
     check_storage_url(url)
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):])
+        path = Path(url[len("journal:") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -80,16 +82,22 @@ def make_storage(url: str, heartbeat: int = 60):
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # a trial failed for a silent heartbeat is re-queued with the same parameters (MAX_RETRIES times)
-                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                                                  heartbeat_stale_trial_callback=enqueue_retry)
-        except Exception as exc:  # unreachable server, bad credentials, tables being created by another worker
+                return optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=heartbeat,
+                    grace_period=3 * heartbeat,
+                    heartbeat_stale_trial_callback=enqueue_retry,
+                )
+        except Exception as exc:  # noqa: BLE001 - unreachable server, bad credentials, tables being created by another worker
             raise StudyNotReady(f"cannot open storage '{url}': {str(exc).splitlines()[0]}") from None
-    raise UsageError(f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., "
-                     "mysql://...")
+    raise UsageError(
+        f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., mysql://..."
+    )
 
 
-def trial_config(base: ExperimentConfig, space: SearchSpace, params: dict, *, reuse_epochs: bool = False
-                 ) -> ExperimentConfig:
+def trial_config(
+    base: ExperimentConfig, space: SearchSpace, params: dict, *, reuse_epochs: bool = False
+) -> ExperimentConfig:
     cfg = base
     overrides = space.overrides(params)
     if reuse_epochs:
@@ -115,9 +123,13 @@ def open_study(spec: SweepSpec, worker: int = 0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec.storage, spec.heartbeat),
-                                sampler=_sampler(spec, spec.seed + worker),
-                                directions=["maximize", "maximize"], load_if_exists=True)
+    study = optuna.create_study(
+        study_name=spec.study_name,
+        storage=make_storage(spec.storage, spec.heartbeat),
+        sampler=_sampler(spec, spec.seed + worker),
+        directions=["maximize", "maximize"],
+        load_if_exists=True,
+    )
     existing = len(study.get_trials(deepcopy=False))
     if existing:
         study.sampler = _sampler(spec, spec.seed + worker + 7919 * existing)
@@ -131,9 +143,11 @@ def _sampler(spec: SweepSpec, seed: int):
     import optuna
 
     return optuna.samplers.TPESampler(
-        seed=seed, multivariate=True,
+        seed=seed,
+        multivariate=True,
         constraints_func=(lambda t: [spec.min_utility - t.user_attrs.get("model_utility", 0.0)])
-        if spec.min_utility is not None else None,
+        if spec.min_utility is not None
+        else None,
     )
 
 
@@ -178,8 +192,12 @@ def duplicate_of(trials, number: int, params: dict) -> int | None:
     me = next((t for t in trials if t.number == number), None)
     retried = retry_of(me) if me is not None else None
     for t in trials:
-        if t.number != number and t.number != retried and t.state.name in ("COMPLETE", "RUNNING") and \
-                t.params == params:
+        if (
+            t.number != number
+            and t.number != retried
+            and t.state.name in ("COMPLETE", "RUNNING")
+            and t.params == params
+        ):
             return t.number
     return None
 
@@ -230,8 +248,10 @@ def within_budget(study, trial_number: int, trials: int) -> bool:
     """A trial may run iff it is among the first `trials` COMPLETE/RUNNING/WAITING trials by number."""
     from optuna.trial import TrialState
 
-    active = sorted(t.number for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)))
+    active = sorted(
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
+    )
     return trial_number in active[:trials]
 
 
@@ -244,17 +264,27 @@ def save_spec(study, spec: SweepSpec) -> None:
     import json
 
     from unlearn_lab.config import to_dict
-
     from unlearn_lab.tracking.mlflow_tracker import resolve_uri
 
     if SPEC_ATTR in study.user_attrs:
         return
-    study.set_user_attr(SPEC_ATTR, json.dumps({
-        "tracking_uri": resolve_uri(spec.tracking_uri),
-        "config": to_dict(spec.cfg), "space": [dataclasses.asdict(p) for p in spec.space.params],
-        "trials": spec.trials, "seed": spec.seed, "min_utility": spec.min_utility,
-        "reuse_epochs": spec.reuse_epochs, "collapse_utility": spec.collapse_utility,
-        "experiment_arg": spec.experiment_arg, "extra_sets": list(spec.extra_sets)}))
+    study.set_user_attr(
+        SPEC_ATTR,
+        json.dumps(
+            {
+                "tracking_uri": resolve_uri(spec.tracking_uri),
+                "config": to_dict(spec.cfg),
+                "space": [dataclasses.asdict(p) for p in spec.space.params],
+                "trials": spec.trials,
+                "seed": spec.seed,
+                "min_utility": spec.min_utility,
+                "reuse_epochs": spec.reuse_epochs,
+                "collapse_utility": spec.collapse_utility,
+                "experiment_arg": spec.experiment_arg,
+                "extra_sets": list(spec.extra_sets),
+            }
+        ),
+    )
 
 
 def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, heartbeat: int = 60) -> SweepSpec:
@@ -270,19 +300,31 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage, heartbeat))
     except KeyError:
-        raise StudyNotReady(f"no study '{study_name}' in {storage}; start it with unlearn-lab sweep --study "
-                         f"{study_name} --storage {storage}") from None
+        raise StudyNotReady(
+            f"no study '{study_name}' in {storage}; start it with unlearn-lab sweep --study "
+            f"{study_name} --storage {storage}"
+        ) from None
     raw = study.user_attrs.get(SPEC_ATTR)
     if raw is None:  # a foreign study, or one whose `sweep` has created it but not yet stored its spec
         raise StudyNotReady(f"study '{study_name}' was not created by unlearn-lab sweep (no stored spec)")
     data = json.loads(raw)
     params = [Param(**{**p, "choices": tuple(p["choices"])}) for p in data["space"]]
     space = SearchSpace(params[0], params[1], tuple(params[2:]))
-    return SweepSpec(cfg=validate(build(ExperimentConfig, data["config"])), space=space, study_name=study_name,
-                     storage=storage, trials=data["trials"], seed=data["seed"], min_utility=data["min_utility"],
-                     tracking_uri=tracking_uri or data.get("tracking_uri"), experiment_arg=data["experiment_arg"],
-                     extra_sets=tuple(data["extra_sets"]), reuse_epochs=data["reuse_epochs"],
-                     collapse_utility=data["collapse_utility"], heartbeat=heartbeat)
+    return SweepSpec(
+        cfg=validate(build(ExperimentConfig, data["config"])),
+        space=space,
+        study_name=study_name,
+        storage=storage,
+        trials=data["trials"],
+        seed=data["seed"],
+        min_utility=data["min_utility"],
+        tracking_uri=tracking_uri or data.get("tracking_uri"),
+        experiment_arg=data["experiment_arg"],
+        extra_sets=tuple(data["extra_sets"]),
+        reuse_epochs=data["reuse_epochs"],
+        collapse_utility=data["collapse_utility"],
+        heartbeat=heartbeat,
+    )
 
 
 def reap_stale_heartbeats(study, tracker=None) -> list[int]:

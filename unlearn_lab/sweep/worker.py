@@ -4,6 +4,7 @@ With `reuse_epochs`, a trial trains the range's largest epoch count once (the lr
 evaluates every epoch's checkpoint, and each checkpoint inside the epochs range becomes a COMPLETE trial of
 its own (params lr, epochs = k); a run whose model_utility falls below `collapse_utility` stops early.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,8 +15,19 @@ import threading
 import warnings
 
 from unlearn_lab.errors import RunFailed, UsageError
-from unlearn_lab.sweep.study import (SweepSpec, budget_left, duplicate_of, enqueue_retry, has_heartbeats, objectives,
-                                     open_study, reap, trial_config, within_budget, work_left)
+from unlearn_lab.sweep.study import (
+    SweepSpec,
+    budget_left,
+    duplicate_of,
+    enqueue_retry,
+    has_heartbeats,
+    objectives,
+    open_study,
+    reap,
+    trial_config,
+    within_budget,
+    work_left,
+)
 from unlearn_lab.tracking import Guarded, TrackingLost
 
 MAX_FAILURE_STREAK = 10
@@ -54,8 +66,14 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
             break
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        params = {p.name: (trial.suggest_int("epochs", high, high) if spec.reuse_epochs and p.name == "epochs"
-                           else p.suggest(trial)) for p in spec.space.params}
+        params = {
+            p.name: (
+                trial.suggest_int("epochs", high, high)
+                if spec.reuse_epochs and p.name == "epochs"
+                else p.suggest(trial)
+            )
+            for p in spec.space.params
+        }
         twin = duplicate_of(study.get_trials(deepcopy=False), trial.number, params)
         if twin is not None:  # the same parameters are done or running elsewhere: draw again
             trial.set_user_attr("duplicate_of", twin)
@@ -69,27 +87,44 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs)
         name = f"{spec.study_name}_trial-{trial.number}"
         tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(worker)}
-        collapse = (lambda epoch, summary: f"model_utility {summary['model_utility']:.3g} < {spec.collapse_utility}"
-                    if summary.get("model_utility", 1.0) < spec.collapse_utility else None)
-        plan = resolve("run", cfg, device=device, threads=threads, task_name=name, saves=spec.saves, count=False,
-                       run_name=default_run_name(cfg, prefix=f"t{trial.number}-"))
-        opts = RunOptions(progress=False, parent_run_id=parent_run_id,
-                          extra_tags=tags, eval_every="epoch" if spec.reuse_epochs else "none",
-                          stop_when=collapse if spec.reuse_epochs else None,
-                          on_run_started=lambda run_id, t=trial: t.set_user_attr("mlflow_run_id", run_id))
+        collapse = lambda epoch, summary: (
+            f"model_utility {summary['model_utility']:.3g} < {spec.collapse_utility}"
+            if summary.get("model_utility", 1.0) < spec.collapse_utility
+            else None
+        )
+        plan = resolve(
+            "run",
+            cfg,
+            device=device,
+            threads=threads,
+            task_name=name,
+            saves=spec.saves,
+            count=False,
+            run_name=default_run_name(cfg, prefix=f"t{trial.number}-"),
+        )
+        opts = RunOptions(
+            progress=False,
+            parent_run_id=parent_run_id,
+            extra_tags=tags,
+            eval_every="epoch" if spec.reuse_epochs else "none",
+            stop_when=collapse if spec.reuse_epochs else None,
+            on_run_started=lambda run_id, t=trial: t.set_user_attr("mlflow_run_id", run_id),
+        )
         try:
             with heartbeat(study, trial):
                 result = run_experiment(plan, tracker, opts, log=lambda _: None)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: mark the trial (run_experiment marked its run KILLED)
             _fail(study, tracker, trial, f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
             queued = enqueue_retry(study, study.get_trials(deepcopy=False)[trial.number])
-            log(f"trial {trial.number} interrupted: marked FAIL{', its parameters queued again' if queued else ''}; "
-                "rerun the command to resume the study")
+            log(
+                f"trial {trial.number} interrupted: marked FAIL{', its parameters queued again' if queued else ''}; "
+                "rerun the command to resume the study"
+            )
             raise
         except TrackingLost as exc:  # every later trial would fail the same way: stop this worker
             _fail(study, tracker, trial, f"TrackingLost: {exc}")
             raise
-        except Exception as exc:  # DivergedError included: the trial fails with its reason, the sweep goes on
+        except Exception as exc:  # noqa: BLE001 - DivergedError included: the trial fails with its reason, the sweep goes on
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _fail(study, tracker, trial, reason)
             counts["failed"] += 1
@@ -113,13 +148,21 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         trial.set_user_attr("model_utility", values[1])
         trial.set_user_attr("forget_quality", result.summary["forget_quality"])
         study.tell(trial, values)
-        Guarded(tracker, log).set_tags(result.run_id, {"trial_state": "COMPLETE", "objective.log10_forget_quality": f"{values[0]:.6g}",
-                                         "objective.model_utility": f"{values[1]:.6g}"})
+        Guarded(tracker, log).set_tags(
+            result.run_id,
+            {
+                "trial_state": "COMPLETE",
+                "objective.log10_forget_quality": f"{values[0]:.6g}",
+                "objective.model_utility": f"{values[1]:.6g}",
+            },
+        )
         counts["complete"] += 1
         streak = 0
-        log(f"trial {trial.number}: lr={params['lr']:.3g} epochs={params['epochs']} -> "
+        log(
+            f"trial {trial.number}: lr={params['lr']:.3g} epochs={params['epochs']} -> "
             f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
-            f"({result.seconds:.0f} s)")
+            f"({result.seconds:.0f} s)"
+        )
     return counts
 
 
@@ -173,13 +216,22 @@ def _add_checkpoint_trials(study, spec: SweepSpec, trial, params: dict, result) 
         if budget_left(study, spec.trials) <= (-1 if result.stopped_at is not None else 0):
             break
         values = objectives(summary)
-        study.add_trial(optuna.trial.create_trial(
-            params={**params, "epochs": epoch},
-            distributions={**trial.distributions, "epochs": optuna.distributions.IntDistribution(
-                spec.space.epochs.low, spec.space.epochs.high)},
-            values=list(values),
-            user_attrs={"checkpoint_of": trial.number, "forget_quality": summary["forget_quality"],
-                        "model_utility": values[1], "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", "")}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={**params, "epochs": epoch},
+                distributions={
+                    **trial.distributions,
+                    "epochs": optuna.distributions.IntDistribution(spec.space.epochs.low, spec.space.epochs.high),
+                },
+                values=list(values),
+                user_attrs={
+                    "checkpoint_of": trial.number,
+                    "forget_quality": summary["forget_quality"],
+                    "model_utility": values[1],
+                    "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", ""),
+                },
+            )
+        )
         added.append(epoch)
     return added
 
@@ -206,8 +258,7 @@ def die_with_parent(parent_pid: int, poll: float = 1.0) -> threading.Thread:
     return thread
 
 
-def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int, sweep_pid: int | None = None
-                 ) -> None:
+def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int, sweep_pid: int | None = None) -> None:
     """multiprocessing entry point (spawned processes)."""
     from unlearn_lab.runtime import interrupt_on_sigterm
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker

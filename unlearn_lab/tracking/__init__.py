@@ -3,9 +3,11 @@
 Runs are addressed by explicit ids (no "active run" global): a run, its nested evaluation runs
 (tag mlflow.parentRunId) and a sweep's trials all go through the same five calls.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from unlearn_lab.errors import RunFailed
 
@@ -17,11 +19,13 @@ class Tracker(Protocol):
 
     def log_params(self, run_id: str, params: dict) -> None: ...
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None,
-                    model_id: str | None = None) -> None: ...
+    def log_metrics(
+        self, run_id: str, metrics: dict[str, float], step: int | None = None, model_id: str | None = None
+    ) -> None: ...
 
-    def log_metric_history(self, run_id: str, history: list[tuple[int, dict[str, float]]],
-                           model_id: str | None = None) -> None: ...
+    def log_metric_history(
+        self, run_id: str, history: list[tuple[int, dict[str, float]]], model_id: str | None = None
+    ) -> None: ...
 
     def log_model(self, run_id: str, model, tokenizer, saved_dir, name: str = "model") -> str | None: ...
 
@@ -35,8 +39,9 @@ class Tracker(Protocol):
 
     def resume_run(self, run_id: str) -> None: ...
 
-    def register_model(self, name: str, run_id: str, artifact_path: str = "model", alias: str | None = None,
-                       tags: dict | None = None): ...
+    def register_model(
+        self, name: str, run_id: str, artifact_path: str = "model", alias: str | None = None, tags: dict | None = None
+    ): ...
 
     def run_status(self, run_id: str) -> str: ...
 

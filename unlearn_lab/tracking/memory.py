@@ -1,4 +1,5 @@
 """An in-memory Tracker for tests and for runs with tracking turned off."""
+
 from __future__ import annotations
 
 import itertools

@@ -4,6 +4,7 @@ Default store: a SQLite database plus an artifact folder under ./mlruns (MLflow 
 plain file store). `MLFLOW_TRACKING_URI` or `--tracking-uri` override it; an http(s) server is
 checked for reachability before anything trains.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,16 +40,20 @@ def check_reachable(uri: str, timeout: float = 5.0, *, create: bool = True) -> N
                     raise UsageError(f"tracking server {uri} answered /health with HTTP {response.status}")
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise UsageError(f"tracking server unreachable at {uri} ({reason}); start it or pass another "
-                             f"--tracking-uri (e.g. sqlite:///mlruns/mlflow.db)") from None
+            raise UsageError(
+                f"tracking server unreachable at {uri} ({reason}); start it or pass another "
+                f"--tracking-uri (e.g. sqlite:///mlruns/mlflow.db)"
+            ) from None
     elif uri.startswith("sqlite:///"):
         if create:
-            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     elif uri.startswith(("postgresql://", "postgresql+", "mysql://", "mysql+", "databricks")):
         return
     else:
-        raise UsageError(f"unsupported tracking URI '{uri}'; accepted: sqlite:///path/mlflow.db, http(s)://host:port, "
-                         "postgresql://...")
+        raise UsageError(
+            f"unsupported tracking URI '{uri}'; accepted: sqlite:///path/mlflow.db, http(s)://host:port, "
+            "postgresql://..."
+        )
 
 
 # MLflow 3's UI reads the experiment kind to choose its view: "finetuning" opens the model-training view (runs
@@ -64,14 +69,18 @@ EXPERIMENT_TAGS = {
         "(0 = the retain model; negative = under-unlearned, positive = over-unlearned) and forget_Q_A_ROUGE. "
         "Nested `eval-ep<k>` / `eval-final` runs hold every TOFU metric at the optimizer step where their epoch "
         "ended, so they share a chart axis with the training loss. Compare runs: tick them in the table and press "
-        "Compare, or chart log10_forget_quality against model_utility."),
+        "Compare, or chart log10_forget_quality against model_utility."
+    ),
 }
 
 # A lost server: MLflow's own default retries a request 7 times with a backoff factor of 2 (minutes of
 # waiting per call). These defaults ride out a server restart of ~30 s (waits 1+2+4+8+16 s); the
 # environment variables still override them.
-HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+HTTP_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 
 
 class MlflowTracker:
@@ -89,11 +98,12 @@ class MlflowTracker:
         else:
             artifacts = None
             if self.uri.startswith("sqlite:///"):  # keep artifacts beside the database
-                artifacts = (Path(self.uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+                artifacts = (Path(self.uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
             try:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts,
-                                                                   tags=EXPERIMENT_TAGS)
-            except Exception:  # another worker created it first
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=artifacts, tags=EXPERIMENT_TAGS
+                )
+            except Exception:  # noqa: BLE001 - another worker created it first
                 self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
         if found is not None and found.tags.get("mlflow.experimentKind") != EXPERIMENT_TAGS["mlflow.experimentKind"]:
             for key, value in EXPERIMENT_TAGS.items():  # a store made by an older version
@@ -106,16 +116,20 @@ class MlflowTracker:
         if isinstance(exc, (requests.exceptions.RequestException, ConnectionError)):
             return True
         text = str(exc)
-        return type(exc).__name__ == "MlflowException" and text.startswith("API request to") and (
-            "failed with exception" in text or "failed with error code 5" in text)
+        return (
+            type(exc).__name__ == "MlflowException"
+            and text.startswith("API request to")
+            and ("failed with exception" in text or "failed with error code 5" in text)
+        )
 
     def unique_name(self, name: str) -> str:
         """`name`, or `name-2`, `name-3`, ... when a run of this experiment already has it."""
         from mlflow.entities import ViewType
 
         pattern = name.replace("'", "\\'")
-        runs = self.client.search_runs([self.experiment_id], f"attributes.run_name LIKE '{pattern}%'",
-                                       run_view_type=ViewType.ALL, max_results=5000)
+        runs = self.client.search_runs(
+            [self.experiment_id], f"attributes.run_name LIKE '{pattern}%'", run_view_type=ViewType.ALL, max_results=5000
+        )
         return first_free_name(name, {r.info.run_name for r in runs})
 
     def start_run(self, name, *, tags=None, parent_id=None) -> str:
@@ -140,8 +154,12 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, int(step), model_id=model_id) for step, metrics in history
-                 for k, v in metrics.items() if v is not None]
+        items = [
+            Metric(k, float(v), now, int(step), model_id=model_id)
+            for step, metrics in history
+            for k, v in metrics.items()
+            if v is not None
+        ]
         for start in range(0, len(items), 1000):  # one call per 1000 values (log_batch limit)
             self.client.log_batch(run_id, metrics=items[start : start + 1000])
 
@@ -173,16 +191,24 @@ class MlflowTracker:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / name
                 try:
-                    mlflow.transformers.save_model(transformers_model={"model": model, "tokenizer": tokenizer},
-                                                   path=str(path), task="text-generation",
-                                                   pip_requirements=requirements)
-                except Exception as exc:  # a model the flavour cannot package: keep the plain folder instead
+                    mlflow.transformers.save_model(
+                        transformers_model={"model": model, "tokenizer": tokenizer},
+                        path=str(path),
+                        task="text-generation",
+                        pip_requirements=requirements,
+                    )
+                except Exception as exc:  # noqa: BLE001 - a model the flavour cannot package: keep the plain folder instead
                     self.client.log_artifacts(run_id, str(saved_dir), name)
-                    self.client.set_tag(run_id, "model_logging", f"plain folder artifact '{name}' "
-                                        f"(MLflow's transformers flavour failed: {str(exc).splitlines()[0][:200]})")
+                    self.client.set_tag(
+                        run_id,
+                        "model_logging",
+                        f"plain folder artifact '{name}' "
+                        f"(MLflow's transformers flavour failed: {str(exc).splitlines()[0][:200]})",
+                    )
                     return None
-                logged = self.client.create_logged_model(self.experiment_id, name=name, source_run_id=run_id,
-                                                         model_type="transformers")
+                logged = self.client.create_logged_model(
+                    self.experiment_id, name=name, source_run_id=run_id, model_type="transformers"
+                )
                 try:
                     self.client.log_model_artifacts(logged.model_id, str(path))
                 except BaseException:
@@ -251,7 +277,7 @@ class MlflowTracker:
             try:
                 self.client.set_registered_model_alias(name, alias, version.version)
             except MlflowException:  # every worker that ends a study registers its front: two may set the same
-                time.sleep(0.5)      # alias at the same moment (a unique-key conflict on PostgreSQL); once more
+                time.sleep(0.5)  # alias at the same moment (a unique-key conflict on PostgreSQL); once more
                 self.client.set_registered_model_alias(name, alias, version.version)
         return version.version
 
@@ -265,10 +291,24 @@ def ui_command(uri: str | None, host: str, port: int, workers: int = 1) -> tuple
     tracker = MlflowTracker(uri)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/#/experiments/{tracker.experiment_id}/runs"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-                                                                             "false")}
-    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracker.uri, "--host", host, "--port",
-            str(port), "--workers", str(workers)]
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracker.uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return url, argv, env
 
 
@@ -284,22 +324,29 @@ def fetch_registered(spec: str, uri: str | None, dest: Path) -> Path:
 
     resolved = resolve_uri(uri)
     check_reachable(resolved, create=False)
-    if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///"):]).is_file():
-        raise UsageError(f"cannot fetch {spec}: no tracking database at {resolved[len('sqlite:///'):]} "
-                         "(give the store that holds the registry with --tracking-uri)")
+    if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///") :]).is_file():
+        raise UsageError(
+            f"cannot fetch {spec}: no tracking database at {resolved[len('sqlite:///') :]} "
+            "(give the store that holds the registry with --tracking-uri)"
+        )
     try:
-        location = _model_location(MlflowClient(tracking_uri=resolved, registry_uri=resolved), spec[len("models:/"):])
+        location = _model_location(MlflowClient(tracking_uri=resolved, registry_uri=resolved), spec[len("models:/") :])
     except MlflowException as exc:
-        raise UsageError(f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]} "
-                         "(accepted: models:/<name>@<alias>, models:/<name>/<version>, models:/<model id>)") from None
+        raise UsageError(
+            f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]} "
+            "(accepted: models:/<name>@<alias>, models:/<name>/<version>, models:/<model id>)"
+        ) from None
     # keyed by what the spec points at now: an alias moves to another version when a sweep registers again
     key = hashlib.sha256(location.encode()).hexdigest()[:16]
     folder = dest / key
     if (folder / "config.json").is_file():
         return folder
     try:
-        raw = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=resolved,
-                                                      dst_path=str(dest / f".{key}.download")))
+        raw = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=location, tracking_uri=resolved, dst_path=str(dest / f".{key}.download")
+            )
+        )
     except MlflowException as exc:
         raise UsageError(f"cannot fetch {spec} from {resolved}: {str(exc).splitlines()[0][:300]}") from None
     weights, tokenizer = raw / "model", raw / "components" / "tokenizer"
@@ -326,8 +373,8 @@ def _model_location(client, ref: str) -> str:
     else:
         source = f"models:/{ref}"
     if source.startswith("models:/"):
-        return client.get_logged_model(source[len("models:/"):]).artifact_location
+        return client.get_logged_model(source[len("models:/") :]).artifact_location
     if source.startswith("runs:/"):
-        run_id, _, path = source[len("runs:/"):].partition("/")
+        run_id, _, path = source[len("runs:/") :].partition("/")
         return f"{client.get_run(run_id).info.artifact_uri}/{path}"
     return source
