@@ -18,7 +18,6 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from unlearn_lab.metrics.functions import (
-    DIRECTIONS,
     MODEL_UTILITY_COMPONENTS,
     aggregate_truth_ratio,
     exact_memorization,
@@ -339,23 +338,3 @@ def test_rouge_empty_generation_and_length_mismatch():
     assert all(isinstance(v, float) for v in score.values())
     with pytest.raises(ValueError):
         rouge_scores(["a", "b"], ["a"])
-
-
-# --- directions ----------------------------------------------------------------------------------
-
-
-def test_directions_cover_top_level_metrics():
-    expected = {
-        "forget_quality": "higher_is_better",
-        "model_utility": "higher_is_better",
-        "forget_Q_A_Prob": "lower_is_better",
-        "forget_Q_A_ROUGE": "lower_is_better",
-        "forget_truth_ratio": "higher_is_better",
-        "privleak": "closer_to_0_better",
-        "extraction_strength": "lower_is_better",
-        "exact_memorization": "lower_is_better",
-    }
-    for name, direction in expected.items():
-        assert DIRECTIONS[name] == direction
-    for attack in ["loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm", "reference"]:
-        assert DIRECTIONS[f"mia_{attack}"] == "closer_to_0.5_better"

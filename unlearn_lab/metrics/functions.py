@@ -29,7 +29,6 @@ from unlearn_lab.metrics.mia import (
 )
 
 __all__ = [
-    "DIRECTIONS",
     "MODEL_UTILITY_COMPONENTS",
     "TRUTH_RATIO_AGGREGATORS",
     "aggregate_truth_ratio",
@@ -53,25 +52,6 @@ __all__ = [
     "truth_ratio_prob_mean",
     "zlib_score",
 ]
-
-# Direction of each top-level metric (spec §2.1), from an unlearning point of view.
-DIRECTIONS: dict[str, str] = {
-    "forget_quality": "higher_is_better",  # KS p-value vs the retain model: high = indistinguishable
-    "model_utility": "higher_is_better",  # harmonic mean of 9 retain/ra/wf scores: keep the model useful
-    "forget_Q_A_Prob": "lower_is_better",  # P̄(answer | question) on forget: should drop
-    "forget_Q_A_ROUGE": "lower_is_better",  # ROUGE-L recall of generated forget answers: should drop
-    "forget_truth_ratio": "higher_is_better",  # mean min(TR, 1/TR) in [0, 1]: 1 = can't tell true from false
-    "privleak": "closer_to_0_better",  # 0 = retain model; < 0 leakage, > 0 over-unlearning
-    "extraction_strength": "lower_is_better",  # share of the answer extractable from a prefix
-    "exact_memorization": "lower_is_better",  # share of answer tokens predicted exactly
-    "forget_Q_A_gibberish": "higher_is_better",  # prob. of the detector's "clean" class: stay fluent
-    "mia_loss": "closer_to_0.5_better",  # AUC 0.5 = no membership signal (same for every MIA below)
-    "mia_zlib": "closer_to_0.5_better",  # loss / zlib length attack
-    "mia_min_k": "closer_to_0.5_better",  # Min-K% (k = 0.4) attack
-    "mia_min_k_plus_plus": "closer_to_0.5_better",  # Min-K%++ (k = 0.4) attack
-    "mia_gradnorm": "closer_to_0.5_better",  # mean per-parameter gradient norm attack
-    "mia_reference": "closer_to_0.5_better",  # target minus reference-model loss attack
-}
 
 # The 9 aggregates whose harmonic mean is model_utility (spec §2.4).
 MODEL_UTILITY_COMPONENTS: tuple[str, ...] = (

@@ -7,6 +7,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SUMMARY_ORDER = (
     "forget_Q_A_Prob",
@@ -19,7 +20,7 @@ SUMMARY_ORDER = (
 )
 
 
-def write_json(path: str | Path, data) -> Path:
+def write_json(path: str | Path, data: Any) -> Path:
     """Pretty JSON (indent 4, sorted keys) through a temp file + rename: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def read_json(path: str | Path) -> dict:
     return data
 
 
-def fmt(value) -> str:
+def fmt(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float) and value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4) and math.isfinite(value):

@@ -16,13 +16,33 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
+from unlearn_lab.config import PromptConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.metrics.mia import min_k_plus_plus_stats
+
+
+class Progress(Protocol):
+    """A progress bar (tqdm's `update`)."""
+
+    def update(self, n: int = 1) -> object: ...
+
+
+def _padded(rows: list[list[int]], pad: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, real): `rows` padded with `pad` to the longest, on the left or the right; real = 1 on their tokens."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    real = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        cols = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[r, cols] = torch.tensor(row)
+        real[r, cols] = 1
+    return ids, real
 
 
 @dataclass(frozen=True)
@@ -48,9 +68,9 @@ class TokenStats:
 
 @dataclass(frozen=True)
 class Scorer:
-    model: torch.nn.Module
-    tokenizer: object
-    prompt_cfg: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    prompt_cfg: PromptConfig
     batch_size: int = 32
     # Min-K++'s per-position mu/sigma cost a pass over the vocabulary per answer token (~20 % of scoring on the
     # embedded world); off when no metric needs them, and then NaN (a metric that used them would raise)
@@ -64,7 +84,7 @@ class Scorer:
         return prompts.encode_qa(self.tokenizer, question, answer, self.prompt_cfg)
 
     @torch.no_grad()
-    def score_pairs(self, pairs: list[tuple[str, str]], progress=None) -> list[TokenStats]:
+    def score_pairs(self, pairs: list[tuple[str, str]], progress: Progress | None = None) -> list[TokenStats]:
         """Token stats for each (question, answer), in input order.
 
         Pairs that share a question share one prompt pass: the prompts of a batch of questions run once
@@ -80,7 +100,8 @@ class Scorer:
         groups = sorted(by_question.values(), key=lambda rows: len(encoded[rows[0]].input_ids))
         out: list[TokenStats | None] = [None] * len(encoded)
         self.model.eval()
-        batch_groups, size = [], 0
+        batch_groups: list[list[int]] = []
+        size = 0
         for rows in groups:  # about `batch_size` answers per pass
             if batch_groups and size + len(rows) > self.batch_size:
                 self._score_groups([[encoded[i] for i in g] for g in batch_groups], batch_groups, out)
@@ -100,13 +121,7 @@ class Scorer:
         ref_mask = self.prompt_cfg.reference_attention_mask
         decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
         # 1. prompts, left-padded; position ids count every real token from 0, as in the unpadded pass
-        heads = [g[0].input_ids[: g[0].prompt_len] for g in items]
-        width = max(len(h) for h in heads)
-        ids = torch.full((len(heads), width), pad, dtype=torch.long)
-        real = torch.zeros((len(heads), width), dtype=torch.long)
-        for r, h in enumerate(heads):
-            ids[r, width - len(h) :] = torch.tensor(h)
-            real[r, width - len(h) :] = 1
+        ids, real = _padded([g[0].input_ids[: g[0].prompt_len] for g in items], pad, left=True)
         mask = (ids != pad).long() * real if ref_mask else real
         positions = (real.cumsum(1) - 1).clamp_min(0)
         cache = DynamicCache()
@@ -124,12 +139,8 @@ class Scorer:
         owner = [r for r, g in enumerate(items) for _ in g]
         answers = [e.input_ids[e.prompt_len :] for g in items for e in g]
         cache.batch_select_indices(torch.tensor(owner, device=device))
-        a_width = max(len(a) for a in answers)
-        a_ids = torch.full((len(answers), a_width), pad, dtype=torch.long)
-        a_real = torch.zeros((len(answers), a_width), dtype=torch.long)
-        for r, a in enumerate(answers):
-            a_ids[r, : len(a)] = torch.tensor(a)
-            a_real[r, : len(a)] = 1
+        a_ids, a_real = _padded(answers, pad, left=False)
+        a_width = a_ids.shape[1]
         a_mask = (a_ids != pad).long() * a_real if ref_mask else a_real
         a_pos = positions[owner, -1:] + 1 + torch.arange(a_width)[None, :]
         answer_out = decoder(
@@ -176,21 +187,24 @@ class Scorer:
         return max(1, min(max_new_tokens, limit - longest))
 
     @torch.no_grad()
-    def generate(self, questions: list[str], max_new_tokens: int, progress=None) -> list[str]:
+    def generate(self, questions: list[str], max_new_tokens: int, progress: Progress | None = None) -> list[str]:
         """Greedy generations (decoded with special tokens skipped, stripped), in input order."""
+        model = self.model
+        if not isinstance(model, GenerationMixin):
+            raise TypeError(f"{type(model).__name__} cannot generate: it is not a transformers GenerationMixin")
         encoded = [prompts.encode_prompt(self.tokenizer, q, self.prompt_cfg) for q in questions]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         pad = prompts.pad_id(self.tokenizer, self.prompt_cfg)
-        eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
+        eos = model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         texts: list[str] = [""] * len(encoded)
-        self.model.eval()
+        model.eval()
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = prompts.collate_prompts(
                 [encoded[i] for i in idx], pad, reference_mask=self.prompt_cfg.reference_attention_mask
             )
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            generated = self.model.generate(
+            generated = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
@@ -202,9 +216,7 @@ class Scorer:
             )
             new = generated[:, batch["input_ids"].shape[1] :]
             for row, ids in zip(idx, new.tolist(), strict=False):
-                texts[row] = self.tokenizer.decode(
-                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
-                ).strip()
+                texts[row] = self._decode(ids)
             if progress is not None:
                 progress.update(len(idx))
         return texts
@@ -217,8 +229,13 @@ class Scorer:
     def ground_truth(self, question: str, answer: str) -> str:
         """The reference's ROUGE target: the supervised tokens decoded with special tokens skipped."""
         enc = self.encode(question, answer)
-        ids = enc.input_ids[enc.prompt_len :]
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
+        return self._decode(enc.input_ids[enc.prompt_len :])
+
+    def _decode(self, ids: list[int]) -> str:
+        """Special tokens skipped, no clean-up of spaces (see the module docstring), stripped."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        assert isinstance(text, str), "one sequence decodes to one string"
+        return text.strip()
 
     def gradnorm_grads(self, question: str, answer: str) -> list[torch.Tensor | None]:
         """Per-parameter gradients of -mean token log-prob (eot excluded), batch size 1, train mode (spec 2.6)."""
