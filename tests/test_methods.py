@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -17,16 +19,19 @@ from unlearn_lab.methods import (
     METHODS,
     Features,
     LossOutput,
+    MethodSpec,
     Side,
     get_method,
     requires_reference,
     validate_hyperparams,
 )
+from unlearn_lab.methods.common import preference_loss
+from unlearn_lab.unlearn import FeatureMaker, resolve_layer
 
 LN2, LN3 = math.log(2), math.log(3)
 
 
-def side(logits, labels, **extra) -> Side:
+def side(logits: Any, labels: Any, **extra: Any) -> Side:
     logits = torch.as_tensor(logits, dtype=torch.float32)
     labels = torch.as_tensor(labels)
     return Side(logits=logits, labels=labels, attention_mask=torch.ones_like(labels), **extra)
@@ -49,7 +54,7 @@ def random_side(seed: int, b: int = 2, t: int = 6, v: int = 5, with_ref: bool = 
 # --- GradAscent / GradDiff ---------------------------------------------------------------------------------------
 
 
-def test_grad_ascent_is_minus_pooled_nll_by_hand():
+def test_grad_ascent_is_minus_pooled_nll_by_hand() -> None:
     """V = 3. Sample 0: position 0 logits (0,0,0) -> log p = -ln3 for all, target label[1] = 0 -> CE ln3;
     position 1 logits (ln2,0,0) -> p = (1/2,1/4,1/4), target label[2] = 1 -> CE ln4.
     Sample 1: only label[2] = 2 is supervised, predicted by logits (ln2,0,0) -> CE ln4.
@@ -63,7 +68,7 @@ def test_grad_ascent_is_minus_pooled_nll_by_hand():
     assert out.retain_loss is None
 
 
-def test_grad_diff_with_alpha_zero_is_gamma_times_grad_ascent():
+def test_grad_diff_with_alpha_zero_is_gamma_times_grad_ascent() -> None:
     f, r = random_side(0), random_side(1)
     ga = loss_of("GradAscent", Features(forget=f)).loss
     gd = loss_of("GradDiff", Features(forget=f, retain=r), alpha=0, gamma=0.7)
@@ -71,7 +76,7 @@ def test_grad_diff_with_alpha_zero_is_gamma_times_grad_ascent():
     assert gd.forget_loss.item() == pytest.approx(ga.item(), rel=1e-6)  # reported before gamma
 
 
-def test_grad_diff_kl_retain_term_by_hand():
+def test_grad_diff_kl_retain_term_by_hand() -> None:
     """KL(π_ref ‖ π_θ) at every position, no label mask, divided by B·T. B = 1, T = 2, V = 2, all labels -100.
     Position 0: ref logits (0,0) -> p_ref = (1/2,1/2); current (ln3,0) -> p = (3/4,1/4);
     KL = 1/2 ln((1/2)/(3/4)) + 1/2 ln((1/2)/(1/4)) = 1/2 ln(4/3). Position 1 is identical -> 0.
@@ -88,13 +93,13 @@ def test_grad_diff_kl_retain_term_by_hand():
     assert out.retain_loss.item() > 0
 
 
-def test_kl_retain_without_reference_raises():
+def test_kl_retain_without_reference_raises() -> None:
     f = random_side(0)
     with pytest.raises(ValueError, match="ref_logits"):
         loss_of("GradDiff", Features(forget=f, retain=random_side(1, with_ref=False)), retain_loss_type="KL")
 
 
-def test_missing_retain_batch_raises():
+def test_missing_retain_batch_raises() -> None:
     with pytest.raises(ValueError, match="retain"):
         loss_of("NPO", Features(forget=random_side(0)))
 
@@ -102,8 +107,17 @@ def test_missing_retain_batch_raises():
 # --- NPO / IdkDPO / SimNPO ---------------------------------------------------------------------------------------
 
 
+def test_preference_loss_by_hand() -> None:
+    """−(2/β)·mean_i log σ(β·m_i). β = 1, margins (0, ln3): log σ(0) = −ln2, log σ(ln3) = ln(3/(3+1)) = ln(3/4),
+    so the loss is −2·(−ln2 + ln(3/4))/2 = ln2 − ln(3/4) = ln(8/3). β = 2, margins (ln3/2, ln3/2): β·m = ln3 at both,
+    so −(2/2)·ln(3/4) = ln(4/3). A larger margin always gives a smaller loss."""
+    assert preference_loss(torch.tensor([0.0, LN3]), beta=1.0).item() == pytest.approx(math.log(8 / 3), rel=1e-6)
+    assert preference_loss(torch.tensor([LN3 / 2] * 2), beta=2.0).item() == pytest.approx(math.log(4 / 3), rel=1e-6)
+    assert preference_loss(torch.tensor([1.0]), beta=0.1) < preference_loss(torch.tensor([0.5]), beta=0.1)
+
+
 @pytest.mark.parametrize("beta", [0.1, 0.5])
-def test_npo_and_idk_dpo_equal_2ln2_over_beta_when_policy_is_reference(beta):
+def test_npo_and_idk_dpo_equal_2ln2_over_beta_when_policy_is_reference(beta: float) -> None:
     """log π_θ − log π_ref = 0 for every sequence, so both losses are −(2/β)·log σ(0) = (2/β)·ln 2."""
     f, r, alt = random_side(0), random_side(1), random_side(2)
     npo = loss_of("NPO", Features(forget=f, retain=r), beta=beta, alpha=0)
@@ -113,7 +127,7 @@ def test_npo_and_idk_dpo_equal_2ln2_over_beta_when_policy_is_reference(beta):
         assert out.loss.item() == pytest.approx(2 * LN2 / beta, rel=1e-6)
 
 
-def test_npo_uses_sequence_sums():
+def test_npo_uses_sequence_sums() -> None:
     """One sample; the current model has token NLLs (ln2, ln2) where the reference has (ln4, ln4) on 2 tokens,
     so log π_θ − log π_ref = −2ln2 + 4ln2 = 2ln2 (a per-token mean would give ln2).
     NPO = −(2/β)·log σ(−β·2ln2), with β = 1: 2·ln(1 + 4) = 2 ln 5."""
@@ -124,7 +138,7 @@ def test_npo_uses_sequence_sums():
     assert out.forget_loss.item() == pytest.approx(2 * math.log(5), rel=1e-6)
 
 
-def test_simnpo_by_hand():
+def test_simnpo_by_hand() -> None:
     """V = 2. Sample 0: labels (−100, 0, 0); position 0 logits (0,0) -> CE ln2, position 1 (ln3,0) -> p(0) = 3/4,
     CE ln(4/3); l_0 = (ln2 + ln(4/3))/2 − δ. Sample 1: labels (−100, −100, 1); position 1 (ln3,0) -> p(1) = 1/4,
     CE ln4; l_1 = ln4 − δ. With β = 2, δ = 0.5: L_f = −(2/β)·mean_i log σ(β·l_i)."""
@@ -140,7 +154,7 @@ def test_simnpo_by_hand():
 # --- RMU ---------------------------------------------------------------------------------------------------------
 
 
-def test_rmu_forget_loss_is_masked_mse_to_control_vector():
+def test_rmu_forget_loss_is_masked_mse_to_control_vector() -> None:
     """c = 2, u = (0.6, 0.8) -> c·u = (1.2, 1.6). Sample 0: supervised (unshifted) positions 1 and 2:
     h_1 = (0,1): ((1.2)² + (0.6)²)/2 = 0.9; h_2 = (3,3): ((1.8)² + (1.4)²)/2 = 2.6 -> (0.9 + 2.6)/2 = 1.75.
     Position 0 (h = (1,0)) is a prompt token. Sample 1: only position 2, h = c·u -> 0.
@@ -155,7 +169,7 @@ def test_rmu_forget_loss_is_masked_mse_to_control_vector():
     assert out.retain_loss.item() == pytest.approx(0.0, abs=1e-8)
 
 
-def test_rmu_init_state_is_deterministic_unit_vector():
+def test_rmu_init_state_is_deterministic_unit_vector() -> None:
     spec = get_method("RMU")
     hp = validate_hyperparams(spec, {})
     a = spec.init_state(hp, hidden_size=32, generator=torch.Generator().manual_seed(7))["control_vector"]
@@ -170,7 +184,7 @@ def test_rmu_init_state_is_deterministic_unit_vector():
 
 
 @pytest.mark.parametrize("wrap", [True, False])
-def test_undial_beta_zero_is_entropy(wrap):
+def test_undial_beta_zero_is_entropy(wrap: bool) -> None:
     """β = 0 and z_ref = z: q = softmax(z), so CE(z, q) = H(softmax(z)) at each shifted position; the mean runs over
     all B×(T−1) positions with the reference quirk on, over the supervised ones with it off."""
     f = random_side(3, v=128)
@@ -182,7 +196,7 @@ def test_undial_beta_zero_is_entropy(wrap):
     assert out.loss.item() == pytest.approx(out.forget_loss.item(), rel=1e-6)  # default α = 0
 
 
-def test_undial_minus_100_wraps_to_index_v_minus_100():
+def test_undial_minus_100_wraps_to_index_v_minus_100() -> None:
     """V = 101, T = 3, labels (−100, −100, 5), β = 1, reference logits 0 everywhere.
     Shifted position 1 (label 5): student logits 0 -> log p = −ln101 everywhere, so CE = ln101 whatever q is.
     Shifted position 0 (label −100): student logits 0 except z_1 = 2, so −log p_v = ln(100 + e²) − z_v and
@@ -205,7 +219,7 @@ def test_undial_minus_100_wraps_to_index_v_minus_100():
 # --- WGA / SatImp / CE-U / PDU -----------------------------------------------------------------------------------
 
 
-def test_wga_beta_zero_is_minus_nll():
+def test_wga_beta_zero_is_minus_nll() -> None:
     """β = 0 -> all weights p^0 = 1 -> L_f = −(pooled token CE), computed here with plain cross_entropy."""
     f = random_side(4)
     out = loss_of("WGA", Features(forget=f, retain=random_side(1)), beta=0)
@@ -213,7 +227,7 @@ def test_wga_beta_zero_is_minus_nll():
     assert out.forget_loss.item() == pytest.approx(-nll.item(), rel=1e-6)
 
 
-def test_satimp_weights_by_hand():
+def test_satimp_weights_by_hand() -> None:
     """V = 2, labels (−100, 0, 1). Token 1: logits (ln3, 0) -> p = 3/4, l = ln(4/3); token 2: logits (0,0) -> p = 1/2,
     l = ln2. β₁ = 2, β₂ = 1: w = p²(1 − p) = 9/64 and 1/8. L_f = −(9/64·ln(4/3) + 1/8·ln2)/2; total with the
     config defaults γ = 0.1, α = 1."""
@@ -224,7 +238,7 @@ def test_satimp_weights_by_hand():
     assert out.loss.item() == pytest.approx(0.1 * expected + out.retain_loss.item(), rel=1e-6)
 
 
-def test_weights_are_detached():
+def test_weights_are_detached() -> None:
     """WGA gradient w.r.t. the logits equals that of −Σ w_t·l_t/N with w_t held constant (no gradient through w)."""
     f = side([[[LN3, 0.0], [0.0, 0.0], [7.0, 0.0]]], [[-100, 0, 1]])
     logits = f.logits.clone().requires_grad_(True)
@@ -238,7 +252,7 @@ def test_weights_are_detached():
 
 
 @pytest.mark.parametrize(("n", "expected"), [(1, (LN3 + 4 / 3 * LN2) / 2), (0, (8 / 3 * LN2 + LN3) / 3)])
-def test_ce_u_by_hand(n, expected):
+def test_ce_u_by_hand(n: int, expected: float) -> None:
     """V = 3, labels (−100, 0, 1, 2); shifted positions 0, 1, 2 predict 0, 1, 2.
     Position 1: logits (0,0,0), true 1 -> q = (1/2, 0, 1/2), log p = −ln3 -> CE = ln3.
     Position 2: logits (ln2,0,0), true 2 -> q = softmax(ln2, 0, −∞) = (2/3, 1/3, 0), p = (1/2,1/4,1/4)
@@ -252,7 +266,7 @@ def test_ce_u_by_hand(n, expected):
     assert out.retain_loss is None
 
 
-def test_pdu_forget_term_uses_unshifted_positions():
+def test_pdu_forget_term_uses_unshifted_positions() -> None:
     """Labels (−100, 1, 2): the logits AT positions 1 and 2 count. (3,0,0): max 3, mean 1 -> 4; (0,0,6): max 6,
     mean 2 -> 16. L_f = (4 + 16)/2 = 10 (the shifted positions 0, 1 would give (36 + 4)/2 = 20).
     L = γ·L_f + λ·(L_r − ε) with λ = state["lam"] = 2.5, ε = 0.3."""
@@ -262,7 +276,7 @@ def test_pdu_forget_term_uses_unshifted_positions():
     assert out.loss.item() == pytest.approx(0.5 * 10 + 2.5 * (out.retain_loss.item() - 0.3), rel=1e-6)
 
 
-def test_pdu_dual_update():
+def test_pdu_dual_update() -> None:
     """λ starts at α; before dual_warmup_epochs it does not move; afterwards λ ← max(0, λ + η·(L_r − ε)) per call."""
     spec = get_method("PDU")
     hp = validate_hyperparams(spec, {"alpha": 1, "eta": 0.5, "retain_loss_eps": 0.3, "dual_warmup_epochs": 2})
@@ -290,7 +304,7 @@ def test_pdu_dual_update():
 NAMES = ["GradAscent", "GradDiff", "NPO", "SimNPO", "IdkDPO", "RMU", "UNDIAL", "WGA", "SatImp", "CE-U", "PDU"]
 
 
-def test_registry_keys_and_specs():
+def test_registry_keys_and_specs() -> None:
     assert list(METHODS) == NAMES
     for name, spec in METHODS.items():
         assert spec.name == name and "arXiv" in spec.paper
@@ -301,7 +315,7 @@ def test_registry_keys_and_specs():
             assert {"gamma", "retain_loss_type"} <= set(spec.defaults) and spec.needs_retain
 
 
-def test_tofu_defaults():
+def test_tofu_defaults() -> None:
     d = {name: dict(spec.defaults) for name, spec in METHODS.items()}
     assert d["NPO"]["beta"] == 0.1 and d["IdkDPO"]["beta"] == 0.1
     assert (d["SimNPO"]["beta"], d["SimNPO"]["delta"], d["SimNPO"]["gamma"]) == (4.5, 0.0, 0.125)
@@ -313,7 +327,7 @@ def test_tofu_defaults():
     assert d["GradAscent"] == {}
 
 
-def test_unknown_method_suggests():
+def test_unknown_method_suggests() -> None:
     with pytest.raises(ValueError, match="did you mean 'NPO'") as err:
         get_method("npo")
     assert "\n" not in str(err.value) and "GradAscent" in str(err.value)
@@ -321,7 +335,7 @@ def test_unknown_method_suggests():
         get_method("Grad_Diff")
 
 
-def test_validate_hyperparams_errors():
+def test_validate_hyperparams_errors() -> None:
     npo = get_method("NPO")
     with pytest.raises(ValueError, match="did you mean 'beta'"):
         validate_hyperparams(npo, {"betta": 0.2})
@@ -339,7 +353,7 @@ def test_validate_hyperparams_errors():
     assert validate_hyperparams(get_method("RMU"), {"layer": 3, "retain_loss_type": "KL"})["layer"] == 3
 
 
-def test_requires_reference():
+def test_requires_reference() -> None:
     assert requires_reference(get_method("NPO"), {})
     assert not requires_reference(get_method("GradDiff"), {"retain_loss_type": "NLL"})
     assert requires_reference(get_method("GradDiff"), {"retain_loss_type": "KL"})
@@ -351,7 +365,7 @@ ASCENT = ["GradAscent", "GradDiff", "NPO", "SimNPO", "WGA", "SatImp"]
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny() -> Iterator[tuple[Any, dict]]:
     """A tiny Llama (hidden 16, 2 layers, vocab 128) fitted for 25 Adam steps to the forget and retain answers, so
     token probabilities are moderate (SatImp's p^5(1 − p) weights would vanish on a random model)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -386,49 +400,34 @@ def tiny():
     torch.set_num_threads(threads)
 
 
-def forget_nll(model, b) -> float:
+def forget_nll(model: Any, b: dict) -> float:
     with torch.no_grad():
         logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
     return F.cross_entropy(logits[:, :-1].transpose(1, 2), b["labels"][:, 1:], ignore_index=-100).item()
 
 
-def build_features(spec, hp, model, ref, batches) -> Features:
-    layer = model.config.num_hidden_layers // 2 - 1 if hp.get("layer") is None else hp["layer"]
-
-    def run(b, with_ref):
-        kw = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
-        out = model(**kw, output_hidden_states=spec.needs_hidden)
-        extra = {"hidden": out.hidden_states[layer + 1]} if spec.needs_hidden else {}
-        if with_ref:
-            with torch.no_grad():
-                r = ref(**kw, output_hidden_states=spec.needs_hidden)
-            extra["ref_logits"] = r.logits
-            if spec.needs_hidden:
-                extra["ref_hidden"] = r.hidden_states[layer + 1]
-        return Side(logits=out.logits, labels=b["labels"], attention_mask=b["attention_mask"], **extra)
-
-    with_ref = requires_reference(spec, hp)
-    return Features(
-        forget=run(batches["forget"], with_ref),
-        retain=run(batches["retain"], with_ref) if spec.needs_retain else None,
-        alternate=run(batches["alternate"], with_ref) if spec.needs_alternate else None,
-    )
+def sides_of(spec: MethodSpec, batches: dict) -> dict:
+    """The sides a method's micro-batch carries, as UnlearnData.epoch_batches yields them."""
+    wanted = {"forget": True, "retain": spec.needs_retain, "alternate": spec.needs_alternate}
+    return {k: batches[k] for k, needed in wanted.items() if needed}
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_method_trains_tiny_llama(name, tiny):
+def test_method_trains_tiny_llama(name: str, tiny: tuple[Any, dict]) -> None:
     base, batches = tiny
     spec = get_method(name)
     overrides = {"alpha": 0.0, "gamma": 1.0} if name in ASCENT and "alpha" in spec.defaults else {}
-    hp = validate_hyperparams(spec, overrides)
-    model, ref = copy.deepcopy(base), copy.deepcopy(base).eval().requires_grad_(False)
+    model = copy.deepcopy(base)
+    hp = resolve_layer(validate_hyperparams(spec, overrides), model.config.num_hidden_layers)
+    features = FeatureMaker(model, spec, hp)  # the project's features step; its reference is the start model
+    assert (features.reference is not None) == requires_reference(spec, hp)
     g = torch.Generator().manual_seed(0)
     state = spec.init_state(hp, hidden_size=model.config.hidden_size, generator=g) if spec.init_state else {}
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     before_params = [p.detach().clone() for p in model.parameters()]
     before_nll = forget_nll(model, batches["forget"])
     for step in range(3):
-        out = spec.loss(build_features(spec, hp, model, ref, batches), state, **hp)
+        out = spec.loss(features(model, sides_of(spec, batches)), state, **hp)
         assert out.loss.dim() == 0 and torch.isfinite(out.loss) and torch.isfinite(out.forget_loss)
         opt.zero_grad()
         out.loss.backward()

@@ -11,12 +11,11 @@ Defaults and hyperparameter types come from each loss function's keyword-only si
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from typing import Any, Literal
 
-from unlearn_lab.errors import UsageError
+from unlearn_lab.errors import UsageError, unknown
 
 from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
 from .base import Features, LossOutput, MethodSpec, Side, keyword_defaults
@@ -54,17 +53,11 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
-def _suggest(name: str, options: typing.Iterable[str]) -> str:
-    by_lower = {o.lower(): o for o in options}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.5)
-    return f" did you mean {by_lower[close[0]]!r}?" if close else ""
-
-
 def get_method(name: str) -> MethodSpec:
     """The registered method `name` (exact spelling); unknown names raise a one-line ValueError."""
     if name in METHODS:
         return METHODS[name]
-    raise UsageError(f"unknown method {name!r};{_suggest(name, METHODS)} accepted: {', '.join(METHODS)}")
+    raise unknown("method", name, METHODS)
 
 
 def requires_reference(spec: MethodSpec, hyperparams: dict) -> bool:
@@ -103,9 +96,6 @@ def validate_hyperparams(spec: MethodSpec, overrides: dict) -> dict:
     merged = dict(spec.defaults)
     for key, value in overrides.items():
         if key not in merged:
-            accepted = ", ".join(merged) or "none"
-            raise UsageError(
-                f"unknown hyperparameter {key!r} for {spec.name};{_suggest(key, merged)} accepted: {accepted}"
-            )
+            raise unknown("hyperparameter", key, merged, of=spec.name, listed=", ".join(merged) or "none")
         merged[key] = _check(spec.name, key, value, hints[key])
     return merged

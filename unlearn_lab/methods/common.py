@@ -88,3 +88,14 @@ def log_ratio(side: Side, method: str) -> torch.Tensor:
     """log pi_theta(y|x) - log pi_ref(y|x) per sample (B,), sequence sums; the reference term carries no grad."""
     ref_logits = need_tensor(side.ref_logits, "ref_logits", method)
     return sequence_logprob(side.logits, side.labels) - sequence_logprob(ref_logits, side.labels).detach()
+
+
+def preference_loss(margin: torch.Tensor, *, beta: float) -> torch.Tensor:
+    """−(2/β)·mean_i log σ(β·m_i): the scaled log-sigmoid preference loss of NPO, IdkDPO and SimNPO.
+
+    `margin` (B,) is each sample's preference for the behaviour the method rewards: IdkDPO's implicit-reward gap
+    (log-ratio of the "I don't know" answer minus that of the forget answer), NPO's negated forget log-ratio
+    −(log π_θ − log π_ref), SimNPO's length-normalised NLL − δ (reference-free). It decreases as the margin grows,
+    with value (2/β)·ln 2 at margin 0 (e.g. policy = reference) and slope −1/B per sample there.
+    """
+    return -(2.0 / beta) * F.logsigmoid(beta * margin).mean()

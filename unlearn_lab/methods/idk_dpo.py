@@ -18,10 +18,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
-
 from .base import Features, LossOutput
-from .common import combine, log_ratio, need, retain_loss
+from .common import combine, log_ratio, need, preference_loss, retain_loss
 
 PAPER = (
     "Rafailov, Sharma, Mitchell, Ermon, Manning, Finn. Direct Preference Optimization: Your Language Model is "
@@ -41,6 +39,6 @@ def loss(
 ) -> LossOutput:
     win = log_ratio(need(features.alternate, "alternate", "IdkDPO"), "IdkDPO")
     lose = log_ratio(features.forget, "IdkDPO")
-    forget = -(2.0 / beta) * F.logsigmoid(beta * (win - lose)).mean()
+    forget = preference_loss(win - lose, beta=beta)
     retain = retain_loss(need(features.retain, "retain", "IdkDPO"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)

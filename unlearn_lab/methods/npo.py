@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
-
 from .base import Features, LossOutput
-from .common import combine, log_ratio, need, retain_loss
+from .common import combine, log_ratio, need, preference_loss, retain_loss
 
 PAPER = (
     "Zhang, Lin, Bai, Mei. Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning. "
@@ -36,6 +34,6 @@ def loss(
     retain_loss_type: Literal["NLL", "KL"] = "NLL",
 ) -> LossOutput:
     ratio = log_ratio(features.forget, "NPO")  # (B,)
-    forget = -(2.0 / beta) * F.logsigmoid(-beta * ratio).mean()
+    forget = preference_loss(-ratio, beta=beta)  # the forget answer is the dispreferred one
     retain = retain_loss(need(features.retain, "retain", "NPO"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)

@@ -38,7 +38,9 @@ def init_state(hyperparams: dict, *, hidden_size: int, generator: torch.Generato
 def update_state(state: dict, output: LossOutput, hyperparams: dict, *, epoch: float) -> dict:
     if epoch < hyperparams["dual_warmup_epochs"]:
         return state
-    violation = float(output.retain_loss) - hyperparams["retain_loss_eps"]
+    if output.retain_loss is None:
+        raise ValueError("PDU's dual update needs the retain loss, but the loss output has none")
+    violation = float(output.retain_loss.detach()) - hyperparams["retain_loss_eps"]
     return {**state, "lam": max(0.0, state["lam"] + hyperparams["eta"] * violation)}
 
 

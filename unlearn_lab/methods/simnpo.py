@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
-
 from .base import Features, LossOutput
-from .common import combine, need, per_sample_avg_nll, retain_loss
+from .common import combine, need, per_sample_avg_nll, preference_loss, retain_loss
 
 PAPER = (
     "Fan, Liu, Lin, Jia, Zhang, Mei, Liu. Simplicity Prevails: Rethinking Negative Preference Optimization for LLM "
@@ -39,6 +37,6 @@ def loss(
 ) -> LossOutput:
     f = features.forget
     nll = per_sample_avg_nll(f.logits, f.labels) - delta  # (B,)
-    forget = -(2.0 / beta) * F.logsigmoid(beta * nll).mean()
+    forget = preference_loss(nll, beta=beta)
     retain = retain_loss(need(features.retain, "retain", "SimNPO"), retain_loss_type)
     return combine(forget, retain, alpha=alpha, gamma=gamma)
