@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REQUIRED = os.environ.get("UNLEARN_LAB_REQUIRE_SERVERS") == "1"
@@ -50,7 +51,13 @@ def _as_db_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
-def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+def wait_until(
+    check: Callable[[], object],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -66,10 +73,8 @@ def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None =
 
 
 @contextlib.contextmanager
-def postgres(databases=("optuna", "mlflow")):
+def postgres(databases: tuple[str, ...] = ("optuna", "mlflow")) -> Iterator[dict[str, str]]:
     """Yield {name: 'postgresql+psycopg2://...'} for fresh databases on a throw-away local server."""
-    import psycopg2
-
     bindir = postgres_binaries()
     if bindir is None:
         raise RuntimeError("PostgreSQL server programs (initdb, postgres) not found")
@@ -78,7 +83,6 @@ def postgres(databases=("optuna", "mlflow")):
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     user, port = "unlearn", free_port()
-    log = root / "postgres.log"
     proc = None
     try:
         subprocess.run(
@@ -89,52 +93,49 @@ def postgres(databases=("optuna", "mlflow")):
             capture_output=True,
             timeout=120,
         )
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                _as_db_user(
-                    [
-                        str(bindir / "postgres"),
-                        "-D",
-                        str(data),
-                        "-p",
-                        str(port),
-                        "-k",
-                        str(root),
-                        "-c",
-                        "listen_addresses=127.0.0.1",
-                        "-c",
-                        "fsync=off",
-                        "-c",
-                        "synchronous_commit=off",
-                        "-c",
-                        "full_page_writes=off",
-                        "-c",
-                        "max_connections=200",
-                    ]
-                ),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        dsn = f"host=127.0.0.1 port={port} user={user} dbname=postgres"
-        wait_until(lambda: psycopg2.connect(dsn).close() is None, 60, "postgres", proc, log)
-        conn = psycopg2.connect(dsn)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for name in databases:
-                cur.execute(f"CREATE DATABASE {name}")
-        conn.close()
+        proc = _start_postgres(bindir, root, port)
+        _create_databases(f"host=127.0.0.1 port={port} user={user} dbname=postgres", databases, proc, root)
         yield {name: f"postgresql+psycopg2://{user}@127.0.0.1:{port}/{name}" for name in databases}
     finally:
         if proc is not None:
-            pidfile = data / "postmaster.pid"  # as root, proc is runuser: signal the postmaster itself
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)  # fast shutdown
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_postgres(proc, data)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_postgres(bindir: Path, root: Path, port: int) -> subprocess.Popen:
+    """The server on 127.0.0.1:`port` over `root`/data, its socket in `root`, logging to `root`/postgres.log;
+    throw-away settings (no fsync)."""
+    settings = ["listen_addresses=127.0.0.1", "fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+    settings.append("max_connections=200")
+    cmd = [str(bindir / "postgres"), "-D", str(root / "data"), "-p", str(port), "-k", str(root)]
+    cmd += [x for setting in settings for x in ("-c", setting)]
+    with open(root / "postgres.log", "wb") as out:
+        return subprocess.Popen(_as_db_user(cmd), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _create_databases(dsn: str, databases: tuple[str, ...], proc: subprocess.Popen, root: Path) -> None:
+    """Wait for the server to accept connections, then create `databases`."""
+    import psycopg2
+
+    wait_until(lambda: psycopg2.connect(dsn).close() is None, 60, "postgres", proc, root / "postgres.log")
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in databases:
+            cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+
+
+def _stop_postgres(proc: subprocess.Popen, data: Path) -> None:
+    """Fast shutdown (as root, proc is runuser: signal the postmaster itself); killed after 30 s."""
+    pidfile = data / "postmaster.pid"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class MlflowServer:
@@ -188,7 +189,7 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path):
+def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[MlflowServer]:
     server = MlflowServer(backend_uri, artifacts)
     try:
         yield server.start()

@@ -13,6 +13,8 @@ from tests import scale_out
 
 @pytest.mark.slow
 def test_three_workers_one_killed_lose_and_duplicate_nothing(tmp_path, prepared, pg_server, mlflow_pg):
+    """Exactly the requested trials complete, the killed one is failed by heartbeat and re-run once, and only the
+    sweep process writes the reports and sets the registry aliases (a joined worker used to race it there)."""
     result = scale_out.three_workers(tmp_path, pg_server["optuna"], mlflow_pg.uri, trials=6, heartbeat=2)
     logs = "\n".join(f"--- worker {i}\n{text[-1500:]}" for i, text in result["logs"].items())
     assert result["exit_codes"] == {0: 0, 2: 0}, logs
@@ -30,6 +32,11 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(tmp_path, prepared,
     assert result["evals_per_complete_trial"] == [1]
     # each worker folder is its own "host": the survivors both ran trials
     assert "trial" in result["logs"][2] and "Pareto front" in result["logs"][0]
+    # one writer of the reports: the sweep registered its front (an alias per Pareto rank), the joined worker
+    # wrote nothing at the end
+    assert "Pareto front" not in result["logs"][2], result["logs"][2][-1500:]
+    assert result["pareto_size"] >= 1, result
+    assert result["aliases"] == [f"pareto-{k}" for k in range(1, result["pareto_size"] + 1)], result
     assert "waiting up to 300 s for the study" in result["logs"][2]  # started before the study existed
 
 

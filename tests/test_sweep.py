@@ -8,16 +8,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import TINY
+from tests.scale_out import relabel_host
 from unlearn_lab.plan import lr_text
 
 SETS = [x for item in TINY for x in ("--set", item)]
+STUDY = "embedded_default_GradAscent_forget10"
 
 
-def sweep_cli(tmp_path, *args, wait=True):
+def sweep_cli(tmp_path: Path, *args: str, wait: bool = True) -> Any:
+    """`unlearn-lab sweep` on the tiny world in `tmp_path`: the finished process, or (wait=False) the running one."""
     cmd = [
         sys.executable,
         "-m",
@@ -40,7 +44,8 @@ def sweep_cli(tmp_path, *args, wait=True):
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
-def load(tmp_path, name="embedded_default_GradAscent_forget10"):
+def load(tmp_path: Path, name: str = STUDY) -> tuple[Any, Any, list[Any]]:
+    """The study (journal storage), an MLflow client and the experiment's runs."""
     import optuna
     from mlflow.tracking import MlflowClient
 
@@ -52,11 +57,11 @@ def load(tmp_path, name="embedded_default_GradAscent_forget10"):
     return study, client, runs
 
 
-def states(study):
+def states(study: Any) -> list[str]:
     return sorted(t.state.name for t in study.trials)
 
 
-def trial_runs(runs):
+def trial_runs(runs: list[Any]) -> list[Any]:
     return [r for r in runs if "trial" in r.data.tags]
 
 
@@ -68,8 +73,17 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     assert states(study) == ["COMPLETE"] * 3
     # the experiment's own config (lr 2e-4, TINY's 2 epochs) is enqueued as the first trial
     assert study.trials[0].params == {"lr": 2e-4, "epochs": 2} and study.trials[0].user_attrs["default_config"]
+    parent = _check_run_tree(study, client, runs)
+    best = _check_registry(study, client)
+    _check_registered_models_evaluate(tmp_path, best, trial_runs(runs))
+    assert parent.info.status == "FINISHED"
+
+
+def _check_run_tree(study: Any, client: Any, runs: list[Any]) -> Any:
+    """The sweep's run, its trial runs (named, tagged, nested) each with one nested eval run, the reports on the
+    sweep's run and the reference points in the study; returns the sweep's run."""
     parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
-    assert parent.info.run_name == "sweep-embedded_default_GradAscent_forget10"
+    assert parent.info.run_name == f"sweep-{STUDY}"
     trials = trial_runs(runs)
     assert sorted(int(r.data.tags["trial"]) for r in trials) == [0, 1, 2]
     for r in trials:  # t<k>-<method>-lr<x>-ep<n>: told apart at a glance
@@ -88,11 +102,16 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     points = study.user_attrs["reference_points"]
     assert points["retain"]["forget_quality"] == 1.0 and points["retain"]["privleak"] == 0.0
     assert 0 < points["target"]["forget_quality"] < 1 and 0 <= points["target"]["model_utility"] <= 1  # tiny: ~0
-    model = client.get_registered_model("embedded_default_GradAscent_forget10")
-    assert "pareto-1" in model.aliases
-    best = client.get_model_version_by_alias("embedded_default_GradAscent_forget10", "pareto-1")
+    return parent
+
+
+def _check_registry(study: Any, client: Any) -> Any:
+    """The front's best-utility model is registered as `<study>@pareto-1`, tagged with its trial's parameters and
+    scores and pointing at the trial's logged MLflow model; returns that version."""
+    assert "pareto-1" in client.get_registered_model(STUDY).aliases
+    best = client.get_model_version_by_alias(STUDY, "pareto-1")
     trial = study.trials[int(best.tags["trial"])]
-    assert best.tags["method"] == "GradAscent" and best.tags["study"] == "embedded_default_GradAscent_forget10"
+    assert best.tags["method"] == "GradAscent" and best.tags["study"] == STUDY
     assert (
         float(best.tags["lr"]) == pytest.approx(trial.params["lr"])
         and int(best.tags["epochs"]) == trial.params["epochs"]
@@ -101,52 +120,30 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     assert float(best.tags["forget_quality"]) == pytest.approx(trial.user_attrs["forget_quality"], rel=1e-5)
     model_id = client.get_run(best.run_id).data.tags["model_id"]  # the trial's logged MLflow model
     assert best.source == client.get_logged_model(model_id).artifact_location
-    # a registered model evaluates like any other
-    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "unlearn_lab.cli",
-            "eval",
-            "--model",
-            "models:/embedded_default_GradAscent_forget10@pareto-1",
-            "--no-reference",
-            "--metrics",
-            "forget_Q_A_Prob",
-            "--out",
-            str(tmp_path / "registered"),
-            *SETS,
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return best
+
+
+def _check_registered_models_evaluate(tmp_path: Path, best: Any, trials: list[Any]) -> None:
+    """`eval --model models:/<study>@pareto-1` evaluates the registered model; a moved alias is followed; an
+    unknown alias is one line and exit 2."""
+    uri, spec = f"sqlite:///{tmp_path}/mlruns/mlflow.db", f"models:/{STUDY}@pareto-1"
+    env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": uri}
+    evaluate = [sys.executable, "-m", "unlearn_lab.cli", "eval", "--no-reference", *SETS, "--model"]
+    out = ["--metrics", "forget_Q_A_Prob", "--out", str(tmp_path / "registered")]
+    done = subprocess.run([*evaluate, spec, *out], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "forget_Q_A_Prob" in done.stdout and (tmp_path / "registered" / "TOFU_SUMMARY.json").is_file()
     # the alias moved (a sweep registered again): the next fetch follows it instead of reusing the cached folder
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker, fetch_registered
 
-    uri, spec = f"sqlite:///{tmp_path}/mlruns/mlflow.db", "models:/embedded_default_GradAscent_forget10@pareto-1"
     first = fetch_registered(spec, uri, tmp_path / "registry")
     other = next(r for r in trials if r.info.run_id != best.run_id)
-    MlflowTracker(uri).register_model("embedded_default_GradAscent_forget10", other.info.run_id, alias="pareto-1")
+    MlflowTracker(uri).register_model(STUDY, other.info.run_id, alias="pareto-1")
     moved = fetch_registered(spec, uri, tmp_path / "registry")
     assert moved != first and (moved / "config.json").is_file()
     assert fetch_registered(spec, uri, tmp_path / "registry") == moved  # and is cached from then on
     missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "unlearn_lab.cli",
-            "eval",
-            "--model",
-            "models:/embedded_default_GradAscent_forget10@no-such-alias",
-            "--no-reference",
-            *SETS,
-        ],
+        [*evaluate, f"models:/{STUDY}@no-such-alias"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -155,7 +152,6 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     )
     lines = missing.stderr.strip().splitlines()
     assert missing.returncode == 2 and len(lines) == 1 and "cannot fetch models:/" in lines[0], missing.stderr
-    assert parent.info.status == "FINISHED"
 
 
 def test_killed_sweep_resumes_exactly_the_missing_trials(tmp_path, prepared):
@@ -266,9 +262,9 @@ def test_reuse_epochs_turns_checkpoints_into_trials(tmp_path, prepared):
 
 
 def test_collapsed_utility_stops_early(tmp_path, prepared):
-    """--collapse-utility 1.01 (any utility counts as collapsed): each run stops after epoch 1, its trial FAILs
+    """--collapse-utility 1 (every utility below 1 counts as collapsed): each run stops after epoch 1, its trial FAILs
     with the reason, the epoch-1 checkpoint fills a COMPLETE slot, and epoch 2 is never trained."""
-    done = sweep_cli(tmp_path, "--trials", "2", "--reuse-epochs", "--collapse-utility", "1.01")
+    done = sweep_cli(tmp_path, "--trials", "2", "--reuse-epochs", "--collapse-utility", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 training epochs saved" in done.stdout  # two runs, each stopped one epoch short
     study, _, runs = load(tmp_path)
@@ -282,43 +278,64 @@ def test_collapsed_utility_stops_early(tmp_path, prepared):
 def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
     """RDB storage (SQLite here; PostgreSQL in production): a sweep is killed mid-trial; its trial is made to
     look like another host's (so only the heartbeat can tell it is dead); `unlearn-lab worker` joins with
-    only --study/--storage, fails the silent trial, marks its MLflow run KILLED and completes the study."""
+    only --study/--storage, fails the silent trial, marks its MLflow run KILLED and completes the study. The
+    worker writes no reports: the sweep command, rerun, finds the study complete and writes them."""
     import optuna
+    from mlflow.tracking import MlflowClient
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
+    _kill_sweep_mid_trial(tmp_path, storage)
+    time.sleep(4)  # past the grace period (3 x 1 s)
+    done = _join_from_elsewhere(tmp_path, storage)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "was left RUNNING by a dead process" in done.stderr, done.stderr[-1500:] + done.stdout[-800:]
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    assert states(study) == ["COMPLETE"] * 3 + ["FAIL"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    dead = next(t for t in study.trials if t.state.name == "FAIL")
+    assert client.get_run(dead.user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    # the worker ended the study but only ran trials: no reports, no registered versions
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert "Pareto" not in done.stdout and client.list_artifacts(parent) == []
+    assert client.search_registered_models(f"name = '{STUDY}'") == []
+    again = sweep_cli(tmp_path, "--trials", "3", "--storage", storage, "--heartbeat-seconds", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Pareto front" in again.stdout and "3 complete" in again.stdout
+    assert states(optuna.load_study(study_name=STUDY, storage=storage)) == ["COMPLETE"] * 3 + ["FAIL"]
+    assert {"trials.csv", "pareto_front.txt"} <= {a.path for a in client.list_artifacts(parent)}
+    assert client.get_run(parent).info.status == "FINISHED" and "pareto-1" in client.get_registered_model(STUDY).aliases
+
+
+def _kill_sweep_mid_trial(tmp_path: Path, storage: str) -> None:
+    """SIGKILL a sweep running on `storage` once trial 1 or later runs, relabelling that trial as another host's."""
+    import optuna
+
     proc = sweep_cli(tmp_path, "--trials", "3", "--storage", storage, "--heartbeat-seconds", "1", wait=False)
     deadline, killed = time.time() + 300, False
     while time.time() < deadline and not killed:
         time.sleep(0.5)
         try:
-            study = optuna.load_study(study_name="embedded_default_GradAscent_forget10", storage=storage)
+            study = optuna.load_study(study_name=STUDY, storage=storage)
         except (KeyError, ValueError):
             continue
         running = [t for t in study.trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
         if running and running[0].number >= 1:
             os.killpg(proc.pid, signal.SIGKILL)
             killed = True
-            study._storage.set_trial_user_attr(running[0]._trial_id, "host", "another-host")
+            relabel_host(storage, STUDY, running[0].number, "another-host")
     proc.wait(timeout=30)
     assert killed
-    time.sleep(4)  # past the grace period (3 x 1 s)
-    # from another folder, with no tracking URI: the worker tracks where the study says the sweep tracks
+
+
+def _join_from_elsewhere(tmp_path: Path, storage: str) -> subprocess.CompletedProcess[str]:
+    """`unlearn-lab worker` from another folder, with no tracking URI: it tracks where the study says the sweep
+    tracks. Stores that lack the sweep's run are refused first, in one line, creating nothing."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["UNLEARN_LAB_THREADS"] = "1"
-    worker = [
-        sys.executable,
-        "-m",
-        "unlearn_lab.cli",
-        "worker",
-        "--study",
-        "embedded_default_GradAscent_forget10",
-        "--storage",
-        storage,
-        "--heartbeat-seconds",
-        "1",
-    ]
+    worker = [sys.executable, "-m", "unlearn_lab.cli", "worker", "--study", STUDY, "--storage", storage]
+    worker += ["--heartbeat-seconds", "1"]
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     MlflowTracker(f"sqlite:///{elsewhere}/other.db")  # a store that lacks the sweep's run
@@ -333,17 +350,7 @@ def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):
         assert wrong.returncode == 2 and len(lines) == 1 and says in lines[0], wrong.stderr[-1500:]
         assert "--tracking-uri" in lines[0]
     assert sorted(p.name for p in elsewhere.iterdir()) == ["other.db"]
-    done = subprocess.run(worker, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "was left RUNNING by a dead process" in done.stderr, done.stderr[-1500:] + done.stdout[-800:]
-    study = optuna.load_study(study_name="embedded_default_GradAscent_forget10", storage=storage)
-    assert states(study) == ["COMPLETE"] * 3 + ["FAIL"]
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    dead = next(t for t in study.trials if t.state.name == "FAIL")
-    assert client.get_run(dead.user_attrs["mlflow_run_id"]).info.status == "KILLED"
-    assert "Pareto" not in done.stdout or "unlearn-lab run" in done.stdout
+    return subprocess.run(worker, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_pareto_figure_is_log_scaled_annotated_and_fades_dominated_trials():

@@ -1,4 +1,9 @@
-"""`unlearn-lab sweep`: the study's MLflow parent run, its workers, and the reports at the end."""
+"""`unlearn-lab sweep`: the study's MLflow parent run, its workers, and the reports at the end.
+
+One process writes a study's reports: the `sweep` command, which owns the study's parent run. Local worker
+processes and joined `unlearn-lab worker`s run trials only; if the sweep process is gone when the study
+completes, rerunning the same `sweep` command finds it complete and writes the reports.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,17 @@ import os
 import signal
 import socket
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import RunFailed, UsageError
 from unlearn_lab.sweep.study import (
+    StudyHandle,
     StudyNotReady,
     SweepSpec,
-    budget_left,
     enqueue_default,
     make_storage,
     open_study,
@@ -24,7 +32,14 @@ from unlearn_lab.sweep.study import (
     spec_from_study,
     work_left,
 )
-from unlearn_lab.tracking import Guarded
+from unlearn_lab.tracking import Guarded, Tracker
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    import optuna
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -32,87 +47,120 @@ class SweepResult:
     parent_run_id: str
     complete: int
     failed: int
-    pareto: list[dict]
+    pareto: list[dict[str, Any]]
     table: str
     out_dir: Path
     epochs_saved: int = 0
 
 
-def run_sweep(spec: SweepSpec, *, workers: int = 1, log=print) -> SweepResult:
-    from unlearn_lab.sweep.worker import GAVE_UP, run_worker, worker_entry
+def run_sweep(spec: SweepSpec, *, workers: int = 1, log: Log = print) -> SweepResult:
+    """`unlearn-lab sweep`: create or resume the study and its parent run, run `workers` local workers until the
+    study is complete (waiting for trials other workers run), then write the reports. The one tracker of this
+    process is built here and handed to everything below; spawned workers build their own."""
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     tracker = MlflowTracker(spec.tracking_uri)
-    study = open_study(spec)
+    handle = open_study(spec)
+    study = handle.study
     save_spec(study, spec)
     enqueue_default(study, spec)
-    reap(study, tracker, log, orphans=True)
+    reap(handle, tracker, log, orphans=True)
     if REFERENCE_POINTS not in study.user_attrs:  # once per study: the Pareto plot draws them
         study.set_user_attr(REFERENCE_POINTS, experiment_models(spec, log))
+    parent = _parent_run(study, spec, tracker)
+    local = LocalWorkers(spec, tracker, parent, handle, workers, log)
+    guarded = Guarded(tracker, log)  # the server may be the reason we are failing
+    try:
+        complete_study(handle, spec, tracker, local.run, log)
+        return finish_sweep(study, spec, tracker, parent)
+    except KeyboardInterrupt:
+        local.stop()
+        guarded.end_run(parent, "KILLED")
+        raise
+    except BaseException:
+        local.stop()
+        guarded.end_run(parent, "FAILED")
+        raise
+
+
+def _parent_run(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> str:
+    """The sweep's MLflow run: resumed from the study, or started (and recorded in the study) the first time."""
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
         tracker.resume_run(parent)
-    else:
-        tags = {
-            "kind": "sweep",
-            "method": spec.cfg.unlearn.method,
-            "forget_split": spec.cfg.data.forget_split,
-            "study": spec.study_name,
-            "storage": spec.storage,
-        }
-        parent = tracker.start_run(tracker.unique_name(f"sweep-{spec.study_name}"), tags=tags)
-        study.set_user_attr("mlflow_parent_run_id", parent)
-        tracker.log_params(
-            parent,
-            {
-                "trials": spec.trials,
-                "seed": spec.seed,
-                "min_utility": spec.min_utility,
-                **{f"space.{p.name}": p.describe() for p in spec.space.params},
-            },
-        )
-    procs: list = []
+        return str(parent)
+    tags = {
+        "kind": "sweep",
+        "method": spec.cfg.unlearn.method,
+        "forget_split": spec.cfg.data.forget_split,
+        "study": spec.study_name,
+        "storage": spec.storage,
+    }
+    parent = tracker.start_run(tracker.unique_name(f"sweep-{spec.study_name}"), tags=tags)
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    tracker.log_params(
+        parent,
+        {
+            "trials": spec.trials,
+            "seed": spec.seed,
+            "min_utility": spec.min_utility,
+            **{f"space.{p.name}": p.describe() for p in spec.space.params},
+        },
+    )
+    return str(parent)
 
-    def run_local() -> bool:
-        """This machine's workers until the budget is taken; True if they gave up (failure streak)."""
-        if workers <= 1:
-            return run_worker(spec, parent, log=log)["gave_up"]
+
+class LocalWorkers:
+    """This machine's workers of a `sweep` command: in this process (one worker, sharing its tracker) or as
+    spawned processes (several; each builds its own tracker)."""
+
+    def __init__(
+        self, spec: SweepSpec, tracker: Tracker, parent: str, handle: StudyHandle, workers: int, log: Log = print
+    ):
+        self.spec, self.tracker, self.parent, self.handle = spec, tracker, parent, handle
+        self.workers, self.log = workers, log
+        self.procs: list[BaseProcess] = []
+
+    def run(self) -> bool:
+        """Run trials until the budget is taken; True if the workers gave up (failure streak)."""
+        from unlearn_lab.sweep.worker import GAVE_UP, run_worker, worker_entry
+
+        if self.workers <= 1:
+            return run_worker(self.spec, self.tracker, self.parent, log=self.log).gave_up
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        procs[:] = [
-            ctx.Process(target=worker_entry, args=(spec, parent, i, workers, os.getpid())) for i in range(workers)
+        self.procs = [
+            ctx.Process(target=worker_entry, args=(self.spec, self.parent, i, self.workers, os.getpid()))
+            for i in range(self.workers)
         ]
-        for p in procs:
+        for p in self.procs:
             p.start()
-        for p in procs:
+        for p in self.procs:
             p.join()
-        reap_dead_trials(study, tracker)
-        codes = [p.exitcode for p in procs]
+        reap_dead_trials(self.handle, self.tracker)
+        codes = [p.exitcode for p in self.procs]
         if all(code == GAVE_UP for code in codes):
             return True
         if any(code not in (0, GAVE_UP) for code in codes):  # do not respawn workers that fail at once
             raise RunFailed(f"worker processes exited with codes {codes}; their messages are above")
         return False
 
-    guarded = Guarded(tracker, log)  # the server may be the reason we are failing
-    try:
-        complete_study(study, spec, tracker, run_local, log)
-        return finish_sweep(study, spec, tracker, parent)
-    except KeyboardInterrupt:
-        _stop(procs)
-        guarded.end_run(parent, "KILLED")
-        raise
-    except BaseException:
-        _stop(procs)
-        guarded.end_run(parent, "FAILED")
-        raise
+    def stop(self) -> None:
+        """Ctrl-C reaches every process of a terminal's group; a signal sent to this process alone is passed on,
+        so that each worker marks its own trial before exiting."""
+        for p in self.procs:
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(p.pid, signal.SIGINT)
+        for p in self.procs:
+            p.join(timeout=60)
 
 
 REFERENCE_POINTS = "reference_points"
 
 
-def experiment_models(spec: SweepSpec, log=print) -> dict[str, dict]:
+def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, Any]]:
     """The target's and the retain model's scores (forget_quality, model_utility, ...) for the Pareto plot."""
     from unlearn_lab.evaluation import reference_points
     from unlearn_lab.plan import resolve
@@ -133,7 +181,6 @@ def experiment_models(spec: SweepSpec, log=print) -> dict[str, dict]:
 class WorkerResult:
     complete: int
     failed: int
-    finished: SweepResult | None  # this worker ended the study and wrote its reports
 
 
 def join_sweep(
@@ -143,30 +190,18 @@ def join_sweep(
     tracking_uri: str | None = None,
     wait_seconds: int = 0,
     heartbeat: int = 60,
-    log=print,
+    log: Log = print,
 ) -> WorkerResult:
     """`unlearn-lab worker`: join a study a `sweep` command created (waiting up to `wait_seconds` for it), track
     its trials where the sweep tracks (the study records it) unless `tracking_uri` says otherwise, and stay until
-    the study is complete, replacing trials whose workers died."""
-    import zlib
-
+    the study is complete, replacing trials whose workers died. It writes no reports: the `sweep` process that
+    owns the study's run does, once."""
     from unlearn_lab.sweep.worker import run_worker
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker, check_reachable
 
     if tracking_uri is not None:  # told where to track: an unusable store fails before the study is looked at
         check_reachable(tracking_uri, create=False)
-    deadline, said = time.monotonic() + wait_seconds, ""
-    while True:
-        try:
-            spec, study, parent = _open_for_worker(study_name, storage, tracking_uri, heartbeat)
-            break
-        except StudyNotReady as exc:
-            if time.monotonic() >= deadline:
-                raise
-            if str(exc) != said:
-                log(f"waiting up to {wait_seconds} s for the study: {exc}")
-                said = str(exc)
-            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+    spec, handle, parent = _wait_for_study(study_name, storage, tracking_uri, heartbeat, wait_seconds, log)
     tracker = MlflowTracker(spec.tracking_uri)
     if not tracker.has_run(parent):
         raise UsageError(
@@ -174,25 +209,41 @@ def join_sweep(
             f"'{study_name}'); give the store the sweep tracks to with --tracking-uri, or leave it out "
             "to use the one the study records"
         )
-    reap(study, tracker, log, orphans=True)
+    reap(handle, tracker, log, orphans=True)
     # a seed of its own: a worker seeded like the sweep (seed + 0) would draw the sweep's own start-up trials
     index = 1000 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
     counts = {"complete": 0, "failed": 0}
 
     def run_local() -> bool:
-        done = run_worker(spec, parent, worker=index, log=log)
-        counts["complete"] += done["complete"]
-        counts["failed"] += done["failed"]
-        return done["gave_up"]
+        done = run_worker(spec, tracker, parent, worker=index, log=log)
+        counts["complete"] += done.complete
+        counts["failed"] += done.failed
+        return done.gave_up
 
-    complete_study(study, spec, tracker, run_local, log)  # stays until the study is complete
-    finished = None
-    if budget_left(study, spec.trials) <= 0 and not [t for t in study.trials if t.state.name == "RUNNING"]:
-        finished = finish_sweep(study, spec, tracker, parent)
-    return WorkerResult(counts["complete"], counts["failed"], finished)
+    complete_study(handle, spec, tracker, run_local, log)  # stays until the study is complete
+    return WorkerResult(counts["complete"], counts["failed"])
 
 
-def _open_for_worker(study_name: str, storage: str, tracking_uri: str | None, heartbeat: int):
+def _wait_for_study(
+    study_name: str, storage: str, tracking_uri: str | None, heartbeat: int, wait_seconds: int, log: Log
+) -> tuple[SweepSpec, StudyHandle, str]:
+    """_open_for_worker, retried while the study is not ready, for up to `wait_seconds`."""
+    deadline, said = time.monotonic() + wait_seconds, ""
+    while True:
+        try:
+            return _open_for_worker(study_name, storage, tracking_uri, heartbeat)
+        except StudyNotReady as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if str(exc) != said:
+                log(f"waiting up to {wait_seconds} s for the study: {exc}")
+                said = str(exc)
+            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def _open_for_worker(
+    study_name: str, storage: str, tracking_uri: str | None, heartbeat: int
+) -> tuple[SweepSpec, StudyHandle, str]:
     """The study's stored spec, the study and its sweep run id; StudyNotReady while they are not there yet."""
     from unlearn_lab.tracking.mlflow_tracker import check_reachable, resolve_uri
 
@@ -208,22 +259,30 @@ def _open_for_worker(study_name: str, storage: str, tracking_uri: str | None, he
             "says (leave --tracking-uri out) or give that store with --tracking-uri"
         )
     check_reachable(uri, create=False)
-    study = open_study(spec)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
+    handle = open_study(spec)
+    parent = handle.study.user_attrs.get("mlflow_parent_run_id")
     if not parent:
         raise StudyNotReady(f"study '{study_name}' has no sweep run yet; start it with unlearn-lab sweep first")
-    return spec, study, parent
+    return spec, handle, str(parent)
 
 
-def complete_study(study, spec: SweepSpec, tracker, run_local, log=print, poll: float | None = None) -> None:
+def complete_study(
+    handle: StudyHandle,
+    spec: SweepSpec,
+    tracker: Tracker,
+    run_local: Callable[[], bool],
+    log: Log = print,
+    poll: float | None = None,
+) -> None:
     """Run local workers; then wait for the trials other workers (other hosts) are running, failing those
     whose worker died (pid gone on this host, or heartbeat silent) and running their replacements here."""
     from optuna.trial import TrialState
 
+    study = handle.study
     poll = poll or min(spec.heartbeat, 5)
-    waiting_for: tuple = ()
+    waiting_for: tuple[int, ...] = ()
     while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < spec.trials:
-        reap(study, tracker, log)
+        reap(handle, tracker, log)
         if work_left(study, spec.trials):
             if run_local():
                 return
@@ -235,19 +294,9 @@ def complete_study(study, spec: SweepSpec, tracker, run_local, log=print, poll: 
         time.sleep(poll)
 
 
-def _stop(procs) -> None:
-    """Ctrl-C reaches every process of a terminal's group; a signal sent to this process alone is passed on,
-    so that each worker marks its own trial before exiting."""
-    for p in procs:
-        if p.is_alive():
-            with contextlib.suppress(OSError):
-                os.kill(p.pid, signal.SIGINT)
-    for p in procs:
-        p.join(timeout=60)
-
-
-def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
-    """Reports on the sweep's run (idempotent: any worker that ends the study may write them)."""
+def finish_sweep(study: optuna.Study, spec: SweepSpec, tracker: Tracker, parent: str) -> SweepResult:
+    """Reports on the sweep's run: trials and Pareto tables, plots, registry versions with their aliases, and
+    the run's end. Only the `sweep` process calls it (the single writer of a study's reports and aliases)."""
     from optuna.trial import TrialState
 
     from unlearn_lab.sweep import report
@@ -263,6 +312,23 @@ def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
         artifacts += report.plots(study, rows, pareto, out_dir, study.user_attrs.get(REFERENCE_POINTS))
     for path in artifacts:
         tracker.log_artifact(parent, str(path))
+    register_front(spec, tracker, pareto)
+    failed = sum(r["state"] == "FAIL" for r in rows)
+    saved = report.epochs_saved(study)
+    tracker.log_metrics(
+        parent,
+        {"complete_trials": len(complete), "failed_trials": failed, "pareto_size": len(pareto), "epochs_saved": saved},
+    )
+    table = report.pareto_table(pareto, spec)
+    tracker.log_text(parent, table + "\n", "pareto_front.txt")
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
+    tracker.end_run(parent, "FINISHED" if finished else "FAILED")
+    return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved)
+
+
+def register_front(spec: SweepSpec, tracker: Tracker, pareto: list[dict[str, Any]]) -> None:
+    """Each Pareto-optimal trial's model as a version of the registered model named after the study, aliased
+    `pareto-<rank>` by utility (rank 1 = the highest), its tags saying what it is and how it scored."""
     for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
         tags = {
             "method": spec.cfg.unlearn.method,
@@ -277,14 +343,3 @@ def finish_sweep(study, spec: SweepSpec, tracker, parent: str) -> SweepResult:
         if row.get("checkpoint_of") != "":
             tags["checkpoint_of"] = row["checkpoint_of"]
         tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}", tags=tags)
-    failed = sum(r["state"] == "FAIL" for r in rows)
-    saved = report.epochs_saved(study)
-    tracker.log_metrics(
-        parent,
-        {"complete_trials": len(complete), "failed_trials": failed, "pareto_size": len(pareto), "epochs_saved": saved},
-    )
-    table = report.pareto_table(pareto, spec)
-    tracker.log_text(parent, table + "\n", "pareto_front.txt")
-    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
-    tracker.end_run(parent, "FINISHED" if finished else "FAILED")
-    return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved)

@@ -5,16 +5,28 @@ from __future__ import annotations
 import csv
 import shlex
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.metrics.report import fmt
 from unlearn_lab.plots import FQ_FLOOR
 
+if TYPE_CHECKING:
+    import optuna
+    from matplotlib.figure import Figure
+    from optuna.trial import FrozenTrial
 
-def trial_rows(study, space) -> list[dict]:
+    from unlearn_lab.sweep.space import SearchSpace
+    from unlearn_lab.sweep.study import SweepSpec
+
+Row = dict[str, Any]  # one trial: number, state, parameters, scores, failure, MLflow run
+
+
+def trial_rows(study: optuna.Study, space: SearchSpace) -> list[Row]:
     rows = []
     for t in study.trials:
-        row = {"trial": t.number, "state": t.state.name}
+        row: Row = {"trial": t.number, "state": t.state.name}
         row.update({p.name: t.params.get(p.name) for p in space.params})
         row["forget_quality"] = t.user_attrs.get("forget_quality")
         row["model_utility"] = t.user_attrs.get("model_utility")
@@ -31,17 +43,17 @@ def trial_rows(study, space) -> list[dict]:
     return rows
 
 
-def epochs_saved(study) -> int:
+def epochs_saved(study: optuna.Study) -> int:
     """Training epochs not paid for (free checkpoint trials, runs stopped early), as each worker recorded."""
     return sum(t.user_attrs.get("epochs_saved", 0) for t in study.trials)
 
 
-def pareto_rows(study, space) -> list[dict]:
+def pareto_rows(study: optuna.Study, space: SearchSpace) -> list[Row]:
     numbers = {t.number for t in study.best_trials}
     return [r for r in trial_rows(study, space) if r["trial"] in numbers]
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
+def write_csv(path: Path, rows: list[Row]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as fh:
@@ -52,7 +64,7 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def reproduce_command(row: dict, spec) -> str:
+def reproduce_command(row: Row, spec: SweepSpec) -> str:
     parts = ["unlearn-lab", "run", "--method", spec.cfg.unlearn.method, "--forget", spec.cfg.data.forget_split]
     if spec.experiment_arg:
         parts += ["--experiment", spec.experiment_arg]
@@ -66,7 +78,7 @@ def reproduce_command(row: dict, spec) -> str:
     return shlex.join(parts)
 
 
-def pareto_table(rows: list[dict], spec) -> str:
+def pareto_table(rows: list[Row], spec: SweepSpec) -> str:
     lines = [f"{'trial':>5}  {'forget_quality':>14}  {'model_utility':>13}  command"]
     for r in sorted(rows, key=lambda r: -(r["model_utility"] or 0)):
         lines.append(
@@ -76,7 +88,9 @@ def pareto_table(rows: list[dict], spec) -> str:
     return "\n".join(lines)
 
 
-def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: dict[str, dict] | None = None):
+def pareto_figure(
+    rows: list[Row], pareto: list[Row], title: str, references: dict[str, dict[str, Any]] | None = None
+) -> Figure:
     """forget_quality (log axis: it spans 1e-239..1) against model_utility, one point per complete trial annotated
     with its number, the Pareto front drawn bold and dominated trials faded, the default config starred, and the
     `references` (e.g. {"target": summary, "retain": summary}) as labelled reference points."""
@@ -127,53 +141,74 @@ def pareto_figure(rows: list[dict], pareto: list[dict], title: str, references: 
 
 
 def plots(
-    study, rows: list[dict], pareto: list[dict], out_dir: Path, references: dict[str, dict] | None = None
+    study: optuna.Study,
+    rows: list[Row],
+    pareto: list[Row],
+    out_dir: Path,
+    references: dict[str, dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Pareto-front plot always; optimisation history and parameter importance with >= 3 complete trials."""
-    import math
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["state"] == "COMPLETE"]
-    lq = lambda r: math.log10(max(r["forget_quality"], FQ_FLOOR))
-    paths = [out_dir / "pareto_front.png"]
-    fig = pareto_figure(rows, pareto, f"{study.study_name}: {len(done)} complete trials", references)
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    figures = {
+        "pareto_front.png": pareto_figure(rows, pareto, f"{study.study_name}: {len(done)} complete trials", references)
+    }
     if len(done) >= 3:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        xs = [r["trial"] for r in done]
-        axes[0].plot(xs, [lq(r) for r in done], "o-")
-        axes[0].set_title("log10 forget_quality by trial")
-        axes[1].plot(xs, [r["model_utility"] for r in done], "o-", c="#c63")
-        axes[1].set_title("model_utility by trial")
-        for a in axes:
-            a.set_xlabel("trial")
-        fig.tight_layout()
-        paths.append(out_dir / "optimization_history.png")
+        figures["optimization_history.png"] = history_figure(done)
+        importance = importance_figure(study)
+        if importance is not None:
+            figures["param_importances.png"] = importance
+    paths = []
+    for name, fig in figures.items():
+        paths.append(out_dir / name)
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
-        try:
-            import optuna
-
-            names = ("log10_forget_quality", "model_utility")
-            with warnings.catch_warnings():  # the evaluator warns when all trials tie
-                warnings.simplefilter("ignore")
-                # the default evaluator ranks parameters for LOW target values: negate our maximised objectives
-                imps = [
-                    optuna.importance.get_param_importances(study, target=lambda t, i=i: -t.values[i]) for i in (0, 1)
-                ]
-            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-            for ax, imp, name in zip(axes, imps, names, strict=False):
-                ax.barh(list(imp), list(imp.values()))
-                ax.set_title(f"importance for {name}")
-            fig.tight_layout()
-            paths.append(out_dir / "param_importances.png")
-            fig.savefig(paths[-1], dpi=110)
-            plt.close(fig)
-        except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. a parameter that never varied
-            pass
     return paths
+
+
+def history_figure(done: list[Row]) -> Figure:
+    """log10 forget_quality and model_utility of the complete trials, by trial number."""
+    import math
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [r["trial"] for r in done]
+    axes[0].plot(xs, [math.log10(max(r["forget_quality"], FQ_FLOOR)) for r in done], "o-")
+    axes[0].set_title("log10 forget_quality by trial")
+    axes[1].plot(xs, [r["model_utility"] for r in done], "o-", c="#c63")
+    axes[1].set_title("model_utility by trial")
+    for a in axes:
+        a.set_xlabel("trial")
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(study: optuna.Study) -> Figure | None:
+    """Each parameter's importance for each objective; None where Optuna cannot rank them (e.g. a parameter that
+    never varied)."""
+    import matplotlib.pyplot as plt
+    import optuna
+
+    names = ("log10_forget_quality", "model_utility")
+    try:
+        with warnings.catch_warnings():  # the evaluator warns when all trials tie
+            warnings.simplefilter("ignore")
+            # the default evaluator ranks parameters for LOW target values: negate our maximised objectives
+            imps = [optuna.importance.get_param_importances(study, target=_negated(i)) for i in (0, 1)]
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, imp, name in zip(axes, imps, names, strict=False):
+        ax.barh(list(imp), list(imp.values()))
+        ax.set_title(f"importance for {name}")
+    fig.tight_layout()
+    return fig
+
+
+def _negated(objective: int) -> Callable[[FrozenTrial], float]:
+    return lambda t: -t.values[objective]

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from unlearn_lab.errors import UsageError
+from unlearn_lab.errors import UsageError, unknown
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -23,17 +26,25 @@ class Param:
     log: bool = False
     choices: tuple = ()
 
-    def suggest(self, trial) -> Any:
+    def bounds(self) -> tuple[float, float]:
+        """LOW and HIGH of a numeric range (a categorical parameter has none)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"parameter {self.name} is {self.kind}: it has choices, not bounds")
+        return self.low, self.high
+
+    def suggest(self, trial: optuna.Trial) -> Any:
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = self.bounds()
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+            return trial.suggest_int(self.name, int(low), int(high), log=self.log)
+        return trial.suggest_float(self.name, low, high, log=self.log)
 
-    def contains(self, value) -> bool:
+    def contains(self, value: Any) -> bool:
         if self.kind == "categorical":
             return value in self.choices
-        return isinstance(value, (int, float)) and self.low <= value <= self.high
+        low, high = self.bounds()
+        return isinstance(value, (int, float)) and low <= value <= high
 
     def describe(self) -> str:
         if self.kind == "categorical":
@@ -66,11 +77,7 @@ def parse_range(text: str, name: str, *, kind: str = "float", log: bool = False,
 def method_param(name: str, value: Any, default: Any, accepted: list[str]) -> Param:
     """One `--space` entry, typed by the method hyperparameter's default."""
     if name not in accepted:
-        from difflib import get_close_matches
-
-        close = get_close_matches(name, accepted, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UsageError(f"unknown space parameter '{name}'; {hint}accepted: lr, epochs, {', '.join(accepted)}")
+        raise unknown("space parameter", name, accepted, listed=f"lr, epochs, {', '.join(accepted)}")
     if isinstance(value, list):
         if not value:
             raise UsageError(f"space parameter {name}: the list of choices is empty")

@@ -13,13 +13,22 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.config import ExperimentConfig, apply_override, parse_scalar, validate
 from unlearn_lab.errors import UsageError
 from unlearn_lab.metrics.functions import log10_forget_quality
 from unlearn_lab.sweep.space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+    from unlearn_lab.tracking import Tracker
 
 MAX_RETRIES = 2  # a trial whose worker died or was interrupted is re-queued with the same parameters at most twice
 
@@ -66,7 +75,7 @@ def check_storage_url(url: str) -> None:
         )
 
 
-def make_storage(url: str, heartbeat: int = 60):
+def make_storage(url: str, heartbeat: int = 60) -> BaseStorage:
     """journal:PATH (default) | sqlite:///... | postgresql://... | mysql://... -> an Optuna storage."""
     import optuna
 
@@ -86,13 +95,41 @@ def make_storage(url: str, heartbeat: int = 60):
                     url,
                     heartbeat_interval=heartbeat,
                     grace_period=3 * heartbeat,
-                    heartbeat_stale_trial_callback=enqueue_retry,
+                    heartbeat_stale_trial_callback=_requeue_stale,
                 )
         except Exception as exc:  # noqa: BLE001 - unreachable server, bad credentials, tables being created by another worker
             raise StudyNotReady(f"cannot open storage '{url}': {str(exc).splitlines()[0]}") from None
     raise UsageError(
         f"malformed storage URL '{url}'; accepted: journal:PATH, sqlite:///PATH, postgresql://..., mysql://..."
     )
+
+
+def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's heartbeat_stale_trial_callback: a trial it failed for a silent heartbeat is queued again."""
+    enqueue_retry(study, trial)
+
+
+@dataclass(frozen=True)
+class StudyHandle:
+    """An open study and the storage object it was opened on. A Study does not expose its storage, and Optuna's
+    public storage API (BaseStorage) is what reaches a trial this process does not run (another worker's dead
+    trial) and records a trial's heartbeat; both address trials by their storage id."""
+
+    study: optuna.Study
+    storage: BaseStorage
+    study_id: int
+    heartbeat_interval: int | None  # seconds between heartbeats (RDB storages); None: no heartbeats (journal)
+
+    def trial_id(self, number: int) -> int:
+        """The storage's id of the study's trial `number`."""
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """RDB storages: the trial's worker is alive now (other storages record no heartbeats)."""
+        import optuna
+
+        if isinstance(self.storage, optuna.storages.RDBStorage):
+            self.storage.record_heartbeat(trial_id)
 
 
 def trial_config(
@@ -108,7 +145,7 @@ def trial_config(
     return validate(cfg)
 
 
-def objectives(summary: dict) -> tuple[float, float]:
+def objectives(summary: dict[str, Any]) -> tuple[float, float]:
     fq = summary.get("forget_quality")
     mu = summary.get("model_utility")
     if fq is None or mu is None:
@@ -116,16 +153,17 @@ def objectives(summary: dict) -> tuple[float, float]:
     return log10_forget_quality(fq), float(mu)
 
 
-def open_study(spec: SweepSpec, worker: int = 0):
+def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
     """Create or load the study. Each worker seeds its sampler with seed + worker: identical seeds would make
     parallel workers draw the same start-up trials. A resumed study also offsets the seed by the trials it
     already holds: the same seed in a new process would replay the first run's draws."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(spec.storage, spec.heartbeat)
     study = optuna.create_study(
         study_name=spec.study_name,
-        storage=make_storage(spec.storage, spec.heartbeat),
+        storage=storage,
         sampler=_sampler(spec, spec.seed + worker),
         directions=["maximize", "maximize"],
         load_if_exists=True,
@@ -136,29 +174,28 @@ def open_study(spec: SweepSpec, worker: int = 0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["log10_forget_quality", "model_utility"])
-    return study
+    interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+    return StudyHandle(study, storage, storage.get_study_id_from_name(spec.study_name), interval)
 
 
-def _sampler(spec: SweepSpec, seed: int):
+def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.TPESampler:
     import optuna
 
-    return optuna.samplers.TPESampler(
-        seed=seed,
-        multivariate=True,
-        constraints_func=(lambda t: [spec.min_utility - t.user_attrs.get("model_utility", 0.0)])
-        if spec.min_utility is not None
-        else None,
-    )
+    constraints: Callable[[FrozenTrial], list[float]] | None = None
+    if spec.min_utility is not None:
+        floor = spec.min_utility
+        constraints = lambda t: [floor - t.user_attrs.get("model_utility", 0.0)]
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints)
 
 
-def enqueue_default(study, spec: SweepSpec) -> None:
+def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
     """The experiment's own config is the first trial, so the sweep is compared with the default."""
     if study.trials:
         return
     u = spec.cfg.unlearn
     if spec.reuse_epochs and u.epochs != spec.space.epochs.high:
         return  # a checkpoint of a longer schedule is not the default config
-    params = {"lr": u.lr, "epochs": u.epochs}
+    params: dict[str, Any] = {"lr": u.lr, "epochs": u.epochs}
     from unlearn_lab.methods import get_method, validate_hyperparams
 
     hp = validate_hyperparams(get_method(u.method), u.method_args)
@@ -167,17 +204,18 @@ def enqueue_default(study, spec: SweepSpec) -> None:
         study.enqueue_trial(params, user_attrs={"default_config": True})
 
 
-def reap_dead_trials(study, tracker=None) -> list[int]:
+def reap_dead_trials(handle: StudyHandle, tracker: Tracker | None = None) -> list[int]:
     """RUNNING trials started on this host by a process that no longer exists -> FAIL (MLflow run KILLED)."""
     from optuna.trial import TrialState
 
-    reaped = []
+    study, reaped = handle.study, []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
         if host != socket.gethostname() or pid is None or _alive(pid):
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "failure", "worker process died mid-trial")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        trial_id = handle.trial_id(t.number)  # another process's trial: through the storage, not study.tell
+        handle.storage.set_trial_user_attr(trial_id, "failure", "worker process died mid-trial")
+        handle.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         enqueue_retry(study, t)
         if tracker is not None and t.user_attrs.get("mlflow_run_id"):
             tracker.end_run(t.user_attrs["mlflow_run_id"], "KILLED")
@@ -185,7 +223,7 @@ def reap_dead_trials(study, tracker=None) -> list[int]:
     return reaped
 
 
-def duplicate_of(trials, number: int, params: dict) -> int | None:
+def duplicate_of(trials: list[FrozenTrial], number: int, params: dict[str, Any]) -> int | None:
     """Another COMPLETE or RUNNING trial with exactly these parameters (so trial `number` would repeat it), unless
     `number` is that trial's retry. Workers on several hosts with their own seeds rarely collide on a float lr,
     but integer and categorical spaces, and enqueued trials, can."""
@@ -202,16 +240,16 @@ def duplicate_of(trials, number: int, params: dict) -> int | None:
     return None
 
 
-def retry_of(trial) -> int | None:
+def retry_of(trial: FrozenTrial) -> int | None:
     """The trial this one re-runs, if any."""
     number = trial.user_attrs.get("retry_of")
     return None if number is None else int(number)
 
 
-def enqueue_retry(study, trial) -> bool:
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
     """Re-queue a trial lost to its worker (killed, silent heartbeat, interrupted) with the same parameters, at
-    most MAX_RETRIES times in a chain; the queued trial holds the lost one's place in the budget. Also Optuna's
-    heartbeat_stale_trial_callback (RDB storages), called when it fails a stale trial."""
+    most MAX_RETRIES times in a chain; the queued trial holds the lost one's place in the budget. Also what
+    Optuna's heartbeat_stale_trial_callback does (RDB storages) when it fails a stale trial."""
     done = int(trial.user_attrs.get("retries", 0))
     if done >= MAX_RETRIES or not trial.params:
         return False
@@ -229,14 +267,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def budget_left(study, trials: int) -> int:
+def budget_left(study: optuna.Study, trials: int) -> int:
     from optuna.trial import TrialState
 
     active = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
     return trials - len(active)
 
 
-def work_left(study, trials: int) -> bool:
+def work_left(study: optuna.Study, trials: int) -> bool:
     """A free slot, or a queued (WAITING) trial: a re-queued trial already holds its slot, so it must be run
     even when the budget looks taken."""
     from optuna.trial import TrialState
@@ -244,7 +282,7 @@ def work_left(study, trials: int) -> bool:
     return budget_left(study, trials) > 0 or bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def within_budget(study, trial_number: int, trials: int) -> bool:
+def within_budget(study: optuna.Study, trial_number: int, trials: int) -> bool:
     """A trial may run iff it is among the first `trials` COMPLETE/RUNNING/WAITING trials by number."""
     from optuna.trial import TrialState
 
@@ -258,7 +296,7 @@ def within_budget(study, trial_number: int, trials: int) -> bool:
 SPEC_ATTR = "unlearn_lab_spec"
 
 
-def save_spec(study, spec: SweepSpec) -> None:
+def save_spec(study: optuna.Study, spec: SweepSpec) -> None:
     """Store what a worker needs to join from another machine (`unlearn-lab worker --study --storage`)."""
     import dataclasses
     import json
@@ -327,29 +365,22 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
     )
 
 
-def reap_stale_heartbeats(study, tracker=None) -> list[int]:
+def reap_stale_heartbeats(handle: StudyHandle, tracker: Tracker | None = None) -> list[int]:
     """RDB storages: trials whose heartbeat stopped (a dead worker on any host) -> FAIL, MLflow run KILLED.
 
     Optuna's own `ask` may already have failed such a trial (finished trials take no new attributes): any FAIL
     trial whose MLflow run is still RUNNING is one of those, and its run is marked KILLED here."""
     import optuna
 
-    if not has_heartbeats(study):
+    if handle.heartbeat_interval is None:  # journal files record no heartbeats
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    return close_orphan_runs(study, tracker)
+        optuna.storages.fail_stale_trials(handle.study)
+    return close_orphan_runs(handle.study, tracker)
 
 
-def has_heartbeats(study) -> bool:
-    """RDB storages record trial heartbeats; journal files do not."""
-    storage = study._storage  # may be Optuna's caching wrapper around the RDBStorage
-    interval = getattr(storage, "get_heartbeat_interval", None)
-    return interval is not None and interval() is not None
-
-
-def close_orphan_runs(study, tracker=None) -> list[int]:
+def close_orphan_runs(study: optuna.Study, tracker: Tracker | None = None) -> list[int]:
     """FAIL trials whose MLflow run is still RUNNING (failed by a heartbeat check, or failed while the tracking
     server was unreachable) -> the run is marked KILLED."""
     from optuna.trial import TrialState
@@ -365,11 +396,11 @@ def close_orphan_runs(study, tracker=None) -> list[int]:
     return reaped
 
 
-def reap(study, tracker, log=print, *, orphans: bool = False) -> None:
+def reap(handle: StudyHandle, tracker: Tracker, log: Callable[[str], None] = print, *, orphans: bool = False) -> None:
     """Fail trials left RUNNING by dead workers: same-host pids, and silent heartbeats (RDB storages).
     With `orphans` (once per command), also close the MLflow runs of FAIL trials still marked RUNNING."""
-    for number in reap_dead_trials(study, tracker) + reap_stale_heartbeats(study, tracker):
+    for number in reap_dead_trials(handle, tracker) + reap_stale_heartbeats(handle, tracker):
         log(f"trial {number} was left RUNNING by a dead process: marked FAIL, it will be replaced")
     if orphans:
-        for number in close_orphan_runs(study, tracker):
+        for number in close_orphan_runs(handle.study, tracker):
             log(f"trial {number} had failed while its MLflow run could not be closed: run marked KILLED")

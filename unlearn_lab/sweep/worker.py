@@ -2,7 +2,9 @@
 
 With `reuse_epochs`, a trial trains the range's largest epoch count once (the lr schedule planned over it),
 evaluates every epoch's checkpoint, and each checkpoint inside the epochs range becomes a COMPLETE trial of
-its own (params lr, epochs = k); a run whose model_utility falls below `collapse_utility` stops early.
+its own (params lr, epochs = k). Every trial stops early once its utility collapses below `collapse_utility`
+after an epoch (RunOptions.collapse_utility): that trial ends with the collapsed epoch's evaluation and FAILs
+("stopped early"), spending no more epochs.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import socket
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import RunFailed, UsageError
 from unlearn_lab.sweep.study import (
+    StudyHandle,
     SweepSpec,
     budget_left,
     duplicate_of,
     enqueue_retry,
-    has_heartbeats,
     objectives,
     open_study,
     reap,
@@ -28,95 +33,165 @@ from unlearn_lab.sweep.study import (
     within_budget,
     work_left,
 )
-from unlearn_lab.tracking import Guarded, TrackingLost
+from unlearn_lab.tracking import Guarded, Tracker, TrackingLost
+
+if TYPE_CHECKING:
+    import optuna
+
+    from unlearn_lab.experiment import RunOptions, RunResult
+    from unlearn_lab.plan import Plan
 
 MAX_FAILURE_STREAK = 10
 MAX_DUPLICATES = 20
 GAVE_UP = 3  # exit code of a spawned worker that stopped after MAX_FAILURE_STREAK failed trials in a row
+STOP, AGAIN = "stop", "again"  # what a draw that yields no trial to run means for the worker's loop
 
 
-def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers: int = 1, log=print) -> dict:
-    """Run trials until the study has `spec.trials` COMPLETE ones; returns counts for this worker."""
-    from optuna.trial import TrialState
+@dataclass
+class WorkerCounts:
+    """What one worker did."""
 
-    from unlearn_lab.experiment import RunOptions, run_experiment
-    from unlearn_lab.plan import default_run_name, resolve
+    complete: int = 0
+    failed: int = 0
+    checkpoint_trials: int = 0
+    epochs_saved: int = 0
+    gave_up: bool = False  # stopped after MAX_FAILURE_STREAK failed trials in a row
+
+
+def run_worker(
+    spec: SweepSpec,
+    tracker: Tracker,
+    parent_run_id: str,
+    *,
+    worker: int = 0,
+    workers: int = 1,
+    log: Callable[[str], None] = print,
+) -> WorkerCounts:
+    """Run trials, tracked by `tracker` under the sweep's run, until the study has `spec.trials` COMPLETE ones."""
     from unlearn_lab.runtime import choose_device, configure_threads
-    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     threads = configure_threads(workers)
     device = choose_device(spec.device)
-    tracker = MlflowTracker(spec.tracking_uri)
-    study = open_study(spec, worker)
-    counts = {"complete": 0, "failed": 0, "checkpoint_trials": 0, "epochs_saved": 0, "gave_up": False}
-    high = spec.space.epochs.high
-    streak = 0  # consecutive trials of this worker that produced nothing
-    duplicates = 0  # consecutive draws that repeated another trial's parameters
-    while work_left(study, spec.trials):
-        reap(study, tracker, log)  # other workers may have died since the last trial
-        if streak >= MAX_FAILURE_STREAK:
-            log(f"worker {worker} gives up: {streak} consecutive trials failed; check the ranges and the logs")
-            counts["gave_up"] = True
-            break
+    return _Worker(spec, tracker, parent_run_id, open_study(spec, worker), worker, device, threads, log).run()
+
+
+class _Worker:
+    """One worker's loop: reap dead trials, draw a trial, run it, record what it gave."""
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        tracker: Tracker,
+        parent_run_id: str,
+        handle: StudyHandle,
+        worker: int,
+        device: str,
+        threads: int,
+        log: Callable[[str], None],
+    ):
+        self.spec, self.tracker, self.parent_run_id, self.handle = spec, tracker, parent_run_id, handle
+        self.study = handle.study
+        self.worker, self.device, self.threads, self.log = worker, device, threads, log
+        self.counts = WorkerCounts()
+        self.streak = 0  # consecutive trials of this worker that produced nothing
+        self.duplicates = 0  # consecutive draws that repeated another trial's parameters
+
+    def run(self) -> WorkerCounts:
+        while work_left(self.study, self.spec.trials):
+            reap(self.handle, self.tracker, self.log)  # other workers may have died since the last trial
+            if self.streak >= MAX_FAILURE_STREAK:
+                self.log(
+                    f"worker {self.worker} gives up: {self.streak} consecutive trials failed; "
+                    "check the ranges and the logs"
+                )
+                self.counts.gave_up = True
+                break
+            drawn = self._draw()
+            if drawn == STOP:
+                break
+            if isinstance(drawn, tuple):
+                trial, params = drawn
+                result = self._run(trial, params)
+                if result is not None:
+                    self._record(trial, params, result)
+        return self.counts
+
+    def _draw(self) -> tuple[optuna.Trial, dict[str, Any]] | str:
+        """Ask for a trial and its parameters; STOP when the budget is taken or the space looks exhausted, AGAIN
+        when the draw repeated another trial (it ends PRUNED)."""
+        from optuna.trial import TrialState
+
+        study, spec = self.study, self.spec
         with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: we beat ourselves
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = study.ask()
         if not within_budget(study, trial.number, spec.trials):  # another worker took the last slot
             study.tell(trial, state=TrialState.PRUNED)
-            break
+            return STOP
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        high = int(spec.space.epochs.bounds()[1])
+        fixed = spec.reuse_epochs  # every run trains the range's largest epoch count (its checkpoints are trials)
         params = {
-            p.name: (
-                trial.suggest_int("epochs", high, high)
-                if spec.reuse_epochs and p.name == "epochs"
-                else p.suggest(trial)
-            )
+            p.name: trial.suggest_int("epochs", high, high) if fixed and p.name == "epochs" else p.suggest(trial)
             for p in spec.space.params
         }
         twin = duplicate_of(study.get_trials(deepcopy=False), trial.number, params)
-        if twin is not None:  # the same parameters are done or running elsewhere: draw again
-            trial.set_user_attr("duplicate_of", twin)
-            study.tell(trial, state=TrialState.PRUNED)
-            duplicates += 1
-            if duplicates >= MAX_DUPLICATES:
-                log(f"worker {worker} stops: {duplicates} draws in a row repeated finished trials (space exhausted?)")
-                break
-            continue
-        duplicates = 0
+        if twin is None:
+            self.duplicates = 0
+            return trial, params
+        # the same parameters are done or running elsewhere: draw again
+        trial.set_user_attr("duplicate_of", twin)
+        study.tell(trial, state=TrialState.PRUNED)
+        self.duplicates += 1
+        if self.duplicates >= MAX_DUPLICATES:
+            self.log(
+                f"worker {self.worker} stops: {self.duplicates} draws in a row repeated finished trials "
+                "(space exhausted?)"
+            )
+            return STOP
+        return AGAIN
+
+    def _plan(self, trial: optuna.Trial, params: dict[str, Any]) -> tuple[Plan, RunOptions]:
+        """The trial as a run: its config, plan (nested under the sweep's run) and options."""
+        from unlearn_lab.experiment import RunOptions
+        from unlearn_lab.plan import default_run_name, resolve
+
+        spec = self.spec
         cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs)
-        name = f"{spec.study_name}_trial-{trial.number}"
-        tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(worker)}
-        collapse = lambda epoch, summary: (
-            f"model_utility {summary['model_utility']:.3g} < {spec.collapse_utility}"
-            if summary.get("model_utility", 1.0) < spec.collapse_utility
-            else None
-        )
         plan = resolve(
             "run",
             cfg,
-            device=device,
-            threads=threads,
-            task_name=name,
+            device=self.device,
+            threads=self.threads,
+            task_name=f"{spec.study_name}_trial-{trial.number}",
             saves=spec.saves,
             count=False,
             run_name=default_run_name(cfg, prefix=f"t{trial.number}-"),
         )
         opts = RunOptions(
             progress=False,
-            parent_run_id=parent_run_id,
-            extra_tags=tags,
+            parent_run_id=self.parent_run_id,
+            extra_tags={"sweep": spec.study_name, "trial": str(trial.number), "worker": str(self.worker)},
             eval_every="epoch" if spec.reuse_epochs else "none",
-            stop_when=collapse if spec.reuse_epochs else None,
-            on_run_started=lambda run_id, t=trial: t.set_user_attr("mlflow_run_id", run_id),
+            collapse_utility=spec.collapse_utility,
+            on_run_started=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
         )
+        return plan, opts
+
+    def _run(self, trial: optuna.Trial, params: dict[str, Any]) -> RunResult | None:
+        """Run the trial under its heartbeat; None when it failed (marked FAIL, the sweep goes on)."""
+        from unlearn_lab.experiment import run_experiment
+
+        study, tracker = self.study, self.tracker
+        plan, opts = self._plan(trial, params)
         try:
-            with heartbeat(study, trial):
-                result = run_experiment(plan, tracker, opts, log=lambda _: None)
+            with heartbeat(self.handle, trial):
+                return run_experiment(plan, tracker, opts, log=lambda _: None)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: mark the trial (run_experiment marked its run KILLED)
             _fail(study, tracker, trial, f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
             queued = enqueue_retry(study, study.get_trials(deepcopy=False)[trial.number])
-            log(
+            self.log(
                 f"trial {trial.number} interrupted: marked FAIL{', its parameters queued again' if queued else ''}; "
                 "rerun the command to resume the study"
             )
@@ -127,28 +202,34 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
         except Exception as exc:  # noqa: BLE001 - DivergedError included: the trial fails with its reason, the sweep goes on
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             _fail(study, tracker, trial, reason)
-            counts["failed"] += 1
-            streak += 1
-            log(f"trial {trial.number} FAILED: {reason}")
-            continue
+            self.counts.failed += 1
+            self.streak += 1
+            self.log(f"trial {trial.number} FAILED: {reason}")
+            return None
+
+    def _record(self, trial: optuna.Trial, params: dict[str, Any], result: RunResult) -> None:
+        """Checkpoint trials (--reuse-epochs), then the trial itself: FAIL if it stopped early, else COMPLETE."""
+        study, spec, counts = self.study, self.spec, self.counts
+        added: list[int] = []
         if spec.reuse_epochs:
             added = _add_checkpoint_trials(study, spec, trial, params, result)
-            saved = epochs_saved(added, result.stopped_at, high)
+            counts.checkpoint_trials += len(added)
+        if spec.reuse_epochs or result.stopped_at is not None:
+            saved = epochs_saved(added, result.stopped_at, params["epochs"])
             trial.set_user_attr("epochs_saved", saved)
-            counts["checkpoint_trials"] += len(added)
-            counts["epochs_saved"] += saved
-            if result.stopped_at is not None:
-                trial.set_user_attr("stopped_at", result.stopped_at)
-                _fail(study, tracker, trial, f"stopped early at epoch {result.stopped_at}: utility collapsed")
-                counts["failed"] += 1
-                streak = 0 if added else streak + 1
-                log(f"trial {trial.number}: utility collapsed at epoch {result.stopped_at}; stopped early")
-                continue
+            counts.epochs_saved += saved
+        if result.stopped_at is not None:  # collapsed: FAIL, so no Pareto point claims epochs it never trained
+            trial.set_user_attr("stopped_at", result.stopped_at)
+            _fail(study, self.tracker, trial, f"stopped early at epoch {result.stopped_at}: {result.stop_reason}")
+            counts.failed += 1
+            self.streak = 0 if added else self.streak + 1
+            self.log(f"trial {trial.number}: {result.stop_reason} at epoch {result.stopped_at}; stopped early")
+            return
         values = objectives(result.summary)
         trial.set_user_attr("model_utility", values[1])
         trial.set_user_attr("forget_quality", result.summary["forget_quality"])
         study.tell(trial, values)
-        Guarded(tracker, log).set_tags(
+        Guarded(self.tracker, self.log).set_tags(
             result.run_id,
             {
                 "trial_state": "COMPLETE",
@@ -156,31 +237,30 @@ def run_worker(spec: SweepSpec, parent_run_id: str, *, worker: int = 0, workers:
                 "objective.model_utility": f"{values[1]:.6g}",
             },
         )
-        counts["complete"] += 1
-        streak = 0
-        log(
+        counts.complete += 1
+        self.streak = 0
+        self.log(
             f"trial {trial.number}: lr={params['lr']:.3g} epochs={params['epochs']} -> "
             f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
             f"({result.seconds:.0f} s)"
         )
-    return counts
 
 
 @contextlib.contextmanager
-def heartbeat(study, trial):
+def heartbeat(handle: StudyHandle, trial: optuna.Trial) -> Iterator[None]:
     """RDB storages: record the trial's heartbeat while it runs, so a dead worker's trial can be failed."""
-    if not has_heartbeats(study):
+    interval = handle.heartbeat_interval
+    if interval is None:
         yield
         return
-    storage = study._storage
-    interval = storage.get_heartbeat_interval()
+    trial_id = handle.trial_id(trial.number)
     stop = threading.Event()
 
-    def beat():
+    def beat() -> None:
         while not stop.wait(interval):
-            storage.record_heartbeat(trial._trial_id)
+            handle.record_heartbeat(trial_id)
 
-    storage.record_heartbeat(trial._trial_id)
+    handle.record_heartbeat(trial_id)
     thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}")
     thread.start()
     try:
@@ -190,7 +270,7 @@ def heartbeat(study, trial):
         thread.join()
 
 
-def _fail(study, tracker, trial, reason: str) -> None:
+def _fail(study: optuna.Study, tracker: Tracker, trial: optuna.Trial, reason: str) -> None:
     """The study first (it decides what is retried), then the MLflow tags, which may be unreachable."""
     from optuna.trial import TrialState
 
@@ -201,16 +281,19 @@ def _fail(study, tracker, trial, reason: str) -> None:
         Guarded(tracker, log=lambda _: None).set_tags(run_id, {"trial_state": "FAIL", "failure": reason[:500]})
 
 
-def _add_checkpoint_trials(study, spec: SweepSpec, trial, params: dict, result) -> int:
+def _add_checkpoint_trials(
+    study: optuna.Study, spec: SweepSpec, trial: optuna.Trial, params: dict[str, Any], result: RunResult
+) -> list[int]:
     """One COMPLETE trial per evaluated epoch k in [low, last) of this run (and the stopping epoch of a run
     stopped early), while the budget lasts; returns the epochs added."""
     import optuna
 
-    last = result.stopped_at or spec.space.epochs.high
+    low, high = (int(end) for end in spec.space.epochs.bounds())
+    last = result.stopped_at or high
     added: list[int] = []
-    for epoch in range(spec.space.epochs.low, last + (result.stopped_at is not None)):
+    for epoch in range(low, last + (result.stopped_at is not None)):
         summary = result.epoch_summaries.get(epoch)
-        if summary is None or epoch == spec.space.epochs.high:
+        if summary is None or epoch == high:
             continue
         # the running trial already holds a slot; if it stopped early it will FAIL and free that slot
         if budget_left(study, spec.trials) <= (-1 if result.stopped_at is not None else 0):
@@ -221,7 +304,7 @@ def _add_checkpoint_trials(study, spec: SweepSpec, trial, params: dict, result) 
                 params={**params, "epochs": epoch},
                 distributions={
                     **trial.distributions,
-                    "epochs": optuna.distributions.IntDistribution(spec.space.epochs.low, spec.space.epochs.high),
+                    "epochs": optuna.distributions.IntDistribution(low, high),
                 },
                 values=list(values),
                 user_attrs={
@@ -248,7 +331,7 @@ def die_with_parent(parent_pid: int, poll: float = 1.0) -> threading.Thread:
     SIGTERM, so its trial is marked FAIL and queued again, and the sweep's run is marked KILLED."""
     import signal
 
-    def watch():
+    def watch() -> None:
         while os.getppid() == parent_pid:
             threading.Event().wait(poll)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -259,21 +342,24 @@ def die_with_parent(parent_pid: int, poll: float = 1.0) -> threading.Thread:
 
 
 def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int, sweep_pid: int | None = None) -> None:
-    """multiprocessing entry point (spawned processes)."""
+    """multiprocessing entry point (spawned processes): a new process, so it builds its one tracker here."""
     from unlearn_lab.runtime import interrupt_on_sigterm
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     interrupt_on_sigterm()
     if sweep_pid is not None:
         die_with_parent(sweep_pid)
+    tracker: Tracker | None = None
     try:
-        counts = run_worker(spec, parent_run_id, worker=worker, workers=workers)
+        tracker = MlflowTracker(spec.tracking_uri)
+        counts = run_worker(spec, tracker, parent_run_id, worker=worker, workers=workers)
     except KeyboardInterrupt:  # the trial is marked; exit quietly (the parent reports)
         if sweep_pid is not None and os.getppid() != sweep_pid:  # orphaned: nobody else will close the sweep's run
-            Guarded(MlflowTracker(spec.tracking_uri), log=lambda _: None).end_run(parent_run_id, "KILLED")
+            closer = tracker if tracker is not None else MlflowTracker(spec.tracking_uri)  # interrupted while built
+            Guarded(closer, log=lambda _: None).end_run(parent_run_id, "KILLED")
         raise SystemExit(130) from None
     except (RunFailed, UsageError) as exc:  # one line, as the CLI would print it
         print(f"error: worker {worker}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    if counts["gave_up"]:
+    if counts.gave_up:
         raise SystemExit(GAVE_UP)

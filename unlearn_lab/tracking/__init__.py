@@ -7,7 +7,8 @@ Runs are addressed by explicit ids (no "active run" global): a run, its nested e
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from unlearn_lab.errors import RunFailed
 
@@ -17,7 +18,7 @@ class Tracker(Protocol):
 
     def start_run(self, name: str, *, tags: dict[str, str] | None = None, parent_id: str | None = None) -> str: ...
 
-    def log_params(self, run_id: str, params: dict) -> None: ...
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
 
     def log_metrics(
         self, run_id: str, metrics: dict[str, float], step: int | None = None, model_id: str | None = None
@@ -27,21 +28,28 @@ class Tracker(Protocol):
         self, run_id: str, history: list[tuple[int, dict[str, float]]], model_id: str | None = None
     ) -> None: ...
 
-    def log_model(self, run_id: str, model, tokenizer, saved_dir, name: str = "model") -> str | None: ...
+    def log_model(
+        self, run_id: str, model: Any, tokenizer: Any, saved_dir: Path, name: str = "model"
+    ) -> str | None: ...
 
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None: ...
 
     def log_text(self, run_id: str, text: str, name: str) -> None: ...
 
-    def set_tags(self, run_id: str, tags: dict[str, str]) -> None: ...
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None: ...
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
 
     def resume_run(self, run_id: str) -> None: ...
 
     def register_model(
-        self, name: str, run_id: str, artifact_path: str = "model", alias: str | None = None, tags: dict | None = None
-    ): ...
+        self,
+        name: str,
+        run_id: str,
+        artifact_path: str = "model",
+        alias: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str | int: ...
 
     def run_status(self, run_id: str) -> str: ...
 
@@ -65,17 +73,17 @@ class Guarded:
     call returns None without trying, so training, the local save and the local evaluation still finish.
     The caller checks `lost` at the end and raises TrackingLost."""
 
-    def __init__(self, tracker, log: Callable[[str], None] = print):
+    def __init__(self, tracker: Tracker, log: Callable[[str], None] = print):
         self.tracker, self.log = tracker, log
         self.lost: str | None = None
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         method = getattr(self.tracker, name)
         judge = getattr(self.tracker, "is_unavailable", None)
         if not callable(method) or judge is None:
             return method
 
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             if self.lost:
                 return None
             try:

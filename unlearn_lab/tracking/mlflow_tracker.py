@@ -7,16 +7,19 @@ checked for reachability before anything trains.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import UsageError
 from unlearn_lab.tracking import first_free_name
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 DEFAULT_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
@@ -103,8 +106,11 @@ class MlflowTracker:
                 self.experiment_id = self.client.create_experiment(
                     experiment, artifact_location=artifacts, tags=EXPERIMENT_TAGS
                 )
-            except Exception:  # noqa: BLE001 - another worker created it first
-                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+            except Exception:
+                created = self.client.get_experiment_by_name(experiment)
+                if created is None:  # no: the creation itself failed
+                    raise
+                self.experiment_id = created.experiment_id
         if found is not None and found.tags.get("mlflow.experimentKind") != EXPERIMENT_TAGS["mlflow.experimentKind"]:
             for key, value in EXPERIMENT_TAGS.items():  # a store made by an older version
                 self.client.set_experiment_tag(self.experiment_id, key, value)
@@ -132,24 +138,28 @@ class MlflowTracker:
         )
         return first_free_name(name, {r.info.run_name for r in runs})
 
-    def start_run(self, name, *, tags=None, parent_id=None) -> str:
+    def start_run(self, name: str, *, tags: dict[str, str] | None = None, parent_id: str | None = None) -> str:
         tags = dict(tags or {})
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
-    def log_params(self, run_id, params):
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(str(k), str(v)[:MAX_PARAM_LEN]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
             self.client.log_batch(run_id, params=items[start : start + 100])
 
-    def log_metrics(self, run_id, metrics, step=None, model_id=None):
+    def log_metrics(
+        self, run_id: str, metrics: dict[str, float], step: int | None = None, model_id: str | None = None
+    ) -> None:
         self.log_metric_history(run_id, [(step or 0, metrics)], model_id=model_id)
 
-    def log_metric_history(self, run_id, history, model_id=None):
+    def log_metric_history(
+        self, run_id: str, history: list[tuple[int, dict[str, float]]], model_id: str | None = None
+    ) -> None:
         """Metrics in batches; `model_id` links them to a logged model too (its page then shows them)."""
         from mlflow.entities import Metric
 
@@ -163,13 +173,13 @@ class MlflowTracker:
         for start in range(0, len(items), 1000):  # one call per 1000 values (log_batch limit)
             self.client.log_batch(run_id, metrics=items[start : start + 1000])
 
-    def log_artifact(self, run_id, path, artifact_path=None):
+    def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         if Path(path).is_dir():
             self.client.log_artifacts(run_id, str(path), artifact_path)
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_model(self, run_id: str, model, tokenizer, saved_dir: Path, name: str = "model") -> str | None:
+    def log_model(self, run_id: str, model: Any, tokenizer: Any, saved_dir: Path, name: str = "model") -> str | None:
         """The unlearned model as an MLflow model (transformers flavour, task text-generation) in a LoggedModel
         whose source is the run: the Models tab lists it, the registry versions it, and
         `mlflow.transformers.load_model("models:/<id>")` loads it back. Returns the model id; None where the flavour
@@ -223,15 +233,15 @@ class MlflowTracker:
         self.client.set_tag(run_id, MODEL_ID_TAG, logged.model_id)
         return logged.model_id
 
-    def log_text(self, run_id, text, name):
+    def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
-    def set_tags(self, run_id, tags):
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
-    def end_run(self, run_id, status="FINISHED"):
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
     def has_run(self, run_id: str) -> bool:
@@ -245,22 +255,32 @@ class MlflowTracker:
             raise
         return True
 
-    def run_status(self, run_id) -> str:
+    def run_status(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.status
 
-    def resume_run(self, run_id):
+    def resume_run(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
-    def register_model(self, name, run_id, artifact_path="model", alias=None, tags=None):
-        """A registry version for a run's model artifact (once per run), with an optional alias and version tags
-        (what it is and how it scored: the registry page then says so without opening the run)."""
+    def register_model(
+        self,
+        name: str,
+        run_id: str,
+        artifact_path: str = "model",
+        alias: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str:
+        """A registry version (its number) for a run's model artifact (once per run), with an optional alias and
+        version tags (what it is and how it scored: the registry page then says so without opening the run). One
+        process registers a study's front (the `sweep` command), so nothing else writes these versions and aliases
+        at the same time."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(name)
-        except MlflowException:
-            with contextlib.suppress(MlflowException):  # another worker may create it at the same moment
-                self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            self.client.create_registered_model(name)
         versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         if versions:
             version = versions[0]
@@ -274,12 +294,8 @@ class MlflowTracker:
         for key, value in (tags or {}).items():
             self.client.set_model_version_tag(name, version.version, key, str(value))
         if alias:
-            try:
-                self.client.set_registered_model_alias(name, alias, version.version)
-            except MlflowException:  # every worker that ends a study registers its front: two may set the same
-                time.sleep(0.5)  # alias at the same moment (a unique-key conflict on PostgreSQL); once more
-                self.client.set_registered_model_alias(name, alias, version.version)
-        return version.version
+            self.client.set_registered_model_alias(name, alias, version.version)
+        return str(version.version)
 
 
 def ui_command(uri: str | None, host: str, port: int, workers: int = 1) -> tuple[str, list[str], dict]:
@@ -362,7 +378,7 @@ def fetch_registered(spec: str, uri: str | None, dest: Path) -> Path:
     return folder
 
 
-def _model_location(client, ref: str) -> str:
+def _model_location(client: MlflowClient, ref: str) -> str:
     """`<name>@<alias>`, `<name>/<version>` or a logged model id -> the artifact URI of the model's files."""
     if "@" in ref:
         name, alias = ref.split("@", 1)
@@ -372,6 +388,8 @@ def _model_location(client, ref: str) -> str:
         source = client.get_model_version(name, version).source
     else:
         source = f"models:/{ref}"
+    if not source:
+        raise UsageError(f"models:/{ref} names a registered version without a source")
     if source.startswith("models:/"):
         return client.get_logged_model(source[len("models:/") :]).artifact_location
     if source.startswith("runs:/"):
