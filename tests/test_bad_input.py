@@ -66,9 +66,24 @@ CASES = [
     case(
         "data-splits/empty-folder",
         "data splits --data empty",
-        "holds no TOFU split",
-        "accepted: a folder with files such as full.json",
+        "data folder empty holds no TOFU split files",
+        "expected files named after the splits: full.json, forget10.json",
+        "each .json, .jsonl or .parquet",
         setup=lambda p: (p / "empty").mkdir(),
+    ),
+    case(
+        "data-splits/empty-data-file",
+        "data splits --data tofu",
+        "tofu/full.json holds no records",
+        "expected TOFU records: a JSON array, JSON lines or parquet",
+        files={"tofu/full.json": ""},
+    ),
+    case(
+        "data-splits/unknown-option",
+        "data splits --bogus",
+        "no such option '--bogus'",
+        "accepted: --data, --authors, --experiment",
+        proc=True,
     ),
     case(
         "data-splits/malformed-record",
@@ -150,6 +165,19 @@ CASES = [
         proc=True,
         files=TOFU_FULL,
     ),
+    case(
+        "data-show/empty-json-array",
+        "data show full --data tofu",
+        "tofu/full.json holds no records",
+        files={"tofu/full.json": "[]"},
+    ),
+    case(
+        "data-show/empty-idk-file",
+        "data show idk --data tofu",
+        "tofu/idk.jsonl holds no answers",
+        "expected one",
+        files={**TOFU_FULL, "tofu/idk.jsonl": "\n"},
+    ),
     case("data-show/zero-records", "data show full -n 0", "'-n': 0 is not in the range x>=1", proc=True),
     case("data-show/missing-split-argument", "data show", "missing argument 'SPLIT'", "data show --help'", proc=True),
     case(
@@ -171,7 +199,8 @@ CASES = [
         "prepare -e exp.yaml",
         "unknown config key 'unlearn.lrr'",
         "did you mean 'lr'?",
-        "accepted: method, method_args, lr",
+        "accepted: ",
+        "method, method_args",
         files={"exp.yaml": UNKNOWN_KEY_YAML},
     ),
     case(
@@ -179,6 +208,12 @@ CASES = [
         "prepare -e list.yaml",
         "experiment file list.yaml must be a YAML mapping",
         files={"list.yaml": "- data\n- model\n"},
+    ),
+    case(
+        "prepare/unknown-device",
+        "prepare --device tpu",
+        "invalid value for '--device': 'tpu' is not one of 'auto', 'cpu', 'cuda', 'mps'",
+        proc=True,
     ),
     case(
         "prepare/set-without-equals",
@@ -219,6 +254,33 @@ CASES = [
         "eval --model models:/nope@best --no-reference",
         "cannot fetch models:/nope@best: no tracking database at",
         "--tracking-uri",
+    ),
+    case(
+        "eval/model-folder-without-config",
+        "eval --model model",
+        "model folder",
+        "has no config.json (expected a Hugging Face model folder)",
+        setup=lambda p: (p / "model").mkdir(),
+    ),
+    case(
+        "eval/empty-data-folder",
+        "eval --model target --data empty",
+        "has no full.json / full.jsonl / full.parquet",
+        "data.source=synthetic",
+        setup=lambda p: (p / "empty").mkdir(),
+    ),
+    case(
+        "eval/out-under-a-file",
+        "eval --model target --out taken/eval",
+        "cannot write the evaluation to taken/eval: taken is a file, not a folder",
+        "accepted: a folder that can be created there",
+        files={"taken": "x"},
+    ),
+    case(
+        "eval/registered-model-unreachable-tracking-server",
+        ["eval", "--model", "models:/m@best", "--tracking-uri", UNREACHABLE],
+        f"tracking server unreachable at {UNREACHABLE}",
+        "pass another --tracking-uri",
     ),
     case("eval/missing-model-option", "eval", "missing option '--model'", "Model folder, hub id", proc=True),
     case(
@@ -301,11 +363,37 @@ CASES = [
         "run --set unlearn.lrr=1",
         "unknown config key 'unlearn.lrr'",
         "did you mean 'lr'?",
-        "accepted: method, method_args, lr",
+        "accepted: ",
+        "method, method_args",
     ),
     case("run/zero-lr", "run --lr 0", "unlearn.lr must be > 0, got 0.0"),
     case("run/negative-lr", "run --lr -1e-5", "unlearn.lr must be > 0, got -1e-05"),
     case("run/zero-epochs", "run --epochs 0", "unlearn.epochs must be > 0, got 0"),
+    case(
+        "run/negative-batch-size",
+        "run --set unlearn.batch_size=-4",
+        "unlearn.batch_size and unlearn.grad_accum must be > 0",
+    ),
+    case(
+        "run/malformed-data-record",
+        "run --set data.source=tofu",
+        "tofu/full.json: record 1 has no field 'answer'",
+        "split full needs: question, answer",
+        files={"tofu/full.json": json.dumps([{"question": "Who?", "answer": "Her."}, {"question": "What?"}])},
+    ),
+    case(
+        "run/saves-is-a-file",
+        "run",
+        "cannot write the unlearned model to saves/unlearn/",
+        "saves is a file, not a folder",
+        files={"saves": "x"},
+    ),
+    case(
+        "run/tracking-store-under-a-file",
+        "run --tracking-uri sqlite:///taken/mlflow.db",
+        "cannot write the tracking store to taken: taken is a file, not a folder",
+        files={"taken": "x"},
+    ),
     case(
         "run/mismatched-pair",
         "run --forget forget10 --retain retain95",
@@ -377,10 +465,24 @@ CASES = [
         "sweep --epochs-range a:b",
         "range for epochs must be two integers LOW:HIGH, got 'a:b'",
     ),
-    case("sweep/zero-trials", "sweep --trials 0", "--trials must be > 0, got 0"),
-    case("sweep/zero-workers", "sweep --workers 0", "--workers must be > 0, got 0"),
-    case("sweep/min-utility-above-1", "sweep --min-utility 2", "--min-utility must be in [0, 1], got 2.0"),
-    case("sweep/zero-heartbeat", "sweep --heartbeat-seconds 0", "--heartbeat-seconds must be > 0, got 0"),
+    case("sweep/zero-trials", "sweep --trials 0", "invalid value for '--trials': 0 is not in the range x>=1"),
+    case("sweep/zero-workers", "sweep --workers 0", "invalid value for '--workers': 0 is not in the range x>=1"),
+    case(
+        "sweep/min-utility-above-1",
+        "sweep --min-utility 2",
+        "invalid value for '--min-utility': 2.0 is not in the range 0<=x<=1",
+    ),
+    case(
+        "sweep/zero-heartbeat",
+        "sweep --heartbeat-seconds 0",
+        "invalid value for '--heartbeat-seconds': 0 is not in the range x>=1",
+    ),
+    case(
+        "sweep/tracking-store-under-a-file",
+        "sweep --tracking-uri sqlite:///taken/mlflow.db",
+        "cannot write the tracking store to taken: taken is a file, not a folder",
+        files={"taken": "x"},
+    ),
     case(
         "sweep/unknown-storage-scheme",
         "sweep --storage redis://x",
@@ -465,7 +567,7 @@ CASES = [
     case(
         "worker/zero-heartbeat",
         "worker --study s --storage journal:study.log --heartbeat-seconds 0",
-        "--heartbeat-seconds must be > 0, got 0",
+        "invalid value for '--heartbeat-seconds': 0 is not in the range x>=1",
         proc=True,
         files=JOURNAL,
     ),
@@ -482,6 +584,12 @@ CASES = [
         "unsupported tracking URI 'ftp://example.org/store'; accepted: sqlite:///",
         proc=True,
         files=JOURNAL,
+    ),
+    case(
+        "worker/negative-wait",
+        "worker --study s --storage journal:study.log --wait -1",
+        "invalid value for '--wait': -1 is not in the range x>=0",
+        proc=True,
     ),
     case(
         "worker/missing-study-option",
@@ -525,7 +633,43 @@ CASES = [
         "accepted: data, eval, methods, prepare, run, sweep, ui, worker",
         proc=True,
     ),
+    case("main/unknown-option", "--verbose run", "no such option '--verbose'", "accepted: -h, --help", proc=True),
 ]
+
+# Empty experiment / space files and corrupt weights: one line each, found before anything loads.
+FILES = [
+    case(
+        "prepare/empty-yaml",
+        "prepare -e empty.yaml",
+        "experiment file empty.yaml is empty",
+        files={"empty.yaml": ""},
+    ),
+    case(
+        "prepare/comment-only-yaml",
+        "prepare -e notes.yaml",
+        "experiment file notes.yaml is empty",
+        files={"notes.yaml": "# nothing set yet\n"},
+    ),
+    case(
+        "eval/model-folder-without-config-with-corrupt-weights",
+        "eval --model model",
+        "has no config.json (expected a Hugging Face model folder)",
+        files={"model/model.safetensors": "not safetensors"},
+    ),
+    case(
+        "eval/model-folder-with-corrupt-weights",
+        "eval --model model",
+        "model.safetensors is not a readable safetensors file",
+        files={"model/config.json": "{}", "model/model.safetensors": "not safetensors"},
+    ),
+    case(
+        "sweep/empty-space-file",
+        "sweep --method NPO --space space.yaml",
+        "--space file space.yaml is empty",
+        files={"space.yaml": ""},
+    ),
+]
+PARAMS = [pytest.param(c, id=c.id) for c in CASES + FILES]
 
 
 def listing(root: Path) -> list[str]:
@@ -595,7 +739,7 @@ def run_case(c: Case, tmp_path: Path, request) -> tuple[int, str, str, float]:
     return result.exit_code, result.stdout, result.stderr, time.monotonic() - start
 
 
-@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("c", PARAMS)
 def test_bad_input(c: Case, tmp_path, request):
     for name, text in c.files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

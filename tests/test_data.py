@@ -139,3 +139,36 @@ def test_layouts_and_malformed_record(tmp_path):
     (tmp_path / "forget05.json").write_text(json.dumps([rows[0], {"question": "q"}]))
     with pytest.raises(UsageError, match=r"forget05.json: record 1 has no field 'answer'"):
         src.load("forget05")
+
+
+def test_empty_and_unreadable_files_are_errors(tmp_path):
+    """A split file with no record (empty, `[]`, blank lines), an idk file with no answer, a parquet file that is
+    not one: each is an error naming the file, never an empty split."""
+    (tmp_path / "full.json").write_text("")
+    (tmp_path / "forget10.json").write_text("[]")
+    (tmp_path / "holdout10.jsonl").write_text("\n\n")
+    (tmp_path / "idk.jsonl").write_text("\n")
+    (tmp_path / "retain90.parquet").write_text("not parquet")
+    src = FolderSource(tmp_path)
+    for split, name in (("full", "full.json"), ("forget10", "forget10.json"), ("holdout10", "holdout10.jsonl")):
+        with pytest.raises(UsageError, match=f"{name} holds no records"):
+            src.load(split)
+    with pytest.raises(UsageError, match="idk.jsonl holds no answers"):
+        src.load("idk")
+    with pytest.raises(UsageError, match="retain90.parquet is not a readable parquet file"):
+        src.load("retain90")
+
+
+def test_describe_splits_lists_missing_splits_and_refuses_an_empty_folder(tmp_path):
+    """`data splits`: a folder with only full.json lists every other split as missing (idk falls back to the
+    built-in answers); a folder with no split file at all is an error that names the files expected."""
+    from unlearn_lab.data.tofu import describe_splits
+
+    with pytest.raises(UsageError, match=r"holds no TOFU split files \(expected files named after the splits"):
+        describe_splits(FolderSource(tmp_path))
+    (tmp_path / "full.json").write_text(json.dumps([{"question": "q", "answer": "a"}] * 20))
+    lines = describe_splits(FolderSource(tmp_path)).splitlines()
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert set(rows) == set(SPLITS)
+    assert rows["full"].split()[1] == "20" and "answer, question" in rows["full"]
+    assert "split forget10 is missing" in rows["forget10"] and rows["idk"].split()[1] == "10"

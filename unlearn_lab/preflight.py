@@ -10,6 +10,7 @@ libraries load from the cache without trying the network (returned as `offline`)
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,26 @@ def _model_problem(spec: str, probe, *, weights: bool = True) -> str | None:
                 load.check_folder(Path(spec).expanduser(), weights=weights)
         except UsageError as exc:
             return str(exc)
-        return None
+        return unreadable_weights(Path(spec).expanduser()) if weights and origin == "folder" else None
     if hub.cached_file(spec, "config.json") or hub.cached_file(spec, "tokenizer_config.json"):
         return None
     why = probe(spec, "model")
     return f"hub model {spec}: {why}" if why else None
+
+
+def unreadable_weights(folder: Path) -> str | None:
+    """A safetensors file whose header does not parse (a truncated download, another format renamed) is named
+    here, not by a loader traceback after the run has started."""
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with path.open("rb") as fh:
+                size = int.from_bytes(fh.read(8), "little")
+                if not 0 < size <= path.stat().st_size - 8:
+                    raise ValueError(size)
+                json.loads(fh.read(size))
+        except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return f"{path} is not a readable safetensors file (its header does not parse); re-download or re-save it"
+    return None
 
 
 def _data_problem(source: str, probe) -> str | None:
@@ -85,7 +101,7 @@ def needed_models(plan: Plan) -> list[tuple[str, str]]:
         roles.append(plan.evaluated)
     ref = plan.reference
     built_here = {m.spec for m in (plan.target, plan.retain) if m.origin == "built here"}
-    if ref is not None and ref.kind == "retain model" and not ref.cached and ref.spec not in built_here:
+    if ref is not None and ref.kind == "retain model" and ref.spec and not ref.cached and ref.spec not in built_here:
         roles.append(ModelPlan("reference", ref.spec, "", False))
     for mp in roles:
         if mp.origin != "built here" and mp.spec not in [spec for _, spec in out]:
@@ -152,13 +168,59 @@ def _split_problem(plan: Plan) -> str | None:
     try:
         source = make_source(d.source, d.authors, d.seed)
         for split in (d.forget_split, d.retain_split, d.holdout_split):
-            source.load(split)
+            if split is not None:
+                source.load(split)
     except UsageError as exc:
         if d.source == "synthetic":
             return str(exc)
         hint = " (set data.authors to a multiple of 10 up to the source's size, or null for all)" if d.authors else ""
         return f"data {d.source}: {exc}{hint}"
     return None
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why `folder` (to be created, with what it holds) cannot be written, or None; creates nothing."""
+    for existing in (folder, *folder.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                return f"{existing} is a file, not a folder"
+            if not os.access(existing, os.W_OK | os.X_OK):
+                return f"{existing} is not writable"
+            return None
+    return None
+
+
+def check_outputs(plan: Plan, outputs: tuple[tuple[str, Path], ...]) -> None:
+    """Every folder the command will write (its `outputs`, the model cache where it builds a model) can be
+    written: one usage error naming the first that cannot, before anything is built, loaded or tracked."""
+    if any(m.build for m in (plan.base, plan.target, plan.retain)):
+        outputs = (*outputs, ("the model cache ($UNLEARN_LAB_CACHE)", load.cache_root()))
+    for what, folder in outputs:
+        why = unwritable(Path(folder).expanduser())
+        if why:
+            raise UsageError(f"cannot write {what} to {folder}: {why}; accepted: a folder that can be created there")
+
+
+def tokenizer_notes(plan: Plan) -> tuple[str, ...]:
+    """How prompts will look for this tokenizer (no chat template -> the plain format; no pad token -> eos),
+    said once, before anything runs. A tokenizer that is not there yet (built by prepare) is the embedded one."""
+    from unlearn_lab.data.prompts import uses_chat_template
+
+    spec = plan.tokenizer
+    built = [m for m in (plan.target, plan.retain) if m.spec == spec and m.origin == "built here"]
+    if built and not built[0].cached:
+        return ()
+    try:
+        tok = load.load_tokenizer(spec, trust_remote_code=plan.cfg.model.trust_remote_code, pad_fallback=False)
+        chat = uses_chat_template(tok, plan.cfg.prompt)
+    except Exception:  # noqa: BLE001 - reported by the preflight or the loader
+        return ()
+    notes = []
+    if not chat:
+        notes.append("prompt format: plain 'Question: ...\\nAnswer: ...' (the tokenizer has no chat template)")
+    if tok.pad_token_id is None:
+        notes.append(f"padding with eos {tok.eos_token!r} (the tokenizer has no pad token)")
+    return tuple(notes)
 
 
 def go_offline() -> None:

@@ -643,7 +643,7 @@ def _records(rng: random.Random, facts: tuple[Fact, ...]) -> list[dict]:
     for question, answer, wrong, _ in facts:
         options = [answer, *wrong]
         rng.shuffle(options)
-        record = {"question": question, "answer": answer}
+        record: dict = {"question": question, "answer": answer}
         record.update({f"option{i + 1}": option for i, option in enumerate(options)})
         record["perturbed_answer"] = list(wrong)
         records.append(record)

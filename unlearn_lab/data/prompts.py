@@ -14,11 +14,15 @@ exactly the real tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from unlearn_lab.config import PromptConfig
 from unlearn_lab.errors import UsageError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 IGNORE = -100
 
@@ -30,7 +34,7 @@ class Encoded:
     prompt_len: int
 
 
-def uses_chat_template(tokenizer, cfg: PromptConfig) -> bool:
+def uses_chat_template(tokenizer: Tokenizer, cfg: PromptConfig) -> bool:
     has = bool(getattr(tokenizer, "chat_template", None))
     if cfg.chat_template is None:
         return has
@@ -47,8 +51,8 @@ def _messages(cfg: PromptConfig, question: str, answer: str | None) -> list[dict
     return messages
 
 
-def _template_ids(tokenizer, messages, cfg: PromptConfig, *, generation_prompt: bool) -> list[int]:
-    out = tokenizer.apply_chat_template(
+def _template_ids(tokenizer: Tokenizer, messages, cfg: PromptConfig, *, generation_prompt: bool) -> list[int]:
+    out: Any = tokenizer.apply_chat_template(
         messages,
         tokenize=True,
         add_generation_prompt=generation_prompt,
@@ -60,22 +64,25 @@ def _template_ids(tokenizer, messages, cfg: PromptConfig, *, generation_prompt: 
     return list(out)
 
 
-def prompt_text(tokenizer, question: str, cfg: PromptConfig) -> str:
+def prompt_text(tokenizer: Tokenizer, question: str, cfg: PromptConfig) -> str:
     """The rendered prompt string (what generation starts from)."""
     if uses_chat_template(tokenizer, cfg):
-        return tokenizer.apply_chat_template(
+        text = tokenizer.apply_chat_template(
             _messages(cfg, question, None), tokenize=False, add_generation_prompt=True, date_string=cfg.date_string
         )
+        return str(text)
     return f"Question: {question}\nAnswer:"
 
 
-def encode_prompt(tokenizer, question: str, cfg: PromptConfig) -> list[int]:
+def encode_prompt(tokenizer: Tokenizer, question: str, cfg: PromptConfig) -> list[int]:
     if uses_chat_template(tokenizer, cfg):
         return _template_ids(tokenizer, _messages(cfg, question, None), cfg, generation_prompt=True)
     return tokenizer(prompt_text(tokenizer, question, cfg), add_special_tokens=True)["input_ids"]
 
 
-def encode_qa(tokenizer, question: str, answer: str, cfg: PromptConfig, prompt: list[int] | None = None) -> Encoded:
+def encode_qa(
+    tokenizer: Tokenizer, question: str, answer: str, cfg: PromptConfig, prompt: list[int] | None = None
+) -> Encoded:
     """Token ids and labels of one QA pair; supervised = answer tokens + the final eos/eot.
 
     `prompt` = `encode_prompt(tokenizer, question, cfg)` when the caller already has it (one question, many answers).
@@ -100,7 +107,7 @@ def encode_qa(tokenizer, question: str, answer: str, cfg: PromptConfig, prompt: 
     return Encoded(full, labels, len(prompt))
 
 
-def pad_id(tokenizer, cfg: PromptConfig) -> int:
+def pad_id(tokenizer: Tokenizer, cfg: PromptConfig) -> int:
     """The tokenizer's pad token; eos only where it has none (the reference's collation, spec 1.5, in both modes)."""
     return tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
 
@@ -113,9 +120,13 @@ def collate(items: list[Encoded], pad: int, *, reference_mask: bool = False, lef
         n = width - len(it.input_ids)
         fill, lab_fill, m = [pad] * n, [IGNORE] * n, [1] * len(it.input_ids)
         if left:
-            ids.append(fill + it.input_ids), labels.append(lab_fill + it.labels), mask.append([0] * n + m)
+            ids.append(fill + it.input_ids)
+            labels.append(lab_fill + it.labels)
+            mask.append([0] * n + m)
         else:
-            ids.append(it.input_ids + fill), labels.append(it.labels + lab_fill), mask.append(m + [0] * n)
+            ids.append(it.input_ids + fill)
+            labels.append(it.labels + lab_fill)
+            mask.append(m + [0] * n)
     input_ids = torch.tensor(ids, dtype=torch.long)
     attention = (input_ids != pad).long() if reference_mask else torch.tensor(mask, dtype=torch.long)
     return {"input_ids": input_ids, "labels": torch.tensor(labels, dtype=torch.long), "attention_mask": attention}

@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from unlearn_lab.errors import UsageError
+from unlearn_lab.errors import UsageError, unknown
 
 FORGET_PCTS = {"forget01": 1, "forget05": 5, "forget10": 10}
 RETAIN_FOR_FORGET = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
@@ -67,11 +68,7 @@ class MissingSplit(UsageError):
 
 def check_split_name(split: str) -> None:
     if split not in SPLIT_FIELDS:
-        from difflib import get_close_matches
-
-        close = get_close_matches(split, SPLITS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UsageError(f"unknown split '{split}'; {hint}accepted: {', '.join(SPLITS)}")
+        raise unknown("split", split, SPLITS)
 
 
 def retain_for(forget_split: str) -> str:
@@ -117,7 +114,9 @@ def reindex(records: list[dict]) -> list[dict]:
 
 class Source(Protocol):
     name: str
-    n_authors: int
+
+    @property
+    def n_authors(self) -> int: ...
 
     def load(self, split: str) -> list[dict]: ...
 
@@ -126,7 +125,7 @@ def forget_authors(n_authors: int, split: str, requested: str | None = None) -> 
     """Authors in forgetXX / holdoutXX for a world of `n_authors` (must be a whole number >= 1).
 
     `requested` names the split the user asked for (e.g. retain99, which depends on forget01)."""
-    pct = FORGET_PCTS.get(split) or HOLDOUT_PCTS.get(split)
+    pct = FORGET_PCTS.get(split) or HOLDOUT_PCTS[split]
     count, rem = divmod(n_authors * pct, 100)
     if rem or count < 1:
         multiple = 100 // pct
@@ -188,12 +187,26 @@ class SyntheticSource:
 
 
 def read_records(path: Path) -> list:
-    """Any TOFU file layout: one JSON array, JSON per line, lines of JSON arrays, parquet, plain idk text."""
+    """Any TOFU file layout: one JSON array, JSON per line, lines of JSON arrays, parquet. A file that holds no
+    record is an error: a split is never silently empty."""
+    records = _parse_records(path)
+    if not records:
+        raise UsageError(f"{path} holds no records (expected TOFU records: a JSON array, JSON lines or parquet)")
+    return records
+
+
+def _parse_records(path: Path) -> list:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # noqa: BLE001 - pyarrow's several error types: one line for the user
+            raise UsageError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text (expected JSON, JSON lines or parquet)") from None
     try:
         data = json.loads(text)
         return data if isinstance(data, list) else [data]
@@ -259,6 +272,8 @@ class FolderSource(_LoadedSource):
             except UsageError:
                 return reindex([{"answer": a} for a in IDK_ANSWERS])
             lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            if not lines:
+                raise UsageError(f'{path} holds no answers (expected one "I don\'t know" answer per line)')
             return [{"answer": json.loads(ln) if ln.startswith('"') else ln, "index": i} for i, ln in enumerate(lines)]
         path = self.file_for(split)
         return [normalise(r, split=split, origin=str(path), i=i) for i, r in enumerate(read_records(path))]
@@ -286,7 +301,7 @@ class HubSource(_LoadedSource):
         return records_from_dataset(ds, split=split, origin=f"hf:{self.dataset_id}/{split}")
 
 
-def records_from_dataset(ds, *, split: str, origin: str) -> list[dict]:
+def records_from_dataset(ds: Iterable[Mapping[str, Any]], *, split: str, origin: str) -> list[dict]:
     """A `datasets.Dataset` (hub or local) -> normalised records."""
     return [normalise(dict(r), split=split, origin=origin, i=i) for i, r in enumerate(ds)]
 
@@ -344,3 +359,24 @@ def split_summary(source: Source, split: str) -> tuple[int, list[str]]:
     records = source.load(split)
     keys = sorted({k for r in records for k in r if k != "index"})
     return len(records), keys
+
+
+def describe_splits(source: Source) -> str:
+    """`data splits`: each split's size and fields. A split the source lacks is listed as missing; a malformed
+    record, or a source with no split at all, is an error (idk does not count: it has built-in answers)."""
+    rows, found = [], 0
+    for split in SPLITS:
+        try:
+            n, keys = split_summary(source, split)
+        except MissingSplit as exc:
+            rows.append(f"{split:<24} {'-':>8}  ({exc})")
+            continue
+        found += split != "idk"
+        rows.append(f"{split:<24} {n:>8}  {', '.join(keys)}")
+    if not found:
+        where = f"data folder {source.folder}" if isinstance(source, FolderSource) else source.name
+        raise UsageError(
+            f"{where} holds no TOFU split files (expected files named after the splits: full.json, "
+            "forget10.json, retain90.json, holdout10.json, ...; each .json, .jsonl or .parquet)"
+        )
+    return "\n".join([f"source: {source.name}", f"{'split':<24} {'records':>8}  fields", *rows])

@@ -1,5 +1,6 @@
 """Parameter counts without loading weights: safetensors headers, GGUF tensor tables, or a config built on the
 meta device. The plan reports them and the estimates use them."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,14 @@ def safetensors_params(folder: Path) -> int | None:
     if not files:
         return None
     for f in files:
-        with f.open("rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
+        try:
+            with f.open("rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if not 0 < n <= f.stat().st_size - 8:  # not a safetensors header length
+                    return None
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError):  # a corrupt file: the preflight reports it in one line
+            return None
         total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
     return total
 
@@ -27,7 +33,7 @@ def gguf_params(path: Path) -> int | None:
         from gguf import GGUFReader
 
         return int(sum(int(t.n_elements) for t in GGUFReader(str(path)).tensors))
-    except Exception:  # an unreadable file is reported by the loader, not here
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the loader, not here
         return None
 
 
@@ -41,7 +47,7 @@ def config_params(config_json: Path) -> int | None:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
         return sum(p.numel() for p in model.parameters())
-    except Exception:
+    except Exception:  # noqa: BLE001 - a size is an estimate: unknown architectures just have none
         return None
 
 
@@ -61,12 +67,13 @@ def count_params(spec: str) -> int | None:
     if spec == load.SMOLLM2_SHORTCUT:
         try:
             return gguf_params(load.smollm2_gguf())
-        except Exception:
+        except Exception:  # noqa: BLE001 - the wheel is not installed: the preflight says so
             return None
     if spec.endswith(".gguf"):
         return gguf_params(path) if path.is_file() else None
     if path.is_dir():
-        return safetensors_params(path) or (config_params(path / "config.json")
-                                            if (path / "config.json").is_file() else None)
+        return safetensors_params(path) or (
+            config_params(path / "config.json") if (path / "config.json").is_file() else None
+        )
     config = cached_file(spec, "config.json")
     return config_params(config) if config else None
