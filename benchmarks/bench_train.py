@@ -17,13 +17,12 @@ import time
 import torch
 
 from unlearn_lab.commands import make_plan
-from unlearn_lab.config import load_experiment
-from unlearn_lab.experiment import make_accelerator
+from unlearn_lab.config import TrainingConfig, load_experiment
 from unlearn_lab.methods import get_method
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare, source_for
-from unlearn_lab.runtime import configure_threads
-from unlearn_lab.train import Settings, fit
+from unlearn_lab.runtime import configure_threads, make_accelerator
+from unlearn_lab.train import fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData
 
 
@@ -49,7 +48,7 @@ def our_loop(model, batches, accum, lr, batch_size):
         with accelerator.autocast():
             return spec.loss(features(m, batch), {})
 
-    settings = Settings(
+    settings = TrainingConfig(
         lr=lr,
         epochs=1,
         batch_size=batch_size,

@@ -149,7 +149,7 @@ def test_device_policy(monkeypatch):
 
 
 def test_cpu_accelerator_runs_on_the_cpu():
-    from unlearn_lab.experiment import make_accelerator
+    from unlearn_lab.runtime import make_accelerator
 
     acc = make_accelerator("cpu")
     assert acc.device.type == "cpu" and acc.mixed_precision == "no"
@@ -184,7 +184,8 @@ def test_no_sync_on_non_final_micro_batches():
 
     import torch
 
-    from unlearn_lab.train import Settings, fit
+    from unlearn_lab.config import TrainingConfig
+    from unlearn_lab.train import fit
 
     class Fake:
         num_processes, device = 1, torch.device("cpu")
@@ -210,7 +211,7 @@ def test_no_sync_on_non_final_micro_batches():
             self.loss = loss
 
     acc = Fake()
-    settings = Settings(
+    settings = TrainingConfig(
         lr=0.1, epochs=1, batch_size=1, grad_accum=4, weight_decay=0.0, warmup_epochs=0.0, max_grad_norm=None, seed=0
     )
     batches = lambda epoch: [torch.ones(1, 3)] * 8
@@ -331,16 +332,17 @@ def test_gradient_checkpointing_gives_the_same_update(prepared):
     """Recomputing activations in the backward pass changes memory, not the gradients (fp32, same data)."""
     import torch
 
+    from unlearn_lab.config import TrainingConfig
     from unlearn_lab.data.prompts import Encoded, collate
     from unlearn_lab.models import load
-    from unlearn_lab.train import Settings, fit
+    from unlearn_lab.train import fit
 
     gen = torch.Generator().manual_seed(0)
     items = [Encoded(ids, [-100] * 4 + ids[4:], 4) for ids in torch.randint(5, 300, (4, 12), generator=gen).tolist()]
     params = {}
     for checkpointing in (False, True):
         model = load.load_model(prepared.target)
-        settings = Settings(
+        settings = TrainingConfig(
             lr=1e-3,
             epochs=1,
             batch_size=2,

@@ -226,16 +226,17 @@ def test_gradient_accumulation_equivalence(prepared):
 
     Each micro-batch loss is its own token mean; with equal counts the mean of four means equals the
     mean over all 8 items, so the accumulated gradient (loss / accum summed) is identical."""
+    from unlearn_lab.config import TrainingConfig
     from unlearn_lab.data.prompts import Encoded, collate
     from unlearn_lab.models import load
-    from unlearn_lab.train import Settings, fit
+    from unlearn_lab.train import fit
 
     gen = torch.Generator().manual_seed(0)
     items = [Encoded(ids, [-100] * 4 + ids[4:], 4) for ids in torch.randint(5, 300, (8, 12), generator=gen).tolist()]
     params = {}
     for batch, accum in ((8, 1), (2, 4)):
         model = load.load_model(prepared.target)
-        settings = Settings(
+        settings = TrainingConfig(
             lr=1e-3,
             epochs=1,
             batch_size=batch,
@@ -253,9 +254,10 @@ def test_gradient_accumulation_equivalence(prepared):
 
 def test_schedule_matches_reference_arithmetic():
     """forget10 (400 rows), 4 per device x 4 accum x 2 GPUs: 50 micro-batches -> 12 steps/epoch, 120, warm-up 12."""
-    from unlearn_lab.train import Schedule, Settings, lr_factor
+    from unlearn_lab.config import TrainingConfig
+    from unlearn_lab.train import Schedule, lr_factor
 
-    s = Settings(
+    s = TrainingConfig(
         lr=1e-5, epochs=10, batch_size=4, grad_accum=4, weight_decay=0.01, warmup_epochs=1.0, max_grad_norm=None, seed=0
     )
     sched = Schedule.of(400, s, processes=2)
@@ -321,22 +323,54 @@ def test_a_model_the_flavour_cannot_package_is_kept_as_a_folder(tmp_path, monkey
     assert [a.path for a in tracker.client.list_artifacts(run_id, "model")] == ["model/config.json"]
 
 
-def test_an_alias_set_concurrently_by_another_worker_is_set_again(tmp_path, monkeypatch):
-    from mlflow.exceptions import MlflowException
+def test_utility_bound_is_an_upper_bound_of_model_utility():
+    """model_utility is the harmonic mean of nine parts; with the three ROUGE parts unknown (each <= 1), the bound
+    n / (sum 1/x_known + 3) is never below the true value and equals it when every ROUGE is 1."""
+    import random
 
-    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+    from unlearn_lab.evaluation import utility_bound
+    from unlearn_lab.metrics.functions import MODEL_UTILITY_COMPONENTS, model_utility
 
-    tracker = MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db")
-    run_id = tracker.start_run("r")
-    real, calls = tracker.client.set_registered_model_alias, []
+    rng = random.Random(0)
+    known = [c for c in MODEL_UTILITY_COMPONENTS if not c.endswith("_ROUGE")]
+    for _ in range(200):
+        parts = {c: rng.uniform(1e-4, 1.0) for c in MODEL_UTILITY_COMPONENTS}
+        bound = utility_bound({c: parts[c] for c in known})
+        assert model_utility(parts) <= bound + 1e-12
+        assert model_utility({**parts, **{c: 1.0 for c in parts if c.endswith("_ROUGE")}}) == pytest.approx(bound)
+    # by hand: six parts of 0.5 -> 9 / (6 x 2 + 3) = 0.6; a zero part -> 0
+    assert utility_bound(dict.fromkeys(known, 0.5)) == pytest.approx(0.6)
+    assert utility_bound({**dict.fromkeys(known, 0.5), known[0]: 0.0}) == 0.0
 
-    def conflicting(name, alias, version):
-        calls.append(version)
-        if len(calls) == 1:
-            raise MlflowException("duplicate key value violates unique constraint")
-        return real(name, alias, version)
 
-    monkeypatch.setattr(tracker.client, "set_registered_model_alias", conflicting)
-    version = tracker.register_model("study", run_id, alias="pareto-1")
-    assert calls == [version, version]
-    assert tracker.client.get_model_version_by_alias("study", "pareto-1").version == version
+@pytest.mark.parametrize("eval_every", ["none", "epoch"])
+def test_a_collapsed_run_stops_after_the_epoch_and_ends_with_its_evaluation(tiny_cfg, prepared, tmp_path, eval_every):
+    """collapse_utility above any reachable utility: training stops after epoch 1 of 2 (half the steps), the run
+    says why, and its final evaluation is of the model at epoch 1 (epoch metric 1, at the last step)."""
+    from unlearn_lab.experiment import RunOptions, run_experiment
+    from unlearn_lab.tracking.memory import MemoryTracker
+
+    tracker = MemoryTracker()
+    plan = make_plan(tiny_cfg, "run", task_name=f"collapse-{eval_every}", saves=tmp_path)
+    opts = RunOptions(progress=False, eval_every=eval_every, collapse_utility=1.01)
+    result = run_experiment(plan, tracker, opts, log=lambda _: None)
+    full = plan.steps["unlearn"]
+    assert result.stopped_at == 1 and "utility collapsed" in (result.stop_reason or "")
+    assert len(result.steps) == full // 2 and result.steps[-1].epoch == 1.0
+    run = tracker.runs[result.run_id]
+    assert run.status == "FINISHED" and run.tags["stopped_early"].startswith("epoch 1: utility collapsed")
+    evals = [r for r in tracker.runs.values() if r.parent_id == result.run_id]
+    final = next(r for r in evals if r.name in ("eval-final", "eval-ep1"))
+    assert final.metrics["epoch"] == [(full // 2, 1.0)]
+    assert (result.eval_dir / "TOFU_EVAL.json").is_file()
+    if eval_every == "none":  # the bound needs no generation: the only evaluation is the final one
+        assert [r.name for r in evals] == ["eval-final"]
+
+
+def test_a_healthy_run_is_not_stopped(tiny_cfg, prepared, tmp_path):
+    from unlearn_lab.experiment import RunOptions, run_experiment
+    from unlearn_lab.tracking.memory import MemoryTracker
+
+    plan = make_plan(tiny_cfg, "run", task_name="healthy", saves=tmp_path)
+    result = run_experiment(plan, MemoryTracker(), RunOptions(progress=False, collapse_utility=0.0), log=print)
+    assert result.stopped_at is None and len(result.steps) == plan.steps["unlearn"]

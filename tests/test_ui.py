@@ -40,7 +40,7 @@ def ui():
 
 
 def test_runs_table_lists_runs_by_name_with_headline_metrics(ui, tmp_path):
-    from unlearn_lab.experiment import headline
+    from unlearn_lab.records import headline
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -9,7 +9,6 @@ The resolved config is what gets logged and hashed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from unlearn_lab.errors import UsageError
+from unlearn_lab.errors import UsageError, unknown
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = "embedded/default.yaml"
@@ -81,17 +80,28 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class TrainingConfig:
+    """What the one training loop (`train.fit`) reads: fine-tuning and unlearning share these settings."""
+
+    lr: float = 1e-5
+    epochs: int = 10
+    batch_size: int = 4
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    max_grad_norm: float | None = None  # None: no clipping
+    seed: int = 0
+    gradient_checkpointing: bool = False  # trade compute for activation memory on large models
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainingConfig):
     """Recipe for the target (on `full`) and retain (on `retainXX`) models (spec 5.2, scaled)."""
 
     lr: float = 2e-3
     epochs: int = 20
     batch_size: int = 16
-    grad_accum: int = 1
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
     max_grad_norm: float | None = 1.0
-    seed: int = 0
     # embedded world only: epochs of pre-training on the general-knowledge corpus (the base model)
     pretrain_epochs: int = 15
     pretrain_lr: float = 3e-3
@@ -105,25 +115,23 @@ class FinetuneConfig:
     # weights before the model is saved, so the saved folder is a plain model. None = full fine-tuning.
     lora_rank: int | None = None
     lora_alpha: float = 32.0
-    gradient_checkpointing: bool = False  # trade compute for activation memory on large models
+
+    def pretraining(self) -> TrainingConfig:
+        """The embedded base model's pre-training: this recipe at the pre-training lr and epochs."""
+        return replace(self, lr=self.pretrain_lr, epochs=self.pretrain_epochs)
 
 
 @dataclass(frozen=True)
-class UnlearnConfig:
+class UnlearnConfig(TrainingConfig):
+    """The unlearning run: the shared training settings (max_grad_norm None: the reference runs under DeepSpeed,
+    probably unclipped, spec 5.4), the method and its hyperparameters."""
+
+    grad_accum: int = 4
     method: str = "GradAscent"
     method_args: dict = field(default_factory=dict)
-    lr: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 4
-    grad_accum: int = 4
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    max_grad_norm: float | None = None  # reference runs under DeepSpeed: probably unclipped (spec 5.4)
-    seed: int = 0
     # The lr schedule (warm-up, linear decay to 0) is planned over this many epochs while training stops
     # after `epochs` (None = epochs). A sweep that reuses per-epoch checkpoints sets it to its largest epoch.
     schedule_epochs: int | None = None
-    gradient_checkpointing: bool = False  # trade compute for activation memory on large models
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,8 @@ class SweepConfig:
     space: dict = field(default_factory=dict)  # method hyperparameter -> range or list of choices
     # per method, ranges that replace lr / epochs above (methods differ by an order of magnitude in lr)
     methods: dict = field(default_factory=dict)  # e.g. {NPO: {lr: "2e-4:2e-3", epochs: "3:10"}}
+    # a trial whose model_utility falls below this after an epoch stops there and FAILs (--collapse-utility)
+    collapse_utility: float = 0.01
 
     def ranges(self, method: str) -> tuple[str, str]:
         """The (lr, epochs) ranges declared for `method`."""
@@ -175,11 +185,6 @@ class ExperimentConfig:
 
 def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
-
-
-def _suggest(name: str, accepted: list[str]) -> str:
-    close = difflib.get_close_matches(name, accepted, n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -238,7 +243,7 @@ def build(cls, raw: dict, where: str = ""):
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in hints:
-            raise UsageError(f"unknown config key '{path}'; {_suggest(str(key), names)}accepted: {', '.join(names)}")
+            raise unknown("config key", path, names)
         kwargs[key] = _coerce(value, hints[key], path)
     return cls(**kwargs)
 
@@ -263,7 +268,7 @@ def apply_override(cfg, dotted: str, value: Any, prefix: str = ""):
     names = [f.name for f in fields(cfg)]
     full = prefix + dotted
     if head not in hints:
-        raise UsageError(f"unknown config key '{full}'; {_suggest(head, names)}accepted: {', '.join(names)}")
+        raise unknown("config key", full, names)
     current = getattr(cfg, head)
     if rest:
         if is_dataclass(current):
@@ -279,9 +284,11 @@ def load_yaml(path: str | Path, what: str = "experiment file") -> dict:
     if not path.is_file():
         raise UsageError(f"{what} not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise UsageError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is None:
+        raise UsageError(f"{what} {path} is empty; expected a YAML mapping (key: value lines)")
     if not isinstance(raw, dict):
         raise UsageError(f"{what} {path} must be a YAML mapping (key: value lines), got a {type(raw).__name__}")
     return raw
@@ -364,6 +371,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (f.epochs > 0 and f.batch_size > 0 and f.grad_accum > 0, "finetune.epochs/batch_size/grad_accum must be > 0"),
         (f.lora_rank is None or f.lora_rank > 0, f"finetune.lora_rank must be > 0 or null, got {f.lora_rank}"),
         (e.batch_size > 0, f"eval.batch_size must be > 0, got {e.batch_size}"),
+        (
+            0 <= cfg.sweep.collapse_utility <= 1,
+            f"sweep.collapse_utility must be in [0, 1] (0: never stop), got {cfg.sweep.collapse_utility}",
+        ),
         (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
         (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),
         (

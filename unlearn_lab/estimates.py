@@ -120,6 +120,13 @@ def describe(plan: Plan) -> str:
             f"  unlearn   {u.method} lr {u.lr:g}, {u.epochs} epochs, batch {u.batch_size} x accum "
             f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps"
         )
+    lines += _reference_lines(plan) + _build_lines(plan) + _cost_lines(plan)
+    lines += [f"  note      {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def _reference_lines(plan: Plan) -> list[str]:
+    lines: list[str] = []
     ref = plan.reference
     if ref is not None and ref.kind == "retain model":
         lines.append(
@@ -130,6 +137,13 @@ def describe(plan: Plan) -> str:
         lines.append(f"  reference {ref.spec}")
     elif ref is not None and ref.skipped:
         lines.append(f"  reference none: {', '.join(ref.skipped)} skipped")
+    return lines
+
+
+def _build_lines(plan: Plan) -> list[str]:
+    """What prepare trains first, with step counts and rough time and memory."""
+    cfg, d = plan.cfg, plan.cfg.data
+    lines: list[str] = []
     for mp in plan.to_build:
         steps = plan.steps.get(f"fine-tune {mp.role}")
         if mp.role == "base":
@@ -143,6 +157,12 @@ def describe(plan: Plan) -> str:
             + (f", ~{minutes:.0f} min" if minutes is not None else "")
             + (f", peak ~{_fmt_gb(peak)}" if peak else "")
         )
+    return lines
+
+
+def _cost_lines(plan: Plan) -> list[str]:
+    """Peak memory estimates, where results are saved and how the run is tracked."""
+    lines: list[str] = []
     if plan.command in ("run", "sweep"):
         peak = peak_memory_gb(plan, plan.target.params, training=True)
         if peak:
@@ -161,5 +181,4 @@ def describe(plan: Plan) -> str:
         lines.append(
             f"  tracking  run '{plan.run_name}' with nested eval-final (eval-ep<k> per epoch with --eval-every epoch)"
         )
-    lines += [f"  note      {n}" for n in plan.notes]
-    return "\n".join(lines)
+    return lines

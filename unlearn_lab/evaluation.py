@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unlearn_lab.errors import UsageError
+from unlearn_lab.metrics import functions as F
 from unlearn_lab.metrics import report, suite
+from unlearn_lab.metrics.registry import REGISTRY
 from unlearn_lab.metrics.scoring import Scorer
 from unlearn_lab.models import load
 from unlearn_lab.plan import Plan
 
-REFERENCE_METRICS = ("forget_truth_ratio", "mia_min_k", "mia_loss")
+REFERENCE_METRICS = tuple(dict.fromkeys(suite.NEEDS_REFERENCE.values()))  # what forget_quality, privleak... read
 REFERENCE_META = "_unlearn_lab_reference"
 
 
@@ -81,18 +83,22 @@ def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: 
     ref = plan.reference
     if ref is None or ref.kind == "none":
         return None
+    path, spec = ref.path, ref.spec
+    if spec is None:
+        raise AssertionError(f"a reference of kind {ref.kind!r} names its retain model or logs")
     if ref.kind == "retain logs":
-        return check_reference(report.read_json(ref.spec), plan, ref.spec)
-    path = ref.path
+        return check_reference(report.read_json(spec), plan, spec)
+    if path is None:
+        raise AssertionError("a computed retain reference has a cache key")
     if path.is_file():
         return check_reference(report.read_json(path), plan, str(path))
     log(f"computing the retain reference with {ref.spec} on {plan.device} in {plan.eval_dtype} (cached for later)")
     start = time.perf_counter()
-    model, tokenizer = load_for_eval(plan, ref.spec)
+    model, tokenizer = load_for_eval(plan, spec)
     results = score(plan, model, tokenizer, data, REFERENCE_METRICS, reference=None, progress=progress)
     d = plan.cfg.data
     results[REFERENCE_META] = {
-        "model": ref.spec,
+        "model": spec,
         "identity": ref.identity,
         "forget": d.forget_split,
         "holdout": d.holdout_split,
@@ -164,6 +170,24 @@ def evaluate_model(
     return EvalResult(results, summary, Path(out_dir) if out_dir else None, time.perf_counter() - start)
 
 
+def utility_bound(known: dict[str, float]) -> float:
+    """An upper bound on model_utility (the harmonic mean of F.MODEL_UTILITY_COMPONENTS) from some of its
+    components: each missing one is at most 1 (probabilities, ROUGE recall and these truth ratios lie in [0, 1]),
+    so the harmonic mean is at most n / (sum of 1/x over the known + the number missing). Any zero gives 0."""
+    n = len(F.MODEL_UTILITY_COMPONENTS)
+    if any(v <= 0 for v in known.values()):
+        return 0.0
+    return n / (sum(1.0 / v for v in known.values()) + (n - len(known)))
+
+
+def utility_upper_bound(plan: Plan, model, tokenizer, data: suite.EvalData) -> float:
+    """`utility_bound` of model_utility's six scoring-only components (no generation: about a third of an
+    evaluation's cost); a collapsed model is recognised without generating a word."""
+    parts = tuple(c for c in F.MODEL_UTILITY_COMPONENTS if REGISTRY[c].generations is None)
+    results = score(plan, eval_view(model, plan), tokenizer, data, parts, reference=None, progress=False)
+    return utility_bound({c: float(results[c]["agg_value"]) for c in parts})
+
+
 def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), log=None) -> dict[str, dict]:
     """The default-suite summaries of the experiment's own models (the `eval` plan's device, dtype and reference):
     where a sweep's trials stand relative to the model before unlearning and the model never trained on the
@@ -175,7 +199,7 @@ def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), 
         role: resolve("eval", plan.cfg, device=plan.device, threads=plan.threads, evaluated=role, count=False)
         for role in roles
     }
-    identities = [p.evaluated.identity for p in roles_plans.values()]
+    identities = [p.evaluated_model.identity for p in roles_plans.values()]
     ref_key = plan.reference.key if plan.reference is not None else None
     path = (
         load.cache_root() / "references" / f"points-{config_hash([ref_key, identities, to_dict(plan.cfg.eval)])}.json"
@@ -186,7 +210,7 @@ def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), 
     reference = reference_entries(plan, data, log=log or (lambda _: None), progress=False)
     points = {}
     for role, role_plan in roles_plans.items():
-        model, tokenizer = load_for_eval(role_plan, role_plan.evaluated.spec)
+        model, tokenizer = load_for_eval(role_plan, role_plan.evaluated_model.spec)
         points[role] = evaluate_model(
             role_plan, model, tokenizer, reference=reference, data=data, progress=False
         ).summary

@@ -1,36 +1,46 @@
-"""run_experiment(cfg, tracker) -> RunResult: one tracked unlearning experiment, shared by run and sweep.
+"""run_experiment(plan, tracker, opts) -> RunResult: one tracked unlearning experiment, shared by run and sweep.
 
-Order: validate everything (method, hyperparameters, splits) -> prepare models -> open the run ->
-train with the shared loop (per-step metrics) -> save the model atomically -> nested evaluation
-run(s). Any failure ends the run FAILED (KILLED on Ctrl-C / SIGTERM) with the reason as a tag; a non-finite
-loss raises `DivergedError` after recording the step. If the tracking store stops answering mid-run,
-training, the local model save and the local evaluation still finish, then `TrackingLost` says where they are.
+A short sequence of named stages, each a plain function of the plan and what the stage before produced:
+load_inputs (validate the method, hyperparameters and metrics; prepare the models; read the splits) ->
+open_run -> start_session (model, tokenizer, batches, accelerator, retain reference) -> train (the shared loop;
+per-step metrics; per-epoch evaluations or the collapse check) -> save_and_log_model -> evaluate_final ->
+report (headline metrics, training curve). Any failure ends the run FAILED (KILLED on Ctrl-C / SIGTERM) with the
+reason as a tag; a non-finite loss raises `DivergedError` after recording the step. If the tracking store stops
+answering mid-run, training, the local model save and the local evaluation still finish, then `TrackingLost`
+says where they are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from unlearn_lab import plots
 from unlearn_lab.config import to_yaml
 from unlearn_lab.data.prompts import uses_chat_template
-from unlearn_lab.evaluation import EvalResult, eval_data, evaluate_model, reference_entries, top_level_metrics
-from unlearn_lab.methods import get_method, validate_hyperparams
+from unlearn_lab.evaluation import (
+    EvalResult,
+    eval_data,
+    evaluate_model,
+    reference_entries,
+    utility_upper_bound,
+)
+from unlearn_lab.methods import MethodSpec, get_method, validate_hyperparams
 from unlearn_lab.metrics import report, suite
-from unlearn_lab.metrics.functions import log10_forget_quality
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare, source_for
 from unlearn_lab.plan import Plan, tracked_params
+from unlearn_lab.records import eval_params, headline, tracked_eval, version_tags
+from unlearn_lab.runtime import make_accelerator
 from unlearn_lab.tracking import Guarded, TrackingLost
-from unlearn_lab.train import DivergedError, Settings, StepLog, fit
+from unlearn_lab.train import DivergedError, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
 
 
@@ -41,8 +51,11 @@ class RunOptions:
     parent_run_id: str | None = None  # sweeps nest each trial under the study's run
     extra_tags: dict = field(default_factory=dict)
     on_run_started: Callable[[str], None] | None = None  # e.g. a sweep trial records its MLflow run id
-    # with eval_every="epoch": (epoch, summary) -> a reason to stop training now, or None
-    stop_when: Callable[[int, dict], str | None] | None = None
+    # Stop training after an epoch whose model_utility is below this (a collapsed model: more epochs are wasted).
+    # With eval_every="epoch" the epoch's evaluation decides; otherwise an upper bound on model_utility from its
+    # six scoring-only components (no generation) after every epoch but the last. The run then ends with the
+    # evaluation of the model as it is at that epoch, and RunResult.stopped_at / stop_reason say so.
+    collapse_utility: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,32 +68,8 @@ class RunResult:
     epoch_summaries: dict[int, dict]
     train_seconds: float
     seconds: float
-    stopped_at: int | None = None  # the epoch `stop_when` stopped training at
-
-
-def version_tags() -> dict[str, str]:
-    import accelerate
-    import transformers
-
-    tags = {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__}
-    try:
-        git = ["git", "rev-parse", "HEAD"]
-        found = subprocess.run(git, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
-        commit = found.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    tags["git_commit"] = commit or "unknown"
-    return tags
-
-
-def make_accelerator(device: str = "cpu"):
-    """The plan's device; bf16 autocast over fp32 master weights where the GPU has it (never on CPU: 19-36x
-    slower). cpu=True on the CPU: single process normally, MULTI_CPU (gloo) under torchrun."""
-    from accelerate import Accelerator
-
-    from unlearn_lab.runtime import bf16_autocast
-
-    return Accelerator(mixed_precision="bf16" if bf16_autocast(device) else "no", cpu=device == "cpu")
+    stopped_at: int | None = None  # the epoch training stopped at because utility collapsed
+    stop_reason: str | None = None
 
 
 def _step_metrics(log: StepLog) -> dict[str, float]:
@@ -96,297 +85,86 @@ def _step_metrics(log: StepLog) -> dict[str, float]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-HEADLINE = (
-    "forget_quality",
-    "model_utility",
-    "privleak",
-    "forget_Q_A_ROUGE",
-    "forget_Q_A_Prob",
-    "forget_truth_ratio",
-    "extraction_strength",
-)
+@dataclass(frozen=True)
+class Inputs:
+    """What every stage reads, validated and loaded before any run is opened."""
+
+    spec: MethodSpec
+    hyperparams: dict
+    forget: list[dict]
+    retain: list[dict]
+    idk: list[dict] | None
+    data_eval: suite.EvalData
+    source_name: str
 
 
-def headline(summary: dict) -> dict[str, float]:
-    """The metrics copied onto the unlearning run, so the runs table compares runs without opening children;
-    log10_forget_quality shows forget quality's scale (it spans 1e-239..1) in a table or a chart."""
-    out = {k: float(summary[k]) for k in HEADLINE if summary.get(k) is not None}
-    if "forget_quality" in out:
-        out["log10_forget_quality"] = log10_forget_quality(out["forget_quality"])
-    return out
+@dataclass
+class Session:
+    """The model being unlearned and what trains and evaluates it (one per run)."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    data: UnlearnData
+    accelerator: Any
+    reference: dict | None
+    hyperparams: dict
+    data_eval: suite.EvalData
+
+    def evaluate(self, plan: Plan, model: Any, out_dir: Path, *, progress: bool = False, log: Any = None) -> EvalResult:
+        """The suite on `model` (this session's model, or its unwrapped view) against this session's reference."""
+        return evaluate_model(
+            plan,
+            model,
+            self.tokenizer,
+            reference=self.reference,
+            data=self.data_eval,
+            out_dir=out_dir,
+            progress=progress,
+            log=log,
+        )
 
 
-def eval_params(plan: Plan, model: str) -> dict[str, object]:
-    """What an evaluation run evaluated, on what, and how: its own params, so it reads without its parent."""
-    d, e, ref = plan.cfg.data, plan.cfg.eval, plan.reference
-    if ref is None or ref.kind == "none":
-        reference = "none (" + (", ".join(ref.skipped) + " skipped)" if ref and ref.skipped else "not needed)")
-    elif ref.kind == "retain logs":
-        reference = f"retain logs {ref.spec}"
-    else:
-        reference = f"retain model {ref.spec} ({'cached' if ref.cached else 'computed by this run'}, key {ref.key})"
-    return {
-        "model": model,
-        "data.source": d.source,
-        "data.authors": "all" if d.authors is None else d.authors,
-        "data.forget_split": d.forget_split,
-        "data.retain_split": d.retain_split,
-        "data.holdout_split": d.holdout_split,
-        "data.question_key": d.question_key,
-        "eval.metrics": ",".join(top_level_metrics(plan)),
-        "eval.batch_size": e.batch_size,
-        "eval.max_new_tokens": e.max_new_tokens,
-        "eval.mink_k": e.mink_k,
-        "eval.answer_length_ratio": "off" if e.answer_length_ratio is None else e.answer_length_ratio,
-        "eval.dtype": plan.eval_dtype,
-        "device": plan.device,
-        "reference": reference,
-    }
+@dataclass
+class Training:
+    """What the training stage produced: every step, the per-epoch evaluations, where it stopped and why."""
 
-
-def tracked_eval(
-    tracker,
-    parent_id: str,
-    name: str,
-    params: dict,
-    *,
-    step: int,
-    epoch: int,
-    evaluate: Callable[[], EvalResult],
-    task: str,
-) -> EvalResult:
-    """A nested run around one evaluation (so its start and end times are the evaluation's): its params, every
-    TOFU metric (scalar entries and MIA AUCs) at the optimizer step its epoch ended, the epoch, the two JSON files.
-    """
-    run_id = tracker.start_run(name, parent_id=parent_id, tags={"kind": "eval", "task": task})
-    try:
-        tracker.log_params(run_id, params)
-        result = evaluate()
-        metrics = {**scalar_metrics(result.results), "epoch": float(epoch)}
-        if result.summary.get("forget_quality") is not None:
-            metrics["log10_forget_quality"] = log10_forget_quality(result.summary["forget_quality"])
-        tracker.log_metrics(run_id, metrics, step=step)
-        if result.out_dir is not None:
-            tracker.log_artifact(run_id, str(result.out_dir / "TOFU_EVAL.json"))
-            tracker.log_artifact(run_id, str(result.out_dir / "TOFU_SUMMARY.json"))
-        tracker.end_run(run_id, "FINISHED")
-    except KeyboardInterrupt:
-        tracker.end_run(run_id, "KILLED")
-        raise
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
-        raise
-    return result
-
-
-def scalar_metrics(results: dict) -> dict[str, float]:
-    """Every metric's agg_value (and MIA forget/holdout means) as flat MLflow metrics."""
-    out: dict[str, float] = {}
-    for name, entry in results.items():
-        if not isinstance(entry, dict) or entry.get("agg_value") is None:
-            continue
-        out[name] = float(entry["agg_value"])
-        for part in ("forget", "holdout"):
-            if isinstance(entry.get(part), dict):
-                out[f"{name}.{part}_mean"] = float(entry[part]["agg_value"])
-    return out
+    steps: list[StepLog] = field(default_factory=list)
+    epoch_summaries: dict[int, dict] = field(default_factory=dict)
+    evaluated_at: dict[int, dict] = field(default_factory=dict)  # optimizer step -> summary of the eval made there
+    last_eval: tuple[int, EvalResult] | None = None  # the latest per-epoch evaluation and its step
+    stopped_at: int | None = None
+    stop_reason: str | None = None
+    seconds: float = 0.0
 
 
 def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResult:
     started = time.perf_counter()
-    cfg = plan.cfg
-    u = cfg.unlearn
-    spec = get_method(u.method)
-    hp = validate_hyperparams(spec, u.method_args)
-    suite.parse_metrics(cfg.eval.metrics)
-    prepare(plan, log=log)
-    source = source_for(cfg)
-    forget, retain = source.load(cfg.data.forget_split), source.load(cfg.data.retain_split)
-    idk = source.load("idk") if spec.needs_alternate else None
-    data_eval = eval_data(plan)
-    task = plan.task_name
-
-    tags = {
-        "method": u.method,
-        "forget_split": cfg.data.forget_split,
-        "retain_split": cfg.data.retain_split,
-        "model": plan.target.spec,
-        "config_hash": plan.config_hash,
-        "data": source.name,
-        "device": plan.device,
-        "eval_dtype": plan.eval_dtype,
-        "train_precision": plan.train_precision,
-        "task": task,
-        **version_tags(),
-        **opts.extra_tags,
-    }
+    inputs = load_inputs(plan, log)
     tracker = Guarded(tracker, log)  # a store lost mid-run: the run still finishes locally, then TrackingLost
-    run_id = tracker.start_run(
-        tracker.unique_name(plan.run_name) or plan.run_name, tags=tags, parent_id=opts.parent_run_id
-    )
-    if tracker.lost:
-        raise TrackingLost(f"tracking store unreachable when starting the run ({tracker.lost}); nothing was trained")
+    run_id = open_run(plan, tracker, inputs, opts)
     try:
-        if opts.on_run_started is not None:
-            opts.on_run_started(run_id)
-        tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
-        # training keeps fp32 master weights; evaluations score the model in plan.eval_dtype
-        model = load.load_model(plan.target.spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
-        tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
-        hp = resolve_layer(hp, model.config.num_hidden_layers)
-        tracker.log_params(run_id, tracked_params(plan, hp, chat_template=uses_chat_template(tokenizer, cfg.prompt)))
-        data = UnlearnData.build(tokenizer, cfg.prompt, forget, retain, idk)
-        accelerator = make_accelerator(plan.device)
-        model.to(accelerator.device)
-        reference = (
-            reference_entries(plan, data_eval, log=log, progress=opts.progress) if accelerator.is_main_process else None
-        )
-        features = FeatureMaker(model, spec, hp)
-        generator = torch.Generator().manual_seed(u.seed)
-        state = (
-            spec.init_state(hp, hidden_size=model.config.hidden_size, generator=generator) if spec.init_state else {}
-        )
-
-        def loss_fn(m, batch, epoch):
-            nonlocal state
-            with accelerator.autocast():
-                out = spec.loss(features(m, batch), state, **hp)
-            if spec.update_state is not None:
-                state = spec.update_state(state, out, hp, epoch=epoch)
-            return out
-
-        def epoch_batches(epoch):
-            batches = data.epoch_batches(u.batch_size, generator, spec)
-            return itertools.islice(batches, accelerator.process_index, None, accelerator.num_processes)
-
-        steps: list[StepLog] = []
-        pending: list[tuple[int, dict]] = []
-        epoch_summaries: dict[int, dict] = {}
-        last_eval: dict = {}  # the latest per-epoch evaluation and the step it was made at
-        evaluated_at: dict[int, dict] = {}  # optimizer step -> summary of the evaluation made there
-        stopped: dict = {}
-
-        def on_step(entry: StepLog):
-            steps.append(entry)
-            pending.append((entry.step, _step_metrics(entry)))
-
-        def on_epoch_end(epoch: int, step: int):
-            tracker.log_metric_history(run_id, pending)
-            pending.clear()
-            if opts.eval_every == "epoch" and accelerator.is_main_process:
-                model.eval()
-                last = epoch == u.epochs
-                label = str(plan.save_dir.resolve()) if last else f"{plan.run_name} after epoch {epoch} (in memory)"
-                result = tracked_eval(
-                    tracker,
-                    run_id,
-                    "eval-final" if last else f"eval-ep{epoch}",
-                    eval_params(plan, label),
-                    step=step,
-                    epoch=epoch,
-                    task=task,
-                    evaluate=lambda: evaluate_model(
-                        plan,
-                        accelerator.unwrap_model(model),
-                        tokenizer,
-                        reference=reference,
-                        data=data_eval,
-                        progress=False,
-                        out_dir=plan.save_dir / f"checkpoint-{step}" / "evals",
-                    ),
-                )
-                epoch_summaries[epoch] = result.summary
-                evaluated_at[step] = result.summary
-                last_eval.update(result=result, step=step)
-                model.train()
-                reason = opts.stop_when(epoch, result.summary) if opts.stop_when else None
-                if not (last or reason):  # the final evaluation's headline is logged with the saved model
-                    tracker.log_metrics(run_id, headline(result.summary), step=step)
-                if reason:
-                    stopped.update(epoch=epoch)
-                    tracker.set_tags(run_id, {"stopped_early": f"epoch {epoch}: {reason}"})
-                    return True
-            return False
-
-        settings = Settings(
-            lr=u.lr,
-            epochs=u.epochs,
-            batch_size=u.batch_size,
-            grad_accum=u.grad_accum,
-            weight_decay=u.weight_decay,
-            warmup_epochs=u.warmup_epochs,
-            max_grad_norm=u.max_grad_norm,
-            seed=u.seed,
-            schedule_epochs=u.schedule_epochs,
-            gradient_checkpointing=u.gradient_checkpointing,
-        )
-        train_start = time.perf_counter()
-        try:
-            fit(
-                model,
-                settings=settings,
-                n_items=len(forget),
-                epoch_batches=epoch_batches,
-                loss_fn=loss_fn,
-                accelerator=accelerator,
-                on_step=on_step,
-                on_epoch_end=on_epoch_end,
-                progress=opts.progress,
-                desc=f"{u.method}",
-            )
-        except DivergedError as exc:  # record the steps done; the handler below sets the failure reason
-            tracker.log_metric_history(run_id, pending)
-            tracker.set_tags(run_id, {"failed_step": str(exc.step)})
-            raise
-        train_seconds = time.perf_counter() - train_start
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:  # `accelerate launch`: only the main process saves and evaluates
+        session = start_session(plan, tracker, run_id, inputs, opts, log)
+        training = train(plan, session, inputs.spec, tracker, run_id, opts)
+        if not session.accelerator.is_main_process:  # `accelerate launch`: only the main process saves and evaluates
             tracker.end_run(run_id, "FINISHED")
             return RunResult(
-                run_id, {}, Path(), Path(), steps, epoch_summaries, train_seconds, time.perf_counter() - started
-            )
-        model = accelerator.unwrap_model(model)
-        model_dir = load.save_model(model, tokenizer, plan.save_dir)
-        model_id = tracker.log_model(run_id, model, tokenizer, model_dir)
-        eval_dir = plan.eval_dir
-        final_step = steps[-1].step if steps else 0
-        if last_eval and last_eval["step"] == final_step:  # the last evaluated epoch's model is the final model
-            result = last_eval["result"]
-            report.write_reports(eval_dir, result.results, result.summary)
-            result = dataclasses.replace(result, out_dir=eval_dir)
-        else:
-            result = tracked_eval(
-                tracker,
                 run_id,
-                "eval-final",
-                eval_params(plan, str(model_dir.resolve())),
-                step=final_step,
-                epoch=stopped.get("epoch", u.epochs),
-                task=task,
-                evaluate=lambda: evaluate_model(
-                    plan,
-                    model,
-                    tokenizer,
-                    reference=reference,
-                    data=data_eval,
-                    out_dir=eval_dir,
-                    progress=opts.progress,
-                    log=log,
-                ),
+                {},
+                Path(),
+                Path(),
+                training.steps,
+                training.epoch_summaries,
+                training.seconds,
+                time.perf_counter() - started,
             )
-        # the final scores, on the run and on its logged model
-        tracker.log_metrics(run_id, {**headline(result.summary), **result.summary}, step=final_step, model_id=model_id)
-        evaluated_at[final_step] = result.summary
-        curve = plots.training_curve_figure(
-            [(s.step, s.loss) for s in steps], evaluated_at, f"{plan.run_name} ({plan.task_name})"
-        )
-        tracker.log_artifact(run_id, str(plots.save_figure(curve, eval_dir / "training_curve.png")))
-        tracker.set_tags(run_id, {"train_seconds": f"{train_seconds:.1f}"})
-        tracker.end_run(run_id, "FINISHED")
+        model = session.accelerator.unwrap_model(session.model)
+        model_dir, model_id = save_and_log_model(plan, model, session.tokenizer, tracker, run_id)
+        result = evaluate_final(plan, model, session, training, tracker, run_id, model_dir, opts, log)
+        report_run(plan, training, result, tracker, run_id, model_id)
         if tracker.lost:
             raise TrackingLost(
                 f"tracking store lost during the run ({tracker.lost}); the run finished locally: "
-                f"model {model_dir}, evaluation {eval_dir}; MLflow run {run_id} is incomplete"
+                f"model {model_dir}, evaluation {plan.eval_dir}; MLflow run {run_id} is incomplete"
             )
     except TrackingLost:
         raise
@@ -401,10 +179,253 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResul
         run_id,
         result.summary,
         model_dir,
-        eval_dir,
-        steps,
-        epoch_summaries,
-        train_seconds,
+        plan.eval_dir,
+        training.steps,
+        training.epoch_summaries,
+        training.seconds,
         time.perf_counter() - started,
-        stopped.get("epoch"),
+        training.stopped_at,
+        training.stop_reason,
     )
+
+
+def load_inputs(plan: Plan, log) -> Inputs:
+    """Everything checked (method, hyperparameters, metrics) and every model prepared before a run opens."""
+    cfg = plan.cfg
+    spec = get_method(cfg.unlearn.method)
+    hyperparams = validate_hyperparams(spec, cfg.unlearn.method_args)
+    suite.parse_metrics(cfg.eval.metrics)
+    prepare(plan, log=log)
+    source = source_for(cfg)
+    return Inputs(
+        spec,
+        hyperparams,
+        source.load(cfg.data.forget_split),
+        source.load(plan.retain_split),
+        source.load("idk") if spec.needs_alternate else None,
+        eval_data(plan),
+        source.name,
+    )
+
+
+def open_run(plan: Plan, tracker: Guarded, inputs: Inputs, opts: RunOptions) -> str:
+    cfg = plan.cfg
+    tags = {
+        "method": cfg.unlearn.method,
+        "forget_split": cfg.data.forget_split,
+        "retain_split": str(cfg.data.retain_split),
+        "model": plan.target.spec,
+        "config_hash": plan.config_hash,
+        "data": inputs.source_name,
+        "device": plan.device,
+        "eval_dtype": plan.eval_dtype,
+        "train_precision": plan.train_precision,
+        "task": plan.task_name,
+        **version_tags(),
+        **opts.extra_tags,
+    }
+    run_id = tracker.start_run(
+        tracker.unique_name(plan.run_name) or plan.run_name, tags=tags, parent_id=opts.parent_run_id
+    )
+    if tracker.lost:
+        raise TrackingLost(f"tracking store unreachable when starting the run ({tracker.lost}); nothing was trained")
+    if opts.on_run_started is not None:
+        opts.on_run_started(run_id)
+    return run_id
+
+
+def start_session(plan: Plan, tracker: Guarded, run_id: str, inputs: Inputs, opts: RunOptions, log) -> Session:
+    """The target model in fp32 master weights on the plan's device, its batches, the retain reference; the
+    resolved config and params logged."""
+    cfg = plan.cfg
+    tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
+    model = load.load_model(plan.target.spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
+    hyperparams = resolve_layer(inputs.hyperparams, model.config.num_hidden_layers)
+    chat = uses_chat_template(tokenizer, cfg.prompt)
+    tracker.log_params(run_id, tracked_params(plan, hyperparams, chat_template=chat))
+    data = UnlearnData.build(tokenizer, cfg.prompt, inputs.forget, inputs.retain, inputs.idk)
+    accelerator = make_accelerator(plan.device)
+    model.to(accelerator.device)
+    reference = None
+    if accelerator.is_main_process:
+        reference = reference_entries(plan, inputs.data_eval, log=log, progress=opts.progress)
+    return Session(model, tokenizer, data, accelerator, reference, hyperparams, inputs.data_eval)
+
+
+class MethodLoss:
+    """(model, batch, epoch) -> the method's LossOutput, carrying the method's state (PDU's dual variable)
+    from one step to the next."""
+
+    def __init__(self, spec: MethodSpec, hyperparams: dict, model: Any, accelerator: Any, seed: int):
+        self.spec, self.hyperparams, self.accelerator = spec, hyperparams, accelerator
+        self.features = FeatureMaker(model, spec, hyperparams)
+        self.generator = torch.Generator().manual_seed(seed)
+        init = spec.init_state
+        self.state = init(hyperparams, hidden_size=model.config.hidden_size, generator=self.generator) if init else {}
+
+    def __call__(self, model, batch, epoch: float):
+        with self.accelerator.autocast():
+            out = self.spec.loss(self.features(model, batch), self.state, **self.hyperparams)
+        if self.spec.update_state is not None:
+            self.state = self.spec.update_state(self.state, out, self.hyperparams, epoch=epoch)
+        return out
+
+
+class EpochMonitor:
+    """The training loop's callbacks: per-step metrics (sent once per epoch), then after each epoch either a
+    tracked evaluation (eval_every="epoch") or the collapse check; returns True to stop training."""
+
+    def __init__(self, plan: Plan, session: Session, tracker: Guarded, run_id: str, opts: RunOptions):
+        self.plan, self.session, self.tracker, self.run_id, self.opts = plan, session, tracker, run_id, opts
+        self.training = Training()
+        self.pending: list[tuple[int, dict]] = []
+
+    def on_step(self, entry: StepLog) -> None:
+        self.training.steps.append(entry)
+        self.pending.append((entry.step, _step_metrics(entry)))
+
+    def flush(self) -> None:
+        self.tracker.log_metric_history(self.run_id, self.pending)
+        self.pending.clear()
+
+    def on_epoch_end(self, epoch: int, step: int) -> bool:
+        self.flush()
+        if not self.session.accelerator.is_main_process:
+            return False
+        if self.opts.eval_every == "epoch":
+            reason = self._evaluate_epoch(epoch, step)
+        elif self.opts.collapse_utility is not None and epoch < self.plan.cfg.unlearn.epochs:
+            reason = self._collapse_check()
+        else:
+            reason = None
+        if reason:
+            self.training.stopped_at, self.training.stop_reason = epoch, reason
+            self.tracker.set_tags(self.run_id, {"stopped_early": f"epoch {epoch}: {reason}"})
+        return reason is not None
+
+    def _evaluate_epoch(self, epoch: int, step: int) -> str | None:
+        plan, session, model = self.plan, self.session, self.session.model
+        model.eval()
+        last = epoch == plan.cfg.unlearn.epochs
+        label = str(plan.save_dir.resolve()) if last else f"{plan.run_name} after epoch {epoch} (in memory)"
+        view = session.accelerator.unwrap_model(model)
+        result = tracked_eval(
+            self.tracker,
+            self.run_id,
+            "eval-final" if last else f"eval-ep{epoch}",
+            eval_params(plan, label),
+            step=step,
+            epoch=epoch,
+            task=plan.task_name,
+            evaluate=lambda: session.evaluate(plan, view, plan.save_dir / f"checkpoint-{step}" / "evals"),
+        )
+        model.train()
+        self.training.epoch_summaries[epoch] = result.summary
+        self.training.evaluated_at[step] = result.summary
+        self.training.last_eval = (step, result)
+        floor = self.opts.collapse_utility
+        utility = result.summary.get("model_utility")
+        reason = None
+        if floor is not None and utility is not None and utility < floor:
+            reason = f"utility collapsed (model_utility {utility:.3g} < {floor:g})"
+        if not (last or reason):  # the final evaluation's headline is logged with the saved model
+            self.tracker.log_metrics(self.run_id, headline(result.summary), step=step)
+        return reason
+
+    def _collapse_check(self) -> str | None:
+        """Stop when model_utility must be below the floor: its upper bound from the scoring-only parts is."""
+        model = self.session.model
+        model.eval()
+        view = self.session.accelerator.unwrap_model(model)
+        bound = utility_upper_bound(self.plan, view, self.session.tokenizer, self.session.data_eval)
+        model.train()
+        floor = self.opts.collapse_utility or 0.0
+        if bound < floor:
+            return f"utility collapsed (model_utility <= {bound:.3g} < {floor:g})"
+        return None
+
+
+def train(plan: Plan, session: Session, spec: MethodSpec, tracker: Guarded, run_id: str, opts: RunOptions) -> Training:
+    """The shared loop over the forget set (with retain / alternate partners as the method needs)."""
+    u = plan.cfg.unlearn
+    loss = MethodLoss(spec, session.hyperparams, session.model, session.accelerator, u.seed)
+    monitor = EpochMonitor(plan, session, tracker, run_id, opts)
+    acc = session.accelerator
+
+    def epoch_batches(epoch: int):
+        batches = session.data.epoch_batches(u.batch_size, loss.generator, spec)
+        return itertools.islice(batches, acc.process_index, None, acc.num_processes)
+
+    start = time.perf_counter()
+    try:
+        fit(
+            session.model,
+            settings=u,
+            schedule_epochs=u.schedule_epochs,
+            n_items=len(session.data.forget),
+            epoch_batches=epoch_batches,
+            loss_fn=loss,
+            accelerator=acc,
+            on_step=monitor.on_step,
+            on_epoch_end=monitor.on_epoch_end,
+            progress=opts.progress,
+            desc=u.method,
+        )
+    except DivergedError as exc:  # record the steps done; run_experiment sets the failure reason
+        monitor.flush()
+        tracker.set_tags(run_id, {"failed_step": str(exc.step)})
+        raise
+    monitor.training.seconds = time.perf_counter() - start
+    acc.wait_for_everyone()
+    return monitor.training
+
+
+def save_and_log_model(plan: Plan, model, tokenizer, tracker: Guarded, run_id: str) -> tuple[Path, str | None]:
+    """The unlearned model saved atomically to the plan's folder, then logged as an MLflow model."""
+    model_dir = load.save_model(model, tokenizer, plan.save_dir)
+    return model_dir, tracker.log_model(run_id, model, tokenizer, model_dir)
+
+
+def evaluate_final(
+    plan: Plan,
+    model,
+    session: Session,
+    training: Training,
+    tracker: Guarded,
+    run_id: str,
+    model_dir: Path,
+    opts: RunOptions,
+    log,
+) -> EvalResult:
+    """The saved model's evaluation: the last per-epoch one when it evaluated this very model, else a new one."""
+    final_step = training.steps[-1].step if training.steps else 0
+    if training.last_eval is not None and training.last_eval[0] == final_step:
+        result = training.last_eval[1]
+        report.write_reports(plan.eval_dir, result.results, result.summary)
+        return dataclasses.replace(result, out_dir=plan.eval_dir)
+    return tracked_eval(
+        tracker,
+        run_id,
+        "eval-final",
+        eval_params(plan, str(model_dir.resolve())),
+        step=final_step,
+        epoch=training.stopped_at or plan.cfg.unlearn.epochs,
+        task=plan.task_name,
+        evaluate=lambda: session.evaluate(plan, model, plan.eval_dir, progress=opts.progress, log=log),
+    )
+
+
+def report_run(
+    plan: Plan, training: Training, result: EvalResult, tracker: Guarded, run_id: str, model_id: str | None
+) -> None:
+    """The final scores on the run and on its logged model, the training curve, the run FINISHED."""
+    final_step = training.steps[-1].step if training.steps else 0
+    tracker.log_metrics(run_id, {**headline(result.summary), **result.summary}, step=final_step, model_id=model_id)
+    evaluated = {**training.evaluated_at, final_step: result.summary}
+    curve = plots.training_curve_figure(
+        [(s.step, s.loss) for s in training.steps], evaluated, f"{plan.run_name} ({plan.task_name})"
+    )
+    tracker.log_artifact(run_id, str(plots.save_figure(curve, plan.eval_dir / "training_curve.png")))
+    tracker.set_tags(run_id, {"train_seconds": f"{training.seconds:.1f}"})
+    tracker.end_run(run_id, "FINISHED")

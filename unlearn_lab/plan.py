@@ -88,6 +88,21 @@ class Plan:
         return config_hash(self.cfg)
 
     @property
+    def retain_split(self) -> str:
+        """The retain split, resolved (the complement of the forget split unless the experiment names one)."""
+        split = self.cfg.data.retain_split
+        if split is None:
+            raise AssertionError("resolve() fills in data.retain_split")
+        return split
+
+    @property
+    def evaluated_model(self) -> ModelPlan:
+        """The model an `eval` plan evaluates (other commands' plans have none)."""
+        if self.evaluated is None:
+            raise AssertionError(f"a {self.command} plan evaluates no model of its own")
+        return self.evaluated
+
+    @property
     def to_build(self) -> tuple[ModelPlan, ...]:
         return tuple(m for m in (self.base, self.target, self.retain) if m.build)
 
@@ -224,77 +239,27 @@ def resolve(
     local = lambda spec: str(Path(spec).expanduser().resolve()) if spec and Path(spec).expanduser().exists() else spec
     evaluated = evaluated if evaluated in ("target", "retain") else local(evaluated)
     retain_model = retain_model if retain_model in ("target", "retain") else local(retain_model)
-    m = cfg.model
-    keys = model_keys(cfg, retain_split)
-    root = load.cache_root() / "models"
-    embedded = m.base == "embedded"
     needed = _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference)
-
-    def built_here(role: str) -> ModelPlan:
-        path = root / keys[role]
-        cached = is_prepared(path)
-        return ModelPlan(role, str(path), "built here", cached, build=not cached and role in needed, key=keys[role])
-
-    def given(role: str, spec: str) -> ModelPlan:
-        return ModelPlan(role, spec, origin_of(spec), _available_now(spec))
-
-    if embedded:
-        base = built_here("base")
-        # the base is needed whenever a fine-tuned model must be built from it
-        need_base = any(
-            not is_prepared(root / keys[r]) and not getattr(m, r) for r in ("target", "retain") if r in needed
-        )
-        base = replace(base, build=not base.cached and need_base)
-    else:
-        base = given("base", m.base)
-    target = given("target", m.target) if m.target else built_here("target")
-    retain = given("retain", m.retain) if m.retain else built_here("retain")
-    if count:
-        n_base = tiny_params(cfg) if embedded else count_params(m.base)
-        base = replace(base, params=n_base)
-        target = replace(target, params=n_base if target.origin == "built here" else count_params(target.spec))
-        retain = replace(retain, params=n_base if retain.origin == "built here" else count_params(retain.spec))
+    base, target, retain = _model_plans(cfg, needed, count)
     roles = {"target": target, "retain": retain}
-
-    tokenizer = m.tokenizer or (m.target if m.target else target.spec)
+    evaluated_plan = _evaluated_plan(evaluated, roles, count)
+    m = cfg.model
+    tokenizer = m.tokenizer or m.target or target.spec
+    if evaluated_plan is not None and evaluated not in roles:
+        tokenizer = m.tokenizer or evaluated_plan.spec
     notes: list[str] = []
-    evaluated_plan = None
-    if evaluated is not None:
-        if evaluated in roles:
-            evaluated_plan = replace(roles[evaluated], role="evaluated")
-        else:
-            evaluated_plan = ModelPlan(
-                "evaluated",
-                evaluated,
-                origin_of(evaluated),
-                _available_now(evaluated),
-                params=count_params(evaluated) if count else None,
-            )
-            tokenizer = m.tokenizer or evaluated
-
     reference = None
     if command in ("run", "eval", "sweep"):
         reference = _reference(cfg, command, roles, retain_model, retain_logs, no_reference, device, notes)
-
-    if (
-        command == "eval"
-        and reference is not None
-        and reference.kind == "retain model"
-        and not reference.cached
-        and any(mp.build for mp in (base, target, retain))
-    ):
-        notes.append(
-            "the forget_quality / privleak reference needs the experiment's retain model, which is built "
-            "first (see 'build'); --retain-model, --retain-logs or --no-reference avoid that"
-        )
+    if command == "eval" and reference is not None:
+        notes += _reference_notes(reference, (base, target, retain))
     name = task_name or default_task_name(command, cfg, target, evaluated_plan)
     saves = Path(saves)
-    precision = "fp32 master weights + bf16 autocast" if bf16_autocast(device) else "fp32"
     return Plan(
         command=command,
         cfg=cfg,
         device=device,
-        train_precision=precision,
+        train_precision="fp32 master weights + bf16 autocast" if bf16_autocast(device) else "fp32",
         eval_dtype=m.dtype,
         threads=threads,
         base=base,
@@ -310,6 +275,63 @@ def resolve(
         notes=tuple(notes),
         run_name=run_name or task_name or default_run_name(cfg),
     )
+
+
+def _reference_notes(reference: ReferencePlan, models: tuple[ModelPlan, ...]) -> list[str]:
+    """`eval` with a reference that needs the experiment's retain model, which must be built first."""
+    computed = reference.kind == "retain model" and not reference.cached
+    if not (computed and any(mp.build for mp in models)):
+        return []
+    return [
+        "the forget_quality / privleak reference needs the experiment's retain model, which is built "
+        "first (see 'build'); --retain-model, --retain-logs or --no-reference avoid that"
+    ]
+
+
+def _model_plans(cfg: ExperimentConfig, needed: set[str], count: bool) -> tuple[ModelPlan, ModelPlan, ModelPlan]:
+    """The base, target and retain models: given (hub id, folder, GGUF) or built here into the cache, which of
+    those must be built for the roles this command needs, and their parameter counts."""
+    m = cfg.model
+    keys = model_keys(cfg, cfg.data.retain_split or "")
+    root = load.cache_root() / "models"
+
+    def built_here(role: str) -> ModelPlan:
+        path = root / keys[role]
+        cached = is_prepared(path)
+        return ModelPlan(role, str(path), "built here", cached, build=not cached and role in needed, key=keys[role])
+
+    def given(role: str, spec: str) -> ModelPlan:
+        return ModelPlan(role, spec, origin_of(spec), _available_now(spec))
+
+    embedded = m.base == "embedded"
+    if embedded:
+        base = built_here("base")
+        # the base is needed whenever a fine-tuned model must be built from it
+        roles = [r for r in ("target", "retain") if r in needed and not getattr(m, r)]
+        need_base = any(not is_prepared(root / keys[r]) for r in roles)
+        base = replace(base, build=not base.cached and need_base)
+    else:
+        base = given("base", m.base)
+    target = given("target", m.target) if m.target else built_here("target")
+    retain = given("retain", m.retain) if m.retain else built_here("retain")
+    if not count:
+        return base, target, retain
+    n_base = tiny_params(cfg) if embedded else count_params(m.base)
+    counted = [
+        replace(mp, params=n_base if mp.origin == "built here" or mp.role == "base" else count_params(mp.spec))
+        for mp in (base, target, retain)
+    ]
+    return counted[0], counted[1], counted[2]
+
+
+def _evaluated_plan(evaluated: str | None, roles: dict[str, ModelPlan], count: bool) -> ModelPlan | None:
+    """`eval`'s model: one of the experiment's own (target / retain) or any other model spec."""
+    if evaluated is None:
+        return None
+    if evaluated in roles:
+        return replace(roles[evaluated], role="evaluated")
+    params = count_params(evaluated) if count else None
+    return ModelPlan("evaluated", evaluated, origin_of(evaluated), _available_now(evaluated), params=params)
 
 
 def _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference) -> set[str]:
@@ -437,9 +459,10 @@ def _steps(command, cfg, target, retain, base) -> dict[str, int]:
     out: dict[str, int] = {}
     for plan, split in ((target, "full"), (retain, cfg.data.retain_split)):
         if plan.build:
-            out[f"fine-tune {plan.role}"] = Schedule.of(counts[split], _ft_settings(cfg)).total_steps
+            out[f"fine-tune {plan.role}"] = Schedule.of(counts[split], cfg.finetune).total_steps
     if command in ("run", "sweep"):
-        out["unlearn"] = Schedule.of(counts[cfg.data.forget_split], _unlearn_settings(cfg)).total_steps
+        u = cfg.unlearn
+        out["unlearn"] = Schedule.of(counts[cfg.data.forget_split], u, schedule_epochs=u.schedule_epochs).total_steps
     return out
 
 
@@ -466,36 +489,3 @@ def _item_counts(cfg) -> dict[str, int] | None:
         return counts
     except UsageError:
         return None
-
-
-def _ft_settings(cfg):
-    from unlearn_lab.train import Settings
-
-    f = cfg.finetune
-    return Settings(
-        lr=f.lr,
-        epochs=f.epochs,
-        batch_size=f.batch_size,
-        grad_accum=f.grad_accum,
-        weight_decay=f.weight_decay,
-        warmup_epochs=f.warmup_epochs,
-        max_grad_norm=f.max_grad_norm,
-        seed=f.seed,
-    )
-
-
-def _unlearn_settings(cfg):
-    from unlearn_lab.train import Settings
-
-    u = cfg.unlearn
-    return Settings(
-        lr=u.lr,
-        epochs=u.epochs,
-        batch_size=u.batch_size,
-        grad_accum=u.grad_accum,
-        weight_decay=u.weight_decay,
-        warmup_epochs=u.warmup_epochs,
-        max_grad_norm=u.max_grad_norm,
-        seed=u.seed,
-        schedule_epochs=u.schedule_epochs,
-    )

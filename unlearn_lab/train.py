@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from unlearn_lab.config import TrainingConfig
+
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; `step` is the optimizer step it happened at."""
@@ -28,20 +30,6 @@ class DivergedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    lr: float
-    epochs: int
-    batch_size: int
-    grad_accum: int
-    weight_decay: float
-    warmup_epochs: float
-    max_grad_norm: float | None
-    seed: int
-    schedule_epochs: int | None = None  # plan the lr schedule over this many epochs (None = epochs)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass (large models)
-
-
-@dataclass(frozen=True)
 class Schedule:
     steps_per_epoch: int
     total_steps: int  # training stops here
@@ -49,11 +37,12 @@ class Schedule:
     schedule_steps: int  # the linear decay reaches 0 here (= total_steps unless schedule_epochs is set)
 
     @classmethod
-    def of(cls, n_items: int, s: Settings, processes: int = 1) -> Schedule:
+    def of(cls, n_items: int, s: TrainingConfig, processes: int = 1, schedule_epochs: int | None = None) -> Schedule:
+        """`schedule_epochs`: plan the lr schedule over this many epochs while training stops after s.epochs."""
         micro = math.ceil(n_items / (s.batch_size * processes))
         per_epoch = max(1, micro // s.grad_accum)
         warmup = math.floor(s.warmup_epochs * n_items / (s.batch_size * s.grad_accum * processes))
-        planned = s.schedule_epochs or s.epochs
+        planned = schedule_epochs or s.epochs
         return cls(per_epoch, math.ceil(s.epochs * per_epoch), warmup, math.ceil(planned * per_epoch))
 
 
@@ -65,7 +54,8 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -92,11 +82,12 @@ LossFn = Callable[[torch.nn.Module, Any, float], Any]  # (model, batch, epoch) -
 def fit(
     model: torch.nn.Module,
     *,
-    settings: Settings,
+    settings: TrainingConfig,
     n_items: int,
     epoch_batches: Callable[[int], Iterable[Any]],
     loss_fn: LossFn,
-    accelerator=None,
+    accelerator: Any = None,
+    schedule_epochs: int | None = None,
     on_step: Callable[[StepLog], None] | None = None,
     on_epoch_end: Callable[[int, int], bool | None] | None = None,
     progress: bool = True,
@@ -108,19 +99,8 @@ def fit(
     from tqdm.auto import tqdm
 
     processes = accelerator.num_processes if accelerator is not None else 1
-    schedule = Schedule.of(n_items, settings, processes)
-    if settings.gradient_checkpointing:  # transformers 5 calls it activation checkpointing; 4.x has the old name
-        if hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    optimizer = build_optimizer(model, settings.lr, settings.weight_decay)
-    if accelerator is not None:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    backward = accelerator.backward if accelerator is not None else (lambda loss: loss.backward())
-    # Under DDP, gradients are all-reduced only on the window's last micro-batch (no_sync on the others)
-    no_sync = accelerator.no_sync if accelerator is not None else (lambda m: contextlib.nullcontext())
-    model.train()
+    schedule = Schedule.of(n_items, settings, processes, schedule_epochs)
+    model, optimizer, backward, no_sync = _prepare(model, settings, accelerator)
     step, micro, window = 0, 0, []
     bar = tqdm(total=schedule.total_steps, desc=desc, disable=not progress, leave=False)
     for epoch in range(settings.epochs):
@@ -135,15 +115,9 @@ def fit(
                 backward(out.loss / settings.grad_accum)
             window.append(out)
             micro += 1
-            if micro % settings.grad_accum:
+            if not final:
                 continue
-            clip = settings.max_grad_norm if settings.max_grad_norm else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            lr = settings.lr * lr_factor(step, schedule.warmup_steps, schedule.schedule_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm, lr = _update(model, optimizer, settings, schedule, step)
             step += 1
             log = _window_log(window, step, step / schedule.steps_per_epoch, grad_norm, lr)
             window = []
@@ -153,13 +127,40 @@ def fit(
                 on_step(log)
             if step >= schedule.total_steps:
                 break
-        if on_epoch_end is not None and on_epoch_end(epoch + 1, step):
-            break
-        if step >= schedule.total_steps:
+        if (on_epoch_end is not None and on_epoch_end(epoch + 1, step)) or step >= schedule.total_steps:
             break
     bar.close()
     model.eval()
     return schedule
+
+
+def _prepare(model: Any, settings: TrainingConfig, accelerator: Any) -> tuple[Any, Any, Any, Any]:
+    """Checkpointing if asked, the optimizer, and (model, optimizer, backward, no_sync) through accelerate."""
+    if settings.gradient_checkpointing:  # transformers 5 calls it activation checkpointing; 4.x has the old name
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    optimizer = build_optimizer(model, settings.lr, settings.weight_decay)
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    backward = accelerator.backward if accelerator is not None else (lambda loss: loss.backward())
+    # Under DDP, gradients are all-reduced only on the window's last micro-batch (no_sync on the others)
+    no_sync = accelerator.no_sync if accelerator is not None else (lambda m: contextlib.nullcontext())
+    model.train()
+    return model, optimizer, backward, no_sync
+
+
+def _update(model: Any, optimizer: Any, settings: TrainingConfig, schedule: Schedule, step: int) -> tuple[float, float]:
+    """One optimizer step at the scheduled lr, after clipping; returns (grad norm before clipping, lr)."""
+    clip = settings.max_grad_norm if settings.max_grad_norm else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    lr = settings.lr * lr_factor(step, schedule.warmup_steps, schedule.schedule_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, lr
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -178,7 +179,7 @@ def _window_log(window: list, step: int, epoch: float, grad_norm: float, lr: flo
     return StepLog(
         step=step,
         epoch=epoch,
-        loss=_mean([item(o.loss) for o in window]),
+        loss=sum(float(o.loss.detach()) for o in window) / len(window),
         forget_loss=_mean([item(getattr(o, "forget_loss", None)) for o in window]),
         retain_loss=_mean([item(getattr(o, "retain_loss", None)) for o in window]),
         grad_norm=grad_norm,

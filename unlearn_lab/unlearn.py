@@ -60,8 +60,9 @@ class UnlearnData:
             batch = {"forget": self.collate([self.forget[i] for i in idx])}
             if partners is not None:
                 batch["retain"] = self.collate([self.retain[partners[i]] for i in idx])
-            if idk is not None:
-                batch["alternate"] = self.collate([self.alternate(i, idk[i]) for i in idx])
+            if idk is not None and self.alternate is not None:
+                alternate = self.alternate
+                batch["alternate"] = self.collate([alternate(i, idk[i]) for i in idx])
             yield batch
 
 

@@ -3,6 +3,7 @@ probe instead of the libraries' retry loops (30-55 s and ~11 log lines per missi
 
 `HF_HUB_OFFLINE=1` is honoured: nothing is asked of the network, only the local cache counts.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ def cached_file(repo_id: str, filename: str, repo_type: str = "model") -> Path |
         from huggingface_hub import try_to_load_from_cache
 
         found = try_to_load_from_cache(repo_id, filename, repo_type=repo_type)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a cache lookup that fails is a miss
         return None
     return Path(found) if isinstance(found, str) else None
 
@@ -34,10 +35,12 @@ def dataset_cached(dataset_id: str) -> bool:
         from huggingface_hub.constants import HF_HUB_CACHE
 
         hub = Path(HF_HUB_CACHE) / f"datasets--{dataset_id.replace('/', '--')}"
-    except Exception:
+    except Exception:  # noqa: BLE001 - no hub library or constants: only datasets' own cache counts
         hub = None
-    home = Path(os.environ.get("HF_DATASETS_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
-                                                                           "huggingface")) / "datasets")
+    home = Path(
+        os.environ.get("HF_DATASETS_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "datasets"
+    )
     local = home / dataset_id.replace("/", "___").lower()
     return bool(hub and hub.is_dir()) or local.is_dir()
 
@@ -53,7 +56,7 @@ def probe(repo_id: str, repo_type: str = "model") -> str | None:
         info = api.dataset_info if repo_type == "dataset" else api.model_info
         info(repo_id, timeout=PROBE_TIMEOUT_S)
         return None
-    except Exception as exc:  # connection refused / DNS / timeout / 401 / 404: one line
+    except Exception as exc:  # noqa: BLE001 - connection refused / DNS / timeout / 401 / 404: one line
         name = type(exc).__name__
         if "RepositoryNotFound" in name:
             return "no such repository on the hub (or it is private: log in with `hf auth login`)"

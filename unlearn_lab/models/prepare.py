@@ -10,6 +10,7 @@ fine-tuned from `model.base` the same way.
 Each artefact lives in <cache>/models/<role>-<hash>/, where the hash covers every setting it
 depends on; a finished folder is never rebuilt, and folders are written atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,14 @@ from pathlib import Path
 
 import torch
 
-from unlearn_lab.config import ExperimentConfig
+from unlearn_lab.config import ExperimentConfig, TrainingConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order
 from unlearn_lab.data.tofu import Source, make_source
 from unlearn_lab.errors import UsageError
 from unlearn_lab.models import load, tiny
 from unlearn_lab.plan import MANIFEST, Plan
-from unlearn_lab.train import Settings, fit
-
+from unlearn_lab.train import fit
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,19 @@ def text_items(tokenizer, texts: list[str]) -> list[prompts.Encoded]:
     """Plain language-modelling items (every token after BOS supervised), for pre-training."""
     out = []
     for text in texts:
-        ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        out.append(prompts.Encoded(ids, [prompts.IGNORE] + ids[1:], 1))
+        ids = (
+            [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        )
+        out.append(prompts.Encoded(ids, [prompts.IGNORE, *ids[1:]], 1))
     return out
 
 
-def finetune(model, tokenizer, items: list[prompts.Encoded], settings: Settings, pcfg, desc: str,
-             device: str = "cpu") -> dict:
+def finetune(
+    model, tokenizer, items: list[prompts.Encoded], settings: TrainingConfig, pcfg, desc: str, device: str = "cpu"
+) -> dict:
     """Plain NLL fine-tuning (the HF model loss: token mean over the micro-batch) with the shared loop, on the
     plan's device (fp32 master weights, bf16 autocast on a GPU that has it)."""
-    from unlearn_lab.experiment import make_accelerator
+    from unlearn_lab.runtime import make_accelerator
 
     accelerator = make_accelerator(device)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -81,32 +84,46 @@ def finetune(model, tokenizer, items: list[prompts.Encoded], settings: Settings,
 
     start = time.perf_counter()
     model.to(accelerator.device)
-    fit(model, settings=settings, n_items=len(items), epoch_batches=epoch_batches, loss_fn=loss_fn,
-        accelerator=accelerator, on_step=lambda log: losses.append(log.loss), desc=desc)
-    return {"seconds": round(time.perf_counter() - start, 1), "final_loss": losses[-1] if losses else None,
-            "steps": len(losses), "items": len(items)}
-
-
-def _settings(cfg: ExperimentConfig, *, pretrain: bool) -> Settings:
-    f = cfg.finetune
-    return Settings(lr=f.pretrain_lr if pretrain else f.lr, epochs=f.pretrain_epochs if pretrain else f.epochs,
-                    batch_size=f.batch_size, grad_accum=f.grad_accum, weight_decay=f.weight_decay,
-                    warmup_epochs=f.warmup_epochs, max_grad_norm=f.max_grad_norm, seed=f.seed,
-                    gradient_checkpointing=f.gradient_checkpointing)
+    fit(
+        model,
+        settings=settings,
+        n_items=len(items),
+        epoch_batches=epoch_batches,
+        loss_fn=loss_fn,
+        accelerator=accelerator,
+        on_step=lambda log: losses.append(log.loss),
+        desc=desc,
+    )
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": losses[-1] if losses else None,
+        "steps": len(losses),
+        "items": len(items),
+    }
 
 
 def _build_base(cfg: ExperimentConfig, source, out: Path, log, device: str) -> None:
     world = source.world
     pcfg = cfg.prompt
-    texts = [t for a in world["authors"] + world["holdout"] for qa in a
-             for t in (qa["question"], qa["answer"], qa["paraphrased_question"], qa["paraphrased_answer"], *qa["perturbed_answer"])]
+    texts = [
+        t
+        for a in world["authors"] + world["holdout"]
+        for qa in a
+        for t in (
+            qa["question"],
+            qa["answer"],
+            qa["paraphrased_question"],
+            qa["paraphrased_answer"],
+            *qa["perturbed_answer"],
+        )
+    ]
     texts += world["pretrain_text"] + tiny.template_corpus(pcfg.system_prompt, pcfg.date_string)
     tokenizer = tiny.train_tokenizer(texts, cfg.model.tiny.vocab_size)
     model = tiny.make_model(tokenizer, cfg.model.tiny, seed=cfg.finetune.seed)
     general = source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
     items = qa_items(tokenizer, general, pcfg) + text_items(tokenizer, world["pretrain_text"])
     log(f"pre-training the base model on {len(items)} general-knowledge items")
-    info = finetune(model, tokenizer, items, _settings(cfg, pretrain=True), pcfg, "pretrain base", device)
+    info = finetune(model, tokenizer, items, cfg.finetune.pretraining(), pcfg, "pretrain base", device)
     load.save_model(model.cpu(), tokenizer, out)
     _write_manifest(out, {"role": "base", "params": sum(p.numel() for p in model.parameters()), **info})
 
@@ -115,7 +132,9 @@ def extra_records(cfg: ExperimentConfig, source, n_rows: int) -> list[dict]:
     """The embedded recipe's additions: paraphrased phrasings of the same rows, general-knowledge replay."""
     f, extra = cfg.finetune, []
     if (f.paraphrase_augment or f.general_replay) and not hasattr(source, "world"):
-        raise UsageError("finetune.paraphrase_augment / general_replay need the synthetic world (data.source: synthetic)")
+        raise UsageError(
+            "finetune.paraphrase_augment / general_replay need the synthetic world (data.source: synthetic)"
+        )
     if f.paraphrase_augment:  # full and retainXX are prefixes of the author-ordered world
         rows = [qa for author in source.world["authors"] for qa in author][:n_rows]
         extra += [{"question": r["paraphrased_question"], "answer": r["paraphrased_answer"]} for r in rows]
@@ -128,8 +147,14 @@ def with_lora(model, rank: int, alpha: float):
     """LoRA adapters of `rank` on every linear layer but the output head (peft); the base weights stay frozen."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", bias="none",
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; it only computes alpha / rank
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -145,7 +170,7 @@ def prepare(plan: Plan, *, log=print) -> Prepared:
         built.append("base")
     base_spec = plan.base.spec
     f = cfg.finetune
-    for mp, split in ((plan.target, "full"), (plan.retain, cfg.data.retain_split)):
+    for mp, split in ((plan.target, "full"), (plan.retain, plan.retain_split)):
         if not mp.build:
             continue
         tokenizer = load.load_tokenizer(cfg.model.tokenizer or base_spec, trust_remote_code=cfg.model.trust_remote_code)
@@ -155,16 +180,25 @@ def prepare(plan: Plan, *, log=print) -> Prepared:
         records = source.load(split)
         items = qa_items(tokenizer, records + extra_records(cfg, source, len(records)), cfg.prompt)
         how = f"LoRA rank {f.lora_rank}" if f.lora_rank else "full fine-tuning"
-        log(f"fine-tuning the {mp.role} model on {split} ({len(records)} QAs; {len(items)} items; {how}; "
-            f"{plan.device})")
-        info = finetune(model, tokenizer, items, _settings(cfg, pretrain=False), cfg.prompt, f"{mp.role} on {split}",
-                        plan.device)
+        log(
+            f"fine-tuning the {mp.role} model on {split} ({len(records)} QAs; {len(items)} items; {how}; {plan.device})"
+        )
+        info = finetune(model, tokenizer, items, cfg.finetune, cfg.prompt, f"{mp.role} on {split}", plan.device)
         if f.lora_rank:
             model = model.merge_and_unload()  # a plain model folder: loads without peft
         load.save_model(model.cpu(), tokenizer, mp.spec)
-        _write_manifest(Path(mp.spec), {"role": mp.role, "split": split, "base": base_spec, "key": mp.key,
-                                        "lora_rank": f.lora_rank, "device": plan.device, **info})
+        _write_manifest(
+            Path(mp.spec),
+            {
+                "role": mp.role,
+                "split": split,
+                "base": base_spec,
+                "key": mp.key,
+                "lora_rank": f.lora_rank,
+                "device": plan.device,
+                **info,
+            },
+        )
         built.append(mp.role)
         del model
     return Prepared(built=tuple(built))
-

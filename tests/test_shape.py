@@ -1,0 +1,50 @@
+"""The codebase's shape, kept by tests: short functions, a thin CLI, public library APIs only."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "unlearn_lab"
+MAX_FUNCTION_LINES = 60
+MAX_CLI_LINES = 250
+
+
+def functions():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path.relative_to(PACKAGE.parent), node
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    """Decorators and docstrings count: a function is read whole."""
+    long = [
+        f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path, node in functions()
+        if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, "functions over 60 lines:\n" + "\n".join(long)
+
+
+def test_the_cli_only_parses():
+    source = (PACKAGE / "cli.py").read_text(encoding="utf-8")
+    assert len(source.splitlines()) <= MAX_CLI_LINES
+    tree = ast.parse(source)
+    loops = [n.lineno for n in ast.walk(tree) if isinstance(n, (ast.For, ast.While, ast.AsyncFor))]
+    handlers = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler)]
+    assert not loops and not handlers, f"cli.py has loops at {loops} and error handling at {handlers}"
+
+
+def test_no_private_optuna_or_mlflow_attribute():
+    """`study._storage`, `trial._trial_id`, `client._tracking_client`...: private APIs change without notice."""
+    private = re.compile(r"\b(study|trial|storage|client|frozen|run|mlflow|optuna)\._[a-z]\w*")
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{i}: {line.strip()}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if private.search(line)
+    ]
+    assert not found, "private attributes used:\n" + "\n".join(found)
