@@ -6,9 +6,11 @@ Weights load from safetensors only (a folder holding only a pickle checkpoint is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -112,14 +114,30 @@ def load_tokenizer(spec: str, *, trust_remote_code: bool = False, pad_fallback: 
     return tok
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" / "Writing model shards" bars for the tiny, instant loads and saves of this package
+    (a sweep makes hundreds); transformers' setting is restored afterwards."""
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
 def load_model(spec: str, *, dtype: str = "float32", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
     where, _ = resolve(spec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            where, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code
-        )
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                where, dtype=DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code
+            )
     except OSError as exc:
         raise UsageError(f"cannot load model {spec}: {str(exc).splitlines()[0]}") from None
     return model
@@ -151,7 +169,8 @@ def save_model(model, tokenizer, out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with quiet_transformers():
+            model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
             portable_tokenizer_config(tmp)

@@ -191,6 +191,8 @@ class MlflowTracker:
         import torch
         import transformers
 
+        from unlearn_lab.models.load import quiet_transformers
+
         # the weights are the saved folder's: naming it keeps MLflow from looking for a model card on the hub
         model.config.name_or_path = str(Path(saved_dir).resolve())
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
@@ -201,12 +203,13 @@ class MlflowTracker:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / name
                 try:
-                    mlflow.transformers.save_model(
-                        transformers_model={"model": model, "tokenizer": tokenizer},
-                        path=str(path),
-                        task="text-generation",
-                        pip_requirements=requirements,
-                    )
+                    with quiet_transformers():
+                        mlflow.transformers.save_model(
+                            transformers_model={"model": model, "tokenizer": tokenizer},
+                            path=str(path),
+                            task="text-generation",
+                            pip_requirements=requirements,
+                        )
                 except Exception as exc:  # noqa: BLE001 - a model the flavour cannot package: keep the plain folder instead
                     self.client.log_artifacts(run_id, str(saved_dir), name)
                     self.client.set_tag(
