@@ -20,7 +20,7 @@ from unlearn_lab.commands import make_plan
 from unlearn_lab.config import TrainingConfig, load_experiment
 from unlearn_lab.methods import get_method
 from unlearn_lab.models import load
-from unlearn_lab.models.prepare import prepare, source_for
+from unlearn_lab.models.prepare import prepare
 from unlearn_lab.runtime import configure_threads, make_accelerator
 from unlearn_lab.train import fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData
@@ -81,7 +81,7 @@ def main():
     plan = make_plan("run", cfg, device="cpu")
     prepare(plan)
     tok = load.load_tokenizer(plan.tokenizer)
-    source = source_for(cfg)
+    source = plan.source
     data = UnlearnData.build(tok, cfg.prompt, source.load(cfg.data.forget_split), source.load("retain90"), None)
     u = cfg.unlearn
     spec = get_method("GradAscent")

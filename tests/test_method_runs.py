@@ -128,10 +128,9 @@ def probe(prepared: SimpleNamespace) -> SimpleNamespace:
     target model (the start of every run)."""
     from unlearn_lab.data import prompts
     from unlearn_lab.models import load
-    from unlearn_lab.models.prepare import source_for
 
     cfg = prepared.plan.cfg  # resolved: forget10 / retain90
-    tok, source = load.load_tokenizer(prepared.target), source_for(cfg)
+    tok, source = load.load_tokenizer(prepared.target), prepared.plan.source
     forget, retain = source.load(cfg.data.forget_split), source.load(cfg.data.retain_split)
     enc = lambda q, a: prompts.encode_qa(tok, q, a, cfg.prompt)
     idk = [row["answer"] for row in source.load("idk")][:4]  # IdkDPO draws from all of them uniformly

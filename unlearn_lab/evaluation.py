@@ -38,10 +38,8 @@ class EvalResult:
 
 
 def eval_data(plan: Plan) -> suite.EvalData:
-    from unlearn_lab.models.prepare import source_for
-
     d = plan.cfg.data
-    return suite.EvalData.load(source_for(plan.cfg), d.forget_split, d.holdout_split, d.question_key)
+    return suite.EvalData.load(plan.source, d.forget_split, d.holdout_split, d.question_key)
 
 
 def load_for_eval(plan: Plan, spec: str):

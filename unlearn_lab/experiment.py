@@ -35,7 +35,7 @@ from unlearn_lab.evaluation import (
 from unlearn_lab.methods import MethodSpec, get_method, validate_hyperparams
 from unlearn_lab.metrics import report, suite
 from unlearn_lab.models import load
-from unlearn_lab.models.prepare import prepare, source_for
+from unlearn_lab.models.prepare import prepare
 from unlearn_lab.plan import Plan, tracked_params
 from unlearn_lab.records import eval_params, headline, tracked_eval, version_tags
 from unlearn_lab.runtime import make_accelerator
@@ -196,7 +196,7 @@ def load_inputs(plan: Plan, log) -> Inputs:
     hyperparams = validate_hyperparams(spec, cfg.unlearn.method_args)
     suite.parse_metrics(cfg.eval.metrics)
     prepare(plan, log=log)
-    source = source_for(cfg)
+    source = plan.source
     return Inputs(
         spec,
         hyperparams,

@@ -11,12 +11,13 @@ no weights: parameter counts come from safetensors / GGUF headers or a config bu
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from unlearn_lab.config import ExperimentConfig, config_hash
-from unlearn_lab.data.tofu import check_pair
+from unlearn_lab.data.tofu import Source, check_pair, make_source
 from unlearn_lab.models import load
 from unlearn_lab.models.size import count_params, tiny_params
 
@@ -86,6 +87,12 @@ class Plan:
     @property
     def config_hash(self) -> str:
         return config_hash(self.cfg)
+
+    @functools.cached_property
+    def source(self) -> Source:
+        """The experiment's data source, built once per plan (the synthetic world is generated once)."""
+        d = self.cfg.data
+        return make_source(d.source, d.authors, d.seed)
 
     @property
     def retain_split(self) -> str:

@@ -23,7 +23,6 @@ import torch
 from unlearn_lab.config import ExperimentConfig, TrainingConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order
-from unlearn_lab.data.tofu import Source, make_source
 from unlearn_lab.errors import UsageError
 from unlearn_lab.models import load, tiny
 from unlearn_lab.plan import MANIFEST, Plan
@@ -33,10 +32,6 @@ from unlearn_lab.train import fit
 @dataclass(frozen=True)
 class Prepared:
     built: tuple[str, ...] = ()  # roles trained in this call (empty: everything came from the cache)
-
-
-def source_for(cfg: ExperimentConfig) -> Source:
-    return make_source(cfg.data.source, cfg.data.authors, cfg.data.seed)
 
 
 def _write_manifest(path: Path, info: dict) -> None:
@@ -163,7 +158,7 @@ def prepare(plan: Plan, *, log=print) -> Prepared:
     cfg = plan.cfg
     if not plan.to_build:
         return Prepared()
-    source = source_for(cfg)
+    source = plan.source
     built: list[str] = []
     if plan.base.build:
         _build_base(cfg, source, Path(plan.base.spec), log, plan.device)
