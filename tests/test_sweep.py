@@ -466,3 +466,79 @@ def test_no_two_trials_run_the_same_parameters_unless_retried():
     assert duplicate_of(study.trials, retry.number, {"lr": 2e-4, "epochs": 2}) is None  # a failed trial's retry
     assert duplicate_of(study.trials, retry.number, {"lr": 1e-4, "epochs": 2}) == 0  # repeats a COMPLETE trial
     assert duplicate_of(study.trials, retry.number, {"lr": 1e-4, "epochs": 3}) is None
+
+
+def test_the_method_can_be_searched_with_its_own_ranges():
+    """--methods GradAscent,NPO: the method is a categorical parameter and each method keeps its own lr / epochs
+    ranges (the experiment's sweep.methods); the space survives the study's JSON; bad combinations are one line."""
+    import optuna
+
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.errors import UsageError
+    from unlearn_lab.sweep.space import SearchSpace, build_space, with_methods
+
+    cfg = load_experiment(None)
+    base = build_space("1e-4:1e-3", "1:10", None, {})
+    space = with_methods(base, "GradAscent, NPO", cfg.sweep.ranges)
+    assert [p.name for p in space.params] == ["method", "lr", "epochs"]
+    assert space.ranges("NPO")[0].bounds() == (2e-4, 2e-3) and space.ranges("GradAscent")[1].bounds() == (3, 8)
+    assert space.lr.bounds() == (1.5e-4, 2e-3) and space.epochs.bounds() == (3, 10)  # the envelope
+    drawn = space.draw(optuna.trial.FixedTrial({"method": "NPO", "lr": 1e-3, "epochs": 9}))
+    assert drawn == {"method": "NPO", "lr": 1e-3, "epochs": 9}
+    assert space.contains(drawn) and not space.contains({**drawn, "method": "GradAscent"})  # 9 > GA's 8 epochs
+    assert space.overrides(drawn)[:2] == ["unlearn.method=NPO", "unlearn.method_args={}"]
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.TPESampler(seed=0))
+    for _ in range(12):  # every draw respects the drawn method's own ranges
+        values = space.draw(study.ask())
+        lr, epochs = space.ranges(values["method"])
+        assert lr.contains(values["lr"]) and epochs.contains(values["epochs"])
+    with pytest.raises(UsageError, match="did you mean 'NPO'"):
+        with_methods(base, "GradAscent,NPOO", cfg.sweep.ranges)
+    with pytest.raises(UsageError, match="two or more methods"):
+        with_methods(base, "NPO", cfg.sweep.ranges)
+    with pytest.raises(UsageError, match="--reuse-epochs"):
+        with_methods(base, "GradAscent,NPO", cfg.sweep.ranges, reuse_epochs=True)
+    with pytest.raises(UsageError, match="belongs to one method"):
+        with_methods(
+            build_space("1e-4:1e-3", "1:10", None, {"beta": 0.1}, {"beta": "0.05:1"}),
+            "GradAscent,NPO",
+            cfg.sweep.ranges,
+        )
+
+
+def test_a_sweep_over_methods_tracks_each_trial_as_its_method(tmp_path, prepared):
+    done = sweep_cli(tmp_path, "--trials", "3", "--methods", "GradAscent,NPO", "--study", "both")
+    assert done.returncode == 0, done.stdout + done.stderr
+    study, _client, runs = load(tmp_path, "both")
+    assert states(study) == ["COMPLETE"] * 3
+    assert study.trials[0].params["method"] == "GradAscent"  # the experiment's own config first
+    parent = next(r for r in runs if r.data.tags.get("kind") == "sweep")
+    assert parent.data.tags["method"] == "GradAscent,NPO"
+    for run in trial_runs(runs):
+        trial = study.trials[int(run.data.tags["trial"])]
+        assert run.data.tags["method"] == trial.params["method"]
+        assert run.info.run_name.startswith(f"t{trial.number}-{trial.params['method']}-")
+    for line in done.stdout.splitlines():  # each Pareto row reproduces its own method
+        if "unlearn-lab run" in line:
+            trial = study.trials[int(line.split()[0])]
+            assert f"--method {trial.params['method']} " in line
+
+
+def test_collapsed_trials_stop_early_and_are_infeasible(tmp_path, prepared):
+    """Without --reuse-epochs, --collapse-utility 1 (every utility is below 1): a 2-epoch trial stops after epoch 1
+    (its utility bound is below 1), ends COMPLETE with that epoch's scores, and is infeasible like every trial
+    here, so the sampler learns from it and the Pareto front (and registry) stays empty."""
+    done = sweep_cli(tmp_path, "--trials", "3", "--collapse-utility", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    study, client, runs = load(tmp_path)
+    assert states(study) == ["COMPLETE"] * 3
+    two = [t for t in study.trials if t.params["epochs"] == 2]
+    assert two and all(t.user_attrs["stopped_at"] == 1 for t in two)
+    assert all("stopped_at" not in t.user_attrs for t in study.trials if t.params["epochs"] == 1)
+    assert all(t.constraints["collapse_utility"] == 1 - t.user_attrs["model_utility"] > 0 for t in study.trials)
+    assert study.best_trials == [] and f"{len(two)} stopped early" in done.stdout
+    assert client.search_registered_models() == []
+    for run in trial_runs(runs):
+        if int(run.data.tags["trial"]) in {t.number for t in two}:
+            assert run.data.tags["stopped_early"].startswith("epoch 1: utility collapsed")

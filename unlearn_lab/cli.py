@@ -161,6 +161,7 @@ def run(experiment: str | None, overrides: tuple[str, ...], device: str, dry_run
 
 @main.command()
 @click.option("--method", "-m", help="Unlearning method (default: the experiment's).")
+@click.option("--methods", metavar="A,B,...", help="Search the method too, each with its own lr/epochs ranges.")
 @click.option("--forget", help="Forget split (default: the experiment's).")
 @click.option("--trials", type=POSITIVE, default=20, help="COMPLETE trials wanted in the study.")
 @plan_options

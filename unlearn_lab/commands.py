@@ -316,6 +316,7 @@ class SweepArgs:
     """`sweep`'s own options (click checks the numbers' ranges)."""
 
     method: str | None
+    methods: str | None  # "A,B,...": the method searched too
     forget: str | None
     trials: int
     lr_range: str | None
@@ -336,7 +337,7 @@ class SweepArgs:
     ) -> SweepSpec:
         """The study's spec: its search space (ranges from the options, else the experiment's), name and storage."""
         from unlearn_lab.methods import get_method, validate_hyperparams
-        from unlearn_lab.sweep.space import build_space
+        from unlearn_lab.sweep.space import build_space, with_methods
         from unlearn_lab.sweep.study import SweepSpec, default_storage
 
         lr, epochs = cfg.sweep.ranges(cfg.unlearn.method)
@@ -344,7 +345,12 @@ class SweepArgs:
         space = build_space(
             self.lr_range or lr, self.epochs_range or epochs, self.space_file, hyper, declared=cfg.sweep.space
         )
-        name = self.study_name or f"{cfg.name}_{cfg.unlearn.method}_{cfg.data.forget_split}"
+        if self.methods:
+            space = with_methods(
+                space, self.methods, cfg.sweep.ranges, self.lr_range, self.epochs_range, reuse_epochs=self.reuse_epochs
+            )
+        searched = "+".join(m.name for m in space.methods) or cfg.unlearn.method
+        name = self.study_name or f"{cfg.name}_{searched}_{cfg.data.forget_split}"
         return SweepSpec(
             cfg=cfg,
             space=space,
@@ -376,7 +382,7 @@ def sweep(
     check_storage_url(spec.storage)
     if dry_run:
         show(plan, dry_run=True)
-        over = ", ".join(p.describe() for p in spec.space.params)
+        over = spec.space.describe()
         say(
             f"  sweep     study {spec.study_name}: {spec.trials} trials over {over} on {args.workers} worker(s); "
             f"storage {spec.storage}"
@@ -388,7 +394,8 @@ def sweep(
     build_models(plan)
     result = run_sweep(spec, workers=args.workers, log=log)
     say(
-        f"study {spec.study_name}: {result.complete} complete, {result.failed} failed trials, "
+        f"study {spec.study_name}: {result.complete} complete ({result.stopped_early} stopped early: utility "
+        f"collapsed), {result.failed} failed trials, "
         f"{result.epochs_saved} training epochs saved; Pareto front:"
     )
     say(result.table)

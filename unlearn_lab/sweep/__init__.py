@@ -51,6 +51,7 @@ class SweepResult:
     table: str
     out_dir: Path
     epochs_saved: int = 0
+    stopped_early: int = 0  # COMPLETE trials that ended at the epoch their utility collapsed
 
 
 def run_sweep(spec: SweepSpec, *, workers: int = 1, log: Log = print) -> SweepResult:
@@ -91,7 +92,7 @@ def _parent_run(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> str:
         return str(parent)
     tags = {
         "kind": "sweep",
-        "method": spec.cfg.unlearn.method,
+        "method": ",".join(m.name for m in spec.space.methods) or spec.cfg.unlearn.method,
         "forget_split": spec.cfg.data.forget_split,
         "study": spec.study_name,
         "storage": spec.storage,
@@ -105,6 +106,7 @@ def _parent_run(study: optuna.Study, spec: SweepSpec, tracker: Tracker) -> str:
             "seed": spec.seed,
             "min_utility": spec.min_utility,
             **{f"space.{p.name}": p.describe() for p in spec.space.params},
+            **{f"space.{m.name}": m.describe() for m in spec.space.methods},
         },
     )
     return str(parent)
@@ -315,15 +317,22 @@ def finish_sweep(study: optuna.Study, spec: SweepSpec, tracker: Tracker, parent:
     register_front(spec, tracker, pareto)
     failed = sum(r["state"] == "FAIL" for r in rows)
     saved = report.epochs_saved(study)
+    stopped = sum(r["stopped_at"] != "" for r in complete)
     tracker.log_metrics(
         parent,
-        {"complete_trials": len(complete), "failed_trials": failed, "pareto_size": len(pareto), "epochs_saved": saved},
+        {
+            "complete_trials": len(complete),
+            "failed_trials": failed,
+            "stopped_early_trials": stopped,
+            "pareto_size": len(pareto),
+            "epochs_saved": saved,
+        },
     )
     table = report.pareto_table(pareto, spec)
     tracker.log_text(parent, table + "\n", "pareto_front.txt")
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
     tracker.end_run(parent, "FINISHED" if finished else "FAILED")
-    return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved)
+    return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved, stopped)
 
 
 def register_front(spec: SweepSpec, tracker: Tracker, pareto: list[dict[str, Any]]) -> None:
@@ -331,7 +340,7 @@ def register_front(spec: SweepSpec, tracker: Tracker, pareto: list[dict[str, Any
     `pareto-<rank>` by utility (rank 1 = the highest), its tags saying what it is and how it scored."""
     for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
         tags = {
-            "method": spec.cfg.unlearn.method,
+            "method": row.get("method") or spec.cfg.unlearn.method,
             "study": spec.study_name,
             "trial": row["trial"],
             "forget_split": spec.cfg.data.forget_split,

@@ -65,7 +65,8 @@ def write_csv(path: Path, rows: list[Row]) -> Path:
 
 
 def reproduce_command(row: Row, spec: SweepSpec) -> str:
-    parts = ["unlearn-lab", "run", "--method", spec.cfg.unlearn.method, "--forget", spec.cfg.data.forget_split]
+    method = row.get("method") or spec.cfg.unlearn.method
+    parts = ["unlearn-lab", "run", "--method", method, "--forget", spec.cfg.data.forget_split]
     if spec.experiment_arg:
         parts += ["--experiment", spec.experiment_arg]
     parts += ["--lr", f"{row['lr']:.6g}", "--epochs", str(row["epochs"])]

@@ -8,7 +8,8 @@ Range syntax, on the command line and in a `--space` YAML file (a mapping of hyp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import UsageError, unknown
@@ -90,20 +91,86 @@ def method_param(name: str, value: Any, default: Any, accepted: list[str]) -> Pa
 
 
 @dataclass(frozen=True)
+class MethodChoice:
+    """`--methods`: one method the search may pick, with its own lr and epochs ranges (methods differ by an order
+    of magnitude in lr; the experiment's `sweep.methods` declares each one's)."""
+
+    name: str
+    lr: Param
+    epochs: Param
+
+    def describe(self) -> str:
+        return f"{self.lr.describe()}, {self.epochs.describe()}"
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     lr: Param
     epochs: Param
-    method: tuple[Param, ...] = ()
+    method: tuple[Param, ...] = ()  # the method's hyperparameters
+    methods: tuple[MethodChoice, ...] = ()  # --methods: the method itself is a categorical dimension
 
     @property
     def params(self) -> tuple[Param, ...]:
-        return (self.lr, self.epochs, *self.method)
+        """Every trial parameter (the method first when it is searched): rows, tags and the stored study read it."""
+        chosen = (Param("method", "categorical", choices=tuple(m.name for m in self.methods)),) if self.methods else ()
+        return (*chosen, self.lr, self.epochs, *self.method)
+
+    def describe(self) -> str:
+        """The space in one line (with --methods: lr and epochs are the envelope of the methods' own ranges)."""
+        text = ", ".join(p.describe() for p in self.params)
+        return text + "".join(f"; {m.name}: {m.describe()}" for m in self.methods)
+
+    def ranges(self, method: str | None) -> tuple[Param, Param]:
+        """The lr and epochs ranges of `method` (the one ranges without --methods)."""
+        choice = next((m for m in self.methods if m.name == method), None)
+        return (choice.lr, choice.epochs) if choice else (self.lr, self.epochs)
+
+    def draw(self, trial: optuna.Trial, *, reuse_epochs: bool = False) -> dict[str, Any]:
+        """One trial's parameters: the method (with --methods), then its lr and epochs, then its hyperparameters;
+        with `reuse_epochs` every trial trains the range's largest epoch count."""
+        values: dict[str, Any] = {}
+        if self.methods:
+            values["method"] = trial.suggest_categorical("method", [m.name for m in self.methods])
+        lr, epochs = self.ranges(values.get("method"))
+        values["lr"] = lr.suggest(trial)
+        high = int(epochs.bounds()[1])
+        values["epochs"] = trial.suggest_int("epochs", high, high) if reuse_epochs else epochs.suggest(trial)
+        values.update({p.name: p.suggest(trial) for p in self.method})
+        return values
+
+    def contains(self, values: dict[str, Any]) -> bool:
+        """Whether a configuration (e.g. the experiment's own) lies inside the space."""
+        if self.methods and values.get("method") not in {m.name for m in self.methods}:
+            return False
+        lr, epochs = self.ranges(values.get("method"))
+        return all(p.contains(values.get(p.name)) for p in (lr, epochs, *self.method))
 
     def overrides(self, values: dict) -> list[str]:
-        """Trial parameters -> --set style overrides for the experiment config."""
-        out = [f"unlearn.lr={values['lr']!r}", f"unlearn.epochs={values['epochs']}"]
+        """Trial parameters -> --set style overrides for the experiment config (a searched method starts from its
+        own default hyperparameters)."""
+        out = [f"unlearn.method={values['method']}", "unlearn.method_args={}"] if "method" in values else []
+        out += [f"unlearn.lr={values['lr']!r}", f"unlearn.epochs={values['epochs']}"]
         out += [f"unlearn.method_args.{p.name}={values[p.name]!r}" for p in self.method]
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for the study (a worker on another host rebuilds the space from it)."""
+        return {
+            "lr": asdict(self.lr),
+            "epochs": asdict(self.epochs),
+            "method": [asdict(p) for p in self.method],
+            "methods": [asdict(m) for m in self.methods],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | list[dict[str, Any]]) -> SearchSpace:
+        """`to_dict`'s inverse; also reads the list form older versions stored ([lr, epochs, *hyperparameters])."""
+        param = lambda p: Param(**{**p, "choices": tuple(p["choices"])})
+        if isinstance(data, list):
+            return cls(param(data[0]), param(data[1]), tuple(param(p) for p in data[2:]))
+        methods = tuple(MethodChoice(m["name"], param(m["lr"]), param(m["epochs"])) for m in data["methods"])
+        return cls(param(data["lr"]), param(data["epochs"]), tuple(param(p) for p in data["method"]), methods)
 
 
 def build_space(
@@ -131,3 +198,40 @@ def build_space(
         if "epochs" in raw:
             epochs = parse_range(str(raw["epochs"]), "epochs", kind="int", positive=True)
     return SearchSpace(lr, epochs, extra)
+
+
+def with_methods(
+    space: SearchSpace,
+    text: str,
+    ranges: Callable[[str], tuple[str, str]],
+    lr_range: str | None = None,
+    epochs_range: str | None = None,
+    *,
+    reuse_epochs: bool = False,
+) -> SearchSpace:
+    """`--methods A,B,...`: the method becomes a categorical dimension, each method with its own lr and epochs
+    ranges (`ranges(method)`, the experiment's sweep.methods; --lr-range / --epochs-range set them for all)."""
+    from unlearn_lab.methods import get_method
+
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        get_method(name)  # unknown names: one line with a suggestion
+    if len(names) < 2:
+        raise UsageError("--methods takes two or more methods separated by commas, e.g. GradAscent,NPO (one: --method)")
+    if space.method:
+        raise UsageError(
+            "--methods searches each method's lr and epochs; a hyperparameter space (--space, sweep.space) belongs "
+            "to one method: drop it, or sweep one --method"
+        )
+    if reuse_epochs:
+        raise UsageError("--methods and --reuse-epochs cannot be combined (each method has its own epochs range)")
+    choices = []
+    for name in names:
+        lr_text, epochs_text = ranges(name)
+        own_lr = parse_range(lr_range or lr_text, "lr", log=True)
+        own_epochs = parse_range(epochs_range or epochs_text, "epochs", kind="int", positive=True)
+        choices.append(MethodChoice(name, own_lr, own_epochs))
+    low, high = min(c.lr.bounds()[0] for c in choices), max(c.lr.bounds()[1] for c in choices)
+    first, last = min(c.epochs.bounds()[0] for c in choices), max(c.epochs.bounds()[1] for c in choices)
+    envelope = (Param("lr", "float", low, high, log=True), Param("epochs", "int", first, last))
+    return SearchSpace(*envelope, (), tuple(choices))

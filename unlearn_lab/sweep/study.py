@@ -179,13 +179,10 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
 
 
 def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.TPESampler:
+    """Multivariate TPE; it reads each trial's constraints (worker.constraints: collapsed utility, --min-utility)."""
     import optuna
 
-    constraints: Callable[[FrozenTrial], list[float]] | None = None
-    if spec.min_utility is not None:
-        floor = spec.min_utility
-        constraints = lambda t: [floor - t.user_attrs.get("model_utility", 0.0)]
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
 
 
 def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
@@ -195,12 +192,13 @@ def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
     u = spec.cfg.unlearn
     if spec.reuse_epochs and u.epochs != spec.space.epochs.high:
         return  # a checkpoint of a longer schedule is not the default config
-    params: dict[str, Any] = {"lr": u.lr, "epochs": u.epochs}
+    params: dict[str, Any] = {"method": u.method} if spec.space.methods else {}
+    params.update({"lr": u.lr, "epochs": u.epochs})
     from unlearn_lab.methods import get_method, validate_hyperparams
 
     hp = validate_hyperparams(get_method(u.method), u.method_args)
     params.update({p.name: hp[p.name] for p in spec.space.method if p.name in hp})
-    if all(p.contains(params.get(p.name)) for p in spec.space.params):
+    if spec.space.contains(params):
         study.enqueue_trial(params, user_attrs={"default_config": True})
 
 
@@ -298,7 +296,6 @@ SPEC_ATTR = "unlearn_lab_spec"
 
 def save_spec(study: optuna.Study, spec: SweepSpec) -> None:
     """Store what a worker needs to join from another machine (`unlearn-lab worker --study --storage`)."""
-    import dataclasses
     import json
 
     from unlearn_lab.config import to_dict
@@ -312,7 +309,7 @@ def save_spec(study: optuna.Study, spec: SweepSpec) -> None:
             {
                 "tracking_uri": resolve_uri(spec.tracking_uri),
                 "config": to_dict(spec.cfg),
-                "space": [dataclasses.asdict(p) for p in spec.space.params],
+                "space": spec.space.to_dict(),
                 "trials": spec.trials,
                 "seed": spec.seed,
                 "min_utility": spec.min_utility,
@@ -333,7 +330,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
     import optuna
 
     from unlearn_lab.config import ExperimentConfig, build
-    from unlearn_lab.sweep.space import Param, SearchSpace
+    from unlearn_lab.sweep.space import SearchSpace
 
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage, heartbeat))
@@ -346,8 +343,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
     if raw is None:  # a foreign study, or one whose `sweep` has created it but not yet stored its spec
         raise StudyNotReady(f"study '{study_name}' was not created by unlearn-lab sweep (no stored spec)")
     data = json.loads(raw)
-    params = [Param(**{**p, "choices": tuple(p["choices"])}) for p in data["space"]]
-    space = SearchSpace(params[0], params[1], tuple(params[2:]))
+    space = SearchSpace.from_dict(data["space"])
     return SweepSpec(
         cfg=validate(build(ExperimentConfig, data["config"])),
         space=space,

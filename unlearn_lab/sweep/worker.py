@@ -3,8 +3,8 @@
 With `reuse_epochs`, a trial trains the range's largest epoch count once (the lr schedule planned over it),
 evaluates every epoch's checkpoint, and each checkpoint inside the epochs range becomes a COMPLETE trial of
 its own (params lr, epochs = k). Every trial stops early once its utility collapses below `collapse_utility`
-after an epoch (RunOptions.collapse_utility): that trial ends with the collapsed epoch's evaluation and FAILs
-("stopped early"), spending no more epochs.
+after an epoch (RunOptions.collapse_utility): it ends with the collapsed epoch's evaluation, spending no more
+epochs, and is told to Optuna as an infeasible COMPLETE trial (see `constraints`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class WorkerCounts:
     failed: int = 0
     checkpoint_trials: int = 0
     epochs_saved: int = 0
+    stopped_early: int = 0  # COMPLETE trials that ended at the epoch their utility collapsed
     gave_up: bool = False  # stopped after MAX_FAILURE_STREAK failed trials in a row
 
 
@@ -130,12 +131,8 @@ class _Worker:
             return STOP
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        high = int(spec.space.epochs.bounds()[1])
-        fixed = spec.reuse_epochs  # every run trains the range's largest epoch count (its checkpoints are trials)
-        params = {
-            p.name: trial.suggest_int("epochs", high, high) if fixed and p.name == "epochs" else p.suggest(trial)
-            for p in spec.space.params
-        }
+        # with reuse_epochs every run trains the range's largest epoch count (its checkpoints are trials)
+        params = spec.space.draw(trial, reuse_epochs=spec.reuse_epochs)
         twin = duplicate_of(study.get_trials(deepcopy=False), trial.number, params)
         if twin is None:
             self.duplicates = 0
@@ -208,7 +205,10 @@ class _Worker:
             return None
 
     def _record(self, trial: optuna.Trial, params: dict[str, Any], result: RunResult) -> None:
-        """Checkpoint trials (--reuse-epochs), then the trial itself: FAIL if it stopped early, else COMPLETE."""
+        """Checkpoint trials (--reuse-epochs), then the trial itself. A trial stopped early for a collapsed utility
+        is COMPLETE with the scores it ended with (so the sampler learns where utility collapses and moves away)
+        but marked `stopped_at`, and never a Pareto point (its params name epochs it did not train); with
+        --reuse-epochs its run FAILs instead, the checkpoint of its stopping epoch being a trial of its own."""
         study, spec, counts = self.study, self.spec, self.counts
         added: list[int] = []
         if spec.reuse_epochs:
@@ -218,16 +218,20 @@ class _Worker:
             saved = epochs_saved(added, result.stopped_at, params["epochs"])
             trial.set_user_attr("epochs_saved", saved)
             counts.epochs_saved += saved
-        if result.stopped_at is not None:  # collapsed: FAIL, so no Pareto point claims epochs it never trained
+        if result.stopped_at is not None:
             trial.set_user_attr("stopped_at", result.stopped_at)
-            _fail(study, self.tracker, trial, f"stopped early at epoch {result.stopped_at}: {result.stop_reason}")
-            counts.failed += 1
-            self.streak = 0 if added else self.streak + 1
             self.log(f"trial {trial.number}: {result.stop_reason} at epoch {result.stopped_at}; stopped early")
-            return
+            if spec.reuse_epochs:
+                _fail(study, self.tracker, trial, f"stopped early at epoch {result.stopped_at}: {result.stop_reason}")
+                counts.failed += 1
+                self.streak = 0 if added else self.streak + 1
+                return
+            counts.stopped_early += 1
         values = objectives(result.summary)
         trial.set_user_attr("model_utility", values[1])
         trial.set_user_attr("forget_quality", result.summary["forget_quality"])
+        for name, value in constraints(spec, values[1]).items():
+            trial.set_constraint(name, value)
         study.tell(trial, values)
         Guarded(self.tracker, self.log).set_tags(
             result.run_id,
@@ -240,10 +244,20 @@ class _Worker:
         counts.complete += 1
         self.streak = 0
         self.log(
-            f"trial {trial.number}: lr={params['lr']:.3g} epochs={params['epochs']} -> "
+            f"trial {trial.number}: {params['method'] + ' ' if 'method' in params else ''}"
+            f"lr={params['lr']:.3g} epochs={params['epochs']} -> "
             f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
             f"({result.seconds:.0f} s)"
         )
+
+
+def constraints(spec: SweepSpec, utility: float) -> dict[str, float]:
+    """Optuna constraints (feasible when <= 0): a trial whose utility collapsed below the floor, or falls below
+    --min-utility, is infeasible, so the sampler steers away from it and it is never on the Pareto front."""
+    out = {"collapse_utility": spec.collapse_utility - utility}
+    if spec.min_utility is not None:
+        out["min_utility"] = spec.min_utility - utility
+    return out
 
 
 @contextlib.contextmanager
