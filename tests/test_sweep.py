@@ -427,7 +427,7 @@ def test_the_experiment_declares_the_search_space():
     from unlearn_lab.errors import UsageError
 
     cfg = load_experiment(None)
-    assert cfg.sweep.ranges("GradAscent") == ("1.5e-4:6e-4", "3:8")
+    assert cfg.sweep.ranges("GradAscent") == ("1.7e-4:6e-4", "4:8")
     assert cfg.sweep.ranges("NPO") == ("2e-4:2e-3", "3:10")
     bad = load_experiment(None, ["sweep.methods={NPO: {lr: '1e-4:1e-3', beta: '0.1:1'}}"])
     with pytest.raises(UsageError, match="accepts lr and epochs, not beta"):

@@ -115,8 +115,9 @@ def pareto_figure(
     front = sorted((r for r in done if r["trial"] in on_front), key=fq)
     ax.plot([fq(r) for r in front], [r["model_utility"] for r in front], "o-", c="#c33", label="Pareto front")
     for r in done:
+        searched = r.get("method") if r["trial"] in on_front else None  # --methods: the front says which method
         ax.annotate(
-            f"t{r['trial']}",
+            f"t{r['trial']}" + (f" {searched}" if searched else ""),
             (fq(r), r["model_utility"]),
             textcoords="offset points",
             xytext=(4, 4),
