@@ -481,8 +481,8 @@ def test_the_method_can_be_searched_with_its_own_ranges():
     base = build_space("1e-4:1e-3", "1:10", None, {})
     space = with_methods(base, "GradAscent, NPO", cfg.sweep.ranges)
     assert [p.name for p in space.params] == ["method", "lr", "epochs"]
-    assert space.ranges("NPO")[0].bounds() == (2e-4, 2e-3) and space.ranges("GradAscent")[1].bounds() == (3, 8)
-    assert space.lr.bounds() == (1.5e-4, 2e-3) and space.epochs.bounds() == (3, 10)  # the envelope
+    assert space.ranges("NPO")[0].bounds() == (2e-4, 2e-3) and space.ranges("GradAscent")[1].bounds() == (4, 8)
+    assert space.lr.bounds() == (1.7e-4, 2e-3) and space.epochs.bounds() == (3, 10)  # the envelope
     drawn = space.draw(optuna.trial.FixedTrial({"method": "NPO", "lr": 1e-3, "epochs": 9}))
     assert drawn == {"method": "NPO", "lr": 1e-3, "epochs": 9}
     assert space.contains(drawn) and not space.contains({**drawn, "method": "GradAscent"})  # 9 > GA's 8 epochs
