@@ -8,7 +8,7 @@ here) -> threads -> prepare -> the command's stages. Results go to stdout, progr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +59,7 @@ def check(
     if checked.offline:
         log("the hub is not reachable; everything needed is in the local cache: loading offline")
         preflight.go_offline()
-    return replace(plan, notes=plan.notes + preflight.tokenizer_notes(plan))
+    return plan.with_notes(preflight.tokenizer_notes(plan))
 
 
 def check_tracking(tracking_uri: str | None) -> tuple[tuple[str, Path], ...]:

@@ -94,6 +94,13 @@ class Plan:
         d = self.cfg.data
         return make_source(d.source, d.authors, d.seed)
 
+    def with_notes(self, notes: tuple[str, ...]) -> Plan:
+        """This plan with more notes, keeping the data source it has already read (a folder is parsed once)."""
+        noted = replace(self, notes=self.notes + notes)
+        if "source" in self.__dict__:  # functools.cached_property's slot: filled when the source was read
+            noted.__dict__["source"] = self.__dict__["source"]
+        return noted
+
     @property
     def retain_split(self) -> str:
         """The retain split, resolved (the complement of the forget split unless the experiment names one)."""

@@ -162,11 +162,9 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
 def _split_problem(plan: Plan) -> str | None:
     """An author count the splits cannot divide, a subset larger than the source, a split it lacks: named with
     the source, before any model is built or loaded."""
-    from unlearn_lab.data.tofu import make_source
-
     d = plan.cfg.data
     try:
-        source = make_source(d.source, d.authors, d.seed)
+        source = plan.source
         for split in (d.forget_split, d.retain_split, d.holdout_split):
             if split is not None:
                 source.load(split)
