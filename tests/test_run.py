@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -374,3 +375,38 @@ def test_a_healthy_run_is_not_stopped(tiny_cfg, prepared, tmp_path):
     plan = make_plan(tiny_cfg, "run", task_name="healthy", saves=tmp_path)
     result = run_experiment(plan, MemoryTracker(), RunOptions(progress=False, collapse_utility=0.0), log=print)
     assert result.stopped_at is None and len(result.steps) == plan.steps["unlearn"]
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_bar_only_on_a_terminal(monkeypatch, tty):
+    """A training bar is drawn on a terminal; a log file (stderr not a TTY) gets none, and TQDM_DISABLE=1 turns
+    it off on a terminal too."""
+    import io
+
+    from unlearn_lab.config import TrainingConfig
+    from unlearn_lab.train import fit
+
+    class Stream(io.StringIO):
+        def isatty(self):
+            return tty
+
+    settings = TrainingConfig(
+        lr=1e-3, epochs=1, batch_size=1, grad_accum=1, weight_decay=0.0, warmup_epochs=0.0, max_grad_norm=None, seed=0
+    )
+
+    def loss_fn(m, b, e):
+        return SimpleNamespace(loss=m(b).pow(2).mean())
+
+    def bar_drawn(env_disable: str | None) -> bool:
+        stream = Stream()
+        monkeypatch.setattr(sys, "stderr", stream)
+        if env_disable is None:
+            monkeypatch.delenv("TQDM_DISABLE", raising=False)
+        else:
+            monkeypatch.setenv("TQDM_DISABLE", env_disable)
+        batches = [torch.ones(1, 2)] * 2
+        fit(torch.nn.Linear(2, 1), settings=settings, n_items=2, epoch_batches=lambda e: batches, loss_fn=loss_fn)
+        return "it/s" in stream.getvalue()
+
+    assert bar_drawn(None) is tty
+    assert bar_drawn("1") is False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -124,3 +125,12 @@ def make_accelerator(device: str = "cpu"):
     from accelerate import Accelerator
 
     return Accelerator(mixed_precision="bf16" if bf16_autocast(device) else "no", cpu=device == "cpu")
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:
+    """A tqdm bar drawn on a terminal only, so log files and CI output stay clean; TQDM_DISABLE=1 turns it off too
+    (tqdm reads that variable only for arguments left unset, and `disable=None` is what limits it to terminals)."""
+    from tqdm.auto import tqdm
+
+    off = not enabled or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    return tqdm(total=total, desc=desc, disable=True if off else None, leave=False)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from unlearn_lab.config import TrainingConfig
+from unlearn_lab.runtime import progress_bar
 
 
 class DivergedError(RuntimeError):
@@ -96,13 +97,11 @@ def fit(
     """Train `model` in place. `epoch_batches(epoch)` yields the micro-batches of that epoch.
 
     `on_epoch_end(epoch, step)` may return True to stop training after that epoch (early stopping)."""
-    from tqdm.auto import tqdm
-
     processes = accelerator.num_processes if accelerator is not None else 1
     schedule = Schedule.of(n_items, settings, processes, schedule_epochs)
     model, optimizer, backward, no_sync = _prepare(model, settings, accelerator)
     step, micro, window = 0, 0, []
-    bar = tqdm(total=schedule.total_steps, desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(schedule.total_steps, desc, progress)
     for epoch in range(settings.epochs):
         for batch in epoch_batches(epoch):
             epoch_now = step / schedule.steps_per_epoch

@@ -200,7 +200,7 @@ def evaluate(
     answer_length_ratio: float | None = None,
 ) -> dict:
     """Compute `top_level` and their pre-computes; returns the TOFU_EVAL dict."""
-    from tqdm.auto import tqdm
+    from unlearn_lab.runtime import progress_bar
 
     names = closure(top_level)
     metrics: list[Metric] = [REGISTRY[name] for name in names]
@@ -214,7 +214,7 @@ def evaluate(
     parts = sorted({part for m in metrics for part, _ in m.groups})
     generated = [part for part in PART_KEYS if any(m.generations == part for m in metrics)]
     total = sum(_pair_count(data.records(p), p) for p in parts) + sum(len(data.records(p)) for p in generated)
-    bar = tqdm(total=total, desc="eval", disable=not progress, leave=False)
+    bar = progress_bar(total, "eval", progress)
     stats = _score_parts(scorer, data, parts, bar)
     generations = _generate(
         scorer,
