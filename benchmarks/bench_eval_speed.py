@@ -16,6 +16,11 @@
 7. end to end: `unlearn-lab eval` of the default suite with the retain reference computed fresh, at 1 thread,
    against an older commit run from a git worktree, on the embedded target and retain models and (when the real
    TOFU files are there) on real TOFU forget01: the older commit's time over ours, >= 1.8 wanted.
+8. floor, for each end-to-end case: what an `eval` cannot go below with the libraries the metrics are defined by
+   and these models: importing them (torch, the transformers model class, scipy.stats for KS, rouge_score) in a
+   fresh process, plus this evaluator's own forward passes alone (the target's scoring and generation, the retain
+   model's reference scoring; they beat a bare forward pass, measurement 1). The older commit's time over the floor
+   is the largest speed-up any evaluator could show against it.
 
     .venv/bin/python benchmarks/bench_eval_speed.py [--baseline-commit bd7398e] [--rounds 2] [--skip-e2e]
 
@@ -335,6 +340,7 @@ def end_to_end(commit: str, target: str, retain: str, rounds: int, env: dict) ->
                         runs[who].append((eval_cli(tree, args, env, Path(tmp) / "cache", Path(tmp), stages), stages))
             best = {who: min(items, key=lambda item: item[0]) for who, items in runs.items()}
             out[name] = {
+                "floor": floor(extra, target, retain, rounds),
                 "ours_s": best["ours"][0],
                 "baseline_s": best["baseline"][0],
                 "ours_stages": best["ours"][1],
@@ -343,6 +349,67 @@ def end_to_end(commit: str, target: str, retain: str, rounds: int, env: dict) ->
             }
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], capture_output=True)
+    return out
+
+
+IMPORTS = r"""
+import time
+start = time.perf_counter()
+import torch
+from transformers import AutoTokenizer, LlamaForCausalLM
+from scipy import stats
+from rouge_score import rouge_scorer
+print("BENCH", time.perf_counter() - start)
+"""
+
+
+def floor(extra: list[str], target: str, retain: str, rounds: int) -> dict:
+    """Measurement 8 for the case `extra` (eval's --set/--forget/--holdout arguments), on the models given."""
+    from unlearn_lab.commands import make_plan
+    from unlearn_lab.config import load_experiment
+    from unlearn_lab.evaluation import REFERENCE_METRICS, eval_data, load_for_eval
+    from unlearn_lab.metrics import suite
+    from unlearn_lab.metrics.scoring import Scorer
+
+    sets = [extra[i + 1] for i, a in enumerate(extra) if a == "--set"]
+    splits = {a: extra[i + 1] for i, a in enumerate(extra) if a in ("--forget", "--holdout")}
+    sets += [f"data.{k[2:]}_split={v}" for k, v in splits.items()]
+    plan = make_plan("eval", load_experiment(None, sets), device="cpu", evaluated="target")
+    data = eval_data(plan)
+    cfg = plan.cfg
+    # the reference metrics (truth ratio through its pre-computes, the MIAs) read the forget and holdout parts
+    ref_parts = {"forget", "holdout"}
+    assert set(REFERENCE_METRICS) == {"forget_truth_ratio", "mia_min_k", "mia_loss"}, REFERENCE_METRICS
+    out: dict = {}
+    for role, spec, parts in (
+        ("target_scoring_s", target, suite.PART_KEYS),
+        ("reference_scoring_s", retain, {p: k for p, k in suite.PART_KEYS.items() if p in ref_parts}),
+    ):
+        model, tokenizer = load_for_eval(plan, spec)
+        scorer = Scorer(model, tokenizer, cfg.prompt, cfg.eval.batch_size)
+        pairs = [suite_pairs(data, {p: keys}) for p, keys in parts.items()]
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for part in pairs:
+                scorer.score_pairs(part)
+            times.append(time.perf_counter() - t)
+        out[role] = min(times)
+        if role == "target_scoring_s":
+            questions = [data.question(p, r) for p in ("forget", "retain", "ra", "wf") for r in getattr(data, p)]
+            budget = scorer.generation_budget(questions, cfg.eval.max_new_tokens)
+            times = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                scorer.generate(questions, budget)
+                times.append(time.perf_counter() - t)
+            out["target_generation_s"] = min(times)
+    imports = []
+    for _ in range(rounds):
+        done = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True)
+        imports.append(float(done.stdout.split()[-1]))
+    out["imports_s"] = min(imports)
+    out["floor_s"] = sum(out.values())
     return out
 
 
@@ -425,6 +492,13 @@ def main() -> None:
             f"              start-up + loading {b['startup_and_loading_s']:.1f} -> {o['startup_and_loading_s']:.1f} s;"
             f" reference + evaluation {b['evaluation_s']:.1f} -> {o['reference_s'] + o['evaluation_s']:.1f} s "
             f"(reference {o['reference_s']:.1f} s, evaluation {o['evaluation_s']:.1f} s)"
+        )
+        f = e["floor"]
+        print(
+            f"  floor     {f['floor_s']:.1f} s = imports {f['imports_s']:.1f} + target scoring "
+            f"{f['target_scoring_s']:.1f} + generation {f['target_generation_s']:.1f} + reference scoring "
+            f"{f['reference_scoring_s']:.1f}: the most any evaluator could gain over {args.baseline_commit} is "
+            f"{e['baseline_s'] / f['floor_s']:.2f}x; ours is {e['ours_s'] / f['floor_s']:.2f}x the floor"
         )
 
 
