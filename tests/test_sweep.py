@@ -273,6 +273,8 @@ def test_collapsed_utility_stops_early(tmp_path, prepared):
     assert all("stopped early at epoch 1" in t.user_attrs["failure"] for t in failed)
     assert all(t.params["epochs"] == 1 for t in study.trials if t.state.name == "COMPLETE")
     assert all(r.data.tags.get("stopped_early", "").startswith("epoch 1") for r in trial_runs(runs))
+    # the summary counts the two FAILed runs as stopped early, not as failures
+    assert "2 complete, 2 stopped early (utility collapsed), 0 failed trials" in done.stdout
 
 
 def test_worker_joins_and_heartbeats_fail_a_dead_trial(tmp_path, prepared):

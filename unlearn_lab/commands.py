@@ -394,9 +394,8 @@ def sweep(
     build_models(plan)
     result = run_sweep(spec, workers=args.workers, log=log)
     say(
-        f"study {spec.study_name}: {result.complete} complete ({result.stopped_early} stopped early: utility "
-        f"collapsed), {result.failed} failed trials, "
-        f"{result.epochs_saved} training epochs saved; Pareto front:"
+        f"study {spec.study_name}: {result.complete} complete, {result.stopped_early} stopped early (utility "
+        f"collapsed), {result.failed} failed trials, {result.epochs_saved} training epochs saved; Pareto front:"
     )
     say(result.table)
     say(f"reports: {result.out_dir}   MLflow parent run: {result.parent_run_id}")

@@ -51,7 +51,7 @@ class SweepResult:
     table: str
     out_dir: Path
     epochs_saved: int = 0
-    stopped_early: int = 0  # COMPLETE trials that ended at the epoch their utility collapsed
+    stopped_early: int = 0  # trials that ended at the epoch their utility collapsed (not counted as failed)
 
 
 def run_sweep(spec: SweepSpec, *, workers: int = 1, log: Log = print) -> SweepResult:
@@ -315,9 +315,10 @@ def finish_sweep(study: optuna.Study, spec: SweepSpec, tracker: Tracker, parent:
     for path in artifacts:
         tracker.log_artifact(parent, str(path))
     register_front(spec, tracker, pareto)
-    failed = sum(r["state"] == "FAIL" for r in rows)
+    # stopped early: COMPLETE at their collapse epoch, or (--reuse-epochs) FAILed runs whose checkpoints are trials
+    stopped = sum(r["stopped_at"] != "" for r in rows)
+    failed = sum(r["state"] == "FAIL" and r["stopped_at"] == "" for r in rows)
     saved = report.epochs_saved(study)
-    stopped = sum(r["stopped_at"] != "" for r in complete)
     tracker.log_metrics(
         parent,
         {
