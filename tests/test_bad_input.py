@@ -316,6 +316,12 @@ CASES = [
         "give at most one of --retain-model, --retain-logs, --no-reference",
     ),
     case(
+        "eval/no-reference-leaves-nothing",
+        "eval --model target --metrics forget_quality,privleak --no-reference",
+        "--no-reference leaves nothing to compute: forget_quality, privleak need the retain model's reference",
+        "give --retain-model or --retain-logs instead",
+    ),
+    case(
         "eval/retain-logs-missing",
         "eval --model target --retain-logs missing.json",
         "file not found: missing.json",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from unlearn_lab.config import ExperimentConfig, config_hash
 from unlearn_lab.data.tofu import Source, check_pair, make_source
+from unlearn_lab.errors import UsageError
 from unlearn_lab.models import load
 from unlearn_lab.models.size import count_params, tiny_params
 
@@ -378,6 +379,12 @@ def _reference(cfg, command, roles, retain_model, retain_logs, no_reference, dev
     top = suite.parse_metrics(cfg.eval.metrics)
     needing = tuple(m for m in top if m in suite.NEEDS_REFERENCE)
     if no_reference:
+        if needing and len(needing) == len(top):
+            raise UsageError(
+                f"--no-reference leaves nothing to compute: {', '.join(needing)} "
+                f"{'needs' if len(needing) == 1 else 'need'} the retain model's reference; "
+                "give --retain-model or --retain-logs instead, or ask for other metrics with --metrics"
+            )
         if needing:
             notes.append(f"--no-reference: skipping {', '.join(needing)} (they need the retain model's reference)")
         return ReferencePlan("none", skipped=needing)
@@ -483,7 +490,6 @@ def _steps(command, cfg, target, retain, base) -> dict[str, int]:
 def _item_counts(cfg) -> dict[str, int] | None:
     """Training items per split (with the embedded recipe's paraphrases and general replay) for local sources."""
     from unlearn_lab.data.tofu import make_source
-    from unlearn_lab.errors import UsageError
     from unlearn_lab.models.prepare import extra_records
 
     d = cfg.data
