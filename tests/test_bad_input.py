@@ -34,10 +34,12 @@ class Case:
     proc: bool = False  # run in a fresh process
     files: dict = field(default_factory=dict)  # name -> text, written in the working folder first
     setup: Callable[[Path], None] | None = None
+    absent: tuple[str, ...] = ()  # substrings the line must not hold (a misleading hint)
 
 
-def case(id, argv, *expect, proc=False, files=None, setup=None):
-    return Case(id, tuple(argv.split()) if isinstance(argv, str) else tuple(argv), expect, proc, files or {}, setup)
+def case(id, argv, *expect, proc=False, files=None, setup=None, absent=()):
+    argv = tuple(argv.split()) if isinstance(argv, str) else tuple(argv)
+    return Case(id, argv, expect, proc, files or {}, setup, tuple(absent))
 
 
 def optuna_db(tmp_path: Path) -> None:
@@ -157,6 +159,14 @@ CASES = [
         "looked for forget10.json/.jsonl/.parquet",
         proc=True,
         files=TOFU_FULL,
+    ),
+    case(
+        "eval/data-folder-without-the-split",
+        "eval --model target --data tofu",
+        "error: split forget10 is missing from /",
+        "looked for forget10.json/.jsonl/.parquet",
+        files={"tofu/full.json": json.dumps([{"question": f"Who {i}?", "answer": "Her."} for i in range(400)])},
+        absent=("data.authors",),  # the embedded experiment's 20 authors are there; the split file is not
     ),
     case(
         "data-show/author-subset-not-multiple-of-10",
@@ -762,6 +772,8 @@ def test_bad_input(c: Case, tmp_path, request):
     assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) > len("error: "), stderr
     for text in c.expect:
         assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+    for text in c.absent:
+        assert text not in lines[0], f"{text!r} in {lines[0]!r}"
     assert stdout == ""
     assert listing(tmp_path) == before, "bad input wrote files"
     assert not any((tmp_path / CACHE).iterdir()), "bad input wrote into the model cache"

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from unlearn_lab.data.tofu import MissingSplitFile
 from unlearn_lab.errors import UsageError
 from unlearn_lab.models import hub, load
 from unlearn_lab.plan import ModelPlan, Plan, origin_of
@@ -170,6 +171,8 @@ def _split_problem(plan: Plan) -> str | None:
                 source.load(split)
     except UsageError as exc:
         if d.source == "synthetic":
+            return str(exc)
+        if isinstance(exc, MissingSplitFile):  # names the folder; not a matter of data.authors
             return str(exc)
         hint = " (set data.authors to a multiple of 10 up to the source's size, or null for all)" if d.authors else ""
         return f"data {d.source}: {exc}{hint}"

@@ -66,6 +66,10 @@ class MissingSplit(UsageError):
     as missing by `data splits`, an error everywhere else."""
 
 
+class MissingSplitFile(MissingSplit):
+    """A data folder without the split's file (not a matter of how many authors are used)."""
+
+
 def check_split_name(split: str) -> None:
     if split not in SPLIT_FIELDS:
         raise unknown("split", split, SPLITS)
@@ -262,7 +266,9 @@ class FolderSource(_LoadedSource):
                 path = self.folder / f"{stem}{suffix}"
                 if path.is_file():
                     return path
-        raise MissingSplit(f"split {split} is missing from {self.folder} (looked for {stems[0]}.json/.jsonl/.parquet)")
+        raise MissingSplitFile(
+            f"split {split} is missing from {self.folder} (looked for {stems[0]}.json/.jsonl/.parquet)"
+        )
 
     def _read(self, split: str) -> list[dict]:
         check_split_name(split)
