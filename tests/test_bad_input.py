@@ -375,6 +375,17 @@ CASES = [
         "NPO hyperparameter 'beta' must be float, got 'high'",
     ),
     case(
+        "run/hyperparameter-out-of-bounds",
+        "run --method NPO --set method.beta=-1",
+        "NPO hyperparameter 'beta' must be > 0, got -1",
+    ),
+    case(
+        "sweep/space-outside-the-method's-bounds",
+        "sweep --method NPO --space space.yaml",
+        "space parameter beta in [-1, 1]: NPO hyperparameter 'beta' must be > 0, got -1.0",
+        files={"space.yaml": 'beta: "-1:1"\n'},
+    ),
+    case(
         "run/set-unknown-key",
         "run --set unlearn.lrr=1",
         "unknown config key 'unlearn.lrr'",

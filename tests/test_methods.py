@@ -353,6 +353,40 @@ def test_validate_hyperparams_errors() -> None:
     assert validate_hyperparams(get_method("RMU"), {"layer": 3, "retain_loss_type": "KL"})["layer"] == 3
 
 
+@pytest.mark.parametrize(
+    ("method", "key", "bad", "edge", "bound"),
+    [
+        ("NPO", "beta", 0.0, 1e-9, "> 0"),  # beta divides the loss: 0 is out, anything above it in
+        ("SimNPO", "beta", -1.0, 1e-9, "> 0"),
+        ("IdkDPO", "beta", 0, 1e-9, "> 0"),
+        ("WGA", "beta", -0.1, 0.0, ">= 0"),  # beta = 0 is plain gradient ascent (test_wga_beta_zero_is_minus_nll)
+        ("UNDIAL", "beta", -1.0, 0.0, ">= 0"),
+        ("SatImp", "beta2", -1.0, 0.0, ">= 0"),
+        ("RMU", "steering_coeff", 0.0, 0.5, "> 0"),
+        ("RMU", "layer", -1, 0, ">= 0"),
+        ("PDU", "eta", -0.5, 0.0, ">= 0"),
+        ("CE-U", "ignore_first_n_answer_tokens", -1, 0, ">= 0"),
+        ("GradDiff", "alpha", -1.0, 0.0, ">= 0"),
+        ("NPO", "gamma", -0.1, 0.0, ">= 0"),
+    ],
+)
+def test_hyperparameter_bounds(method: str, key: str, bad: float, edge: float, bound: str) -> None:
+    spec = get_method(method)
+    with pytest.raises(ValueError, match=f"{method} hyperparameter '{key}' must be {bound}, got {bad}"):
+        validate_hyperparams(spec, {key: bad})
+    assert validate_hyperparams(spec, {key: edge})[key] == edge
+
+
+def test_bounds_name_real_hyperparameters_and_admit_the_defaults() -> None:
+    """A misspelt BOUNDS key would bound nothing; a default outside its own bound would reject the default run."""
+    for name, spec in METHODS.items():
+        assert set(spec.bounds) <= set(spec.defaults), name
+        for key, bound in spec.bounds.items():
+            default = spec.defaults[key]
+            assert default is None or bound.admits(default), (name, key, default)
+        assert validate_hyperparams(spec, {}) == dict(spec.defaults)
+
+
 def test_requires_reference() -> None:
     assert requires_reference(get_method("NPO"), {})
     assert not requires_reference(get_method("GradDiff"), {"retain_loss_type": "NLL"})

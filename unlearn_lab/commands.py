@@ -337,7 +337,7 @@ class SweepArgs:
     ) -> SweepSpec:
         """The study's spec: its search space (ranges from the options, else the experiment's), name and storage."""
         from unlearn_lab.methods import get_method, validate_hyperparams
-        from unlearn_lab.sweep.space import build_space, with_methods
+        from unlearn_lab.sweep.space import build_space, check_space, with_methods
         from unlearn_lab.sweep.study import SweepSpec, default_storage
 
         lr, epochs = cfg.sweep.ranges(cfg.unlearn.method)
@@ -345,6 +345,7 @@ class SweepArgs:
         space = build_space(
             self.lr_range or lr, self.epochs_range or epochs, self.space_file, hyper, declared=cfg.sweep.space
         )
+        check_space(space, get_method(cfg.unlearn.method))
         if self.methods:
             space = with_methods(
                 space, self.methods, cfg.sweep.ranges, self.lr_range, self.epochs_range, reuse_epochs=self.reuse_epochs
@@ -420,7 +421,8 @@ def methods() -> None:
     from unlearn_lab.methods import METHODS
 
     for name, spec in METHODS.items():
-        params = ", ".join(f"{k}={v}" for k, v in spec.defaults.items()) or "(none)"
+        bounded = {k: f" ({spec.bounds[k]})" if k in spec.bounds else "" for k in spec.defaults}
+        params = ", ".join(f"{k}={v}{bounded[k]}" for k, v in spec.defaults.items()) or "(none)"
         wants = (("retain", spec.needs_retain), ("reference model", spec.needs_reference))
         needs = [n for n, on in (*wants, ("idk answers", spec.needs_alternate)) if on]
         say(f"{name:<11} {params}")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from unlearn_lab.errors import UsageError, unknown
 
 from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
-from .base import Features, LossOutput, MethodSpec, Side, keyword_defaults
+from .base import WEIGHTS, Features, LossOutput, MethodSpec, Side, keyword_defaults
 
 __all__ = [
     "METHODS", "Features", "LossOutput", "MethodSpec", "Side",
@@ -27,10 +27,13 @@ __all__ = [
 
 
 def _spec(name: str, module: types.ModuleType, **flags: Any) -> MethodSpec:
+    defaults = keyword_defaults(module.loss)
+    bounds = {k: b for k, b in WEIGHTS.items() if k in defaults} | getattr(module, "BOUNDS", {})
     return MethodSpec(
         name=name,
         loss=module.loss,
-        defaults=types.MappingProxyType(keyword_defaults(module.loss)),
+        defaults=types.MappingProxyType(defaults),
+        bounds=types.MappingProxyType(bounds),
         paper=module.PAPER,
         init_state=getattr(module, "init_state", None),
         update_state=getattr(module, "update_state", None),
@@ -91,11 +94,15 @@ def _check(method: str, key: str, value: Any, hint: Any) -> Any:
 
 
 def validate_hyperparams(spec: MethodSpec, overrides: dict) -> dict:
-    """spec.defaults updated with `overrides`; unknown keys and wrongly typed values raise ValueError."""
+    """spec.defaults updated with `overrides`; unknown keys, wrongly typed values and values outside a declared
+    bound (spec.bounds: a method module's BOUNDS, and alpha/gamma >= 0) raise a one-line UsageError."""
     hints = typing.get_type_hints(spec.loss)
     merged = dict(spec.defaults)
     for key, value in overrides.items():
         if key not in merged:
             raise unknown("hyperparameter", key, merged, of=spec.name, listed=", ".join(merged) or "none")
         merged[key] = _check(spec.name, key, value, hints[key])
+        bound = spec.bounds.get(key)
+        if bound is not None and isinstance(merged[key], (int, float)) and not bound.admits(merged[key]):
+            raise UsageError(f"{spec.name} hyperparameter {key!r} must be {bound}, got {value!r}")
     return merged

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -56,6 +56,25 @@ class MethodSpec:
     needs_hidden: bool = False  # RMU: loop fills Side.hidden / ref_hidden
     init_state: Callable[..., dict] | None = None  # (hyperparams, *, hidden_size, generator) -> dict
     update_state: Callable[..., dict] | None = None  # (state, output, hyperparams, *, epoch) -> dict, per micro-batch
+    bounds: Mapping[str, Bound] = field(default_factory=dict)  # numeric hyperparameters' lower bounds
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A numeric hyperparameter's lower bound: `value > low` (strict) or `value >= low`."""
+
+    low: float
+    strict: bool = False
+
+    def admits(self, value: float) -> bool:
+        return value > self.low if self.strict else value >= self.low
+
+    def __str__(self) -> str:
+        return f"{'>' if self.strict else '>='} {self.low:g}"
+
+
+POSITIVE, NON_NEGATIVE = Bound(0.0, strict=True), Bound(0.0)
+WEIGHTS = {"alpha": NON_NEGATIVE, "gamma": NON_NEGATIVE}  # every method's term weights: a negative one flips a term
 
 
 def keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:

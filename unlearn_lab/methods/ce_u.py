@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .base import Features, LossOutput
+from .base import NON_NEGATIVE, Features, LossOutput
 from .common import IGNORE, shifted
 
 PAPER = "Bo Yang. CE-U: Cross Entropy Unlearning. arXiv:2503.01224"
+
+BOUNDS = {"ignore_first_n_answer_tokens": NON_NEGATIVE}  # a token count
 
 
 def loss(features: Features, state: dict, *, ignore_first_n_answer_tokens: int = 1) -> LossOutput:

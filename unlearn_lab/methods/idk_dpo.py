@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Features, LossOutput
+from .base import POSITIVE, Features, LossOutput
 from .common import combine, log_ratio, need, preference_loss, retain_loss
 
 PAPER = (
@@ -26,6 +26,8 @@ PAPER = (
     "Secretly a Reward Model. NeurIPS 2023, arXiv:2305.18290; IDK variant: Maini, Feng, Schwarzschild, Lipton, "
     "Kolter. TOFU: A Task of Fictitious Unlearning for LLMs. arXiv:2401.06121"
 )
+
+BOUNDS = {"beta": POSITIVE}  # β divides the loss
 
 
 def loss(

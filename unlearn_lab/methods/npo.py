@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Features, LossOutput
+from .base import POSITIVE, Features, LossOutput
 from .common import combine, log_ratio, need, preference_loss, retain_loss
 
 PAPER = (
     "Zhang, Lin, Bai, Mei. Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning. "
     "COLM 2024, arXiv:2404.05868"
 )
+
+BOUNDS = {"beta": POSITIVE}  # β divides the loss
 
 
 def loss(

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from .base import Features, LossOutput
+from .base import NON_NEGATIVE, Features, LossOutput
 from .common import IGNORE, need, retain_loss
 
 PAPER = (
@@ -42,6 +42,10 @@ def update_state(state: dict, output: LossOutput, hyperparams: dict, *, epoch: f
         raise ValueError("PDU's dual update needs the retain loss, but the loss output has none")
     violation = float(output.retain_loss.detach()) - hyperparams["retain_loss_eps"]
     return {**state, "lam": max(0.0, state["lam"] + hyperparams["eta"] * violation)}
+
+
+# a loss level, the dual variable's step size and a number of epochs
+BOUNDS = {"retain_loss_eps": NON_NEGATIVE, "eta": NON_NEGATIVE, "dual_warmup_epochs": NON_NEGATIVE}
 
 
 def loss(

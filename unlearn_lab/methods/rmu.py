@@ -24,7 +24,7 @@ from typing import Literal
 
 import torch
 
-from .base import Features, LossOutput
+from .base import NON_NEGATIVE, POSITIVE, Features, LossOutput
 from .common import IGNORE, combine, need, need_tensor, retain_loss
 
 PAPER = (
@@ -43,6 +43,9 @@ def masked_mse(h: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> t
 def init_state(hyperparams: dict, *, hidden_size: int, generator: torch.Generator) -> dict:
     u = torch.rand(hidden_size, generator=generator)
     return {"control_vector": u / u.norm()}
+
+
+BOUNDS = {"steering_coeff": POSITIVE, "layer": NON_NEGATIVE}  # the random direction's scale; a layer index
 
 
 def loss(

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Features, LossOutput
+from .base import NON_NEGATIVE, Features, LossOutput
 from .common import combine, need, retain_loss, token_nll
 
 PAPER = (
     "Yang, Wang, Huang, Liu, Zhang, Han. Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning. "
     "ICML 2025, arXiv:2505.11953"
 )
+
+BOUNDS = {"beta1": NON_NEGATIVE, "beta2": NON_NEGATIVE}  # exponents of the token weights
 
 
 def loss(

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Features, LossOutput
+from .base import POSITIVE, Features, LossOutput
 from .common import combine, need, per_sample_avg_nll, preference_loss, retain_loss
 
 PAPER = (
     "Fan, Liu, Lin, Jia, Zhang, Mei, Liu. Simplicity Prevails: Rethinking Negative Preference Optimization for LLM "
     "Unlearning. arXiv:2410.07163"
 )
+
+BOUNDS = {"beta": POSITIVE}  # β divides the loss
 
 
 def loss(

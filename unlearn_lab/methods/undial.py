@@ -23,13 +23,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .base import Features, LossOutput
+from .base import NON_NEGATIVE, Features, LossOutput
 from .common import IGNORE, combine, need, need_tensor, retain_loss, shifted
 
 PAPER = (
     "Dong, Lin, Belkin, Huerta, Vulić. UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in Large "
     "Language Models. NAACL 2025, arXiv:2402.10052"
 )
+
+BOUNDS = {"beta": NON_NEGATIVE}  # β = 0: no logit adjustment
 
 
 def loss(

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import Features, LossOutput
+from .base import NON_NEGATIVE, Features, LossOutput
 from .common import combine, need, retain_loss, token_nll
 
 PAPER = (
     "Wang, Zhou, Zhou, Shin, Han, Weinberger. Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go "
     "Beyond. ICLR 2025, arXiv:2502.19301"
 )
+
+BOUNDS = {"beta": NON_NEGATIVE}  # β = 0: every token weighted 1 (gradient ascent)
 
 
 def loss(

@@ -17,6 +17,8 @@ from unlearn_lab.errors import UsageError, unknown
 if TYPE_CHECKING:
     import optuna
 
+    from unlearn_lab.methods import MethodSpec
+
 
 @dataclass(frozen=True)
 class Param:
@@ -198,6 +200,20 @@ def build_space(
         if "epochs" in raw:
             epochs = parse_range(str(raw["epochs"]), "epochs", kind="int", positive=True)
     return SearchSpace(lr, epochs, extra)
+
+
+def check_space(space: SearchSpace, method: MethodSpec) -> None:
+    """Every value the method's hyperparameter space can draw is one the method accepts (its type and bound): both
+    ends of a range, every choice; one line naming the parameter otherwise, before any trial runs."""
+    from unlearn_lab.methods import validate_hyperparams
+
+    for param in space.method:
+        values = param.choices if param.kind == "categorical" else param.bounds()
+        for value in values:
+            try:
+                validate_hyperparams(method, {param.name: value})
+            except UsageError as exc:
+                raise UsageError(f"space parameter {param.describe()}: {exc}") from None
 
 
 def with_methods(
