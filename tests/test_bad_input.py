@@ -380,6 +380,16 @@ CASES = [
         "NPO hyperparameter 'beta' must be > 0, got -1",
     ),
     case(
+        "run/rmu-layer-past-the-model",
+        "run --method RMU --set method.layer=4",
+        "method.layer 4 is past the model's 4 layers; accepted: 0..3, or null for the middle layer (1)",
+    ),
+    case(
+        "sweep/rmu-layer-past-the-model",
+        "sweep --method RMU --set method.layer=9",
+        "method.layer 9 is past the model's 4 layers",
+    ),
+    case(
         "sweep/space-outside-the-method's-bounds",
         "sweep --method NPO --space space.yaml",
         "space parameter beta in [-1, 1]: NPO hyperparameter 'beta' must be > 0, got -1.0",

@@ -405,3 +405,21 @@ def test_lora_prepare_merges_low_rank_updates_into_a_plain_folder(tmp_path):
             assert 0 < torch.linalg.matrix_rank(delta, atol=1e-6) <= 2, k
         else:  # embeddings, norms and the output head stay frozen
             assert torch.equal(tuned[k], base[k]), k
+
+
+def test_rmu_layer_is_checked_against_the_target_config(prepared):
+    """RMU's method.layer is checked before anything runs against the layers of the model it unlearns: a folder
+    target's config.json (2 layers here) wins over the embedded settings (4 layers)."""
+    from unlearn_lab.preflight import _layer_problem
+
+    def problem(layer: int, *sets: str) -> str | None:
+        cfg = load_experiment(None, ["unlearn.method=RMU", f"unlearn.method_args.layer={layer}", *sets])
+        return _layer_problem(make_plan(cfg, "run"))
+
+    folder = f"model.target={prepared.target}"
+    assert problem(2, folder) == (
+        "method.layer 2 is past the model's 2 layers; accepted: 0..1, or null for the middle layer (0)"
+    )
+    assert problem(1, folder) is None
+    assert problem(2) is None  # the embedded default: 4 layers
+    assert "past the model's 4 layers" in problem(4)

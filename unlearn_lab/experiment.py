@@ -196,6 +196,9 @@ def load_inputs(plan: Plan, log) -> Inputs:
     hyperparams = validate_hyperparams(spec, cfg.unlearn.method_args)
     suite.parse_metrics(cfg.eval.metrics)
     prepare(plan, log=log)
+    if "layer" in hyperparams:  # RMU: a layer of this model (its config only: no weights read)
+        config = load.model_config(plan.target.spec, trust_remote_code=cfg.model.trust_remote_code)
+        hyperparams = resolve_layer(hyperparams, config.num_hidden_layers)
     source = plan.source
     return Inputs(
         spec,
@@ -241,7 +244,7 @@ def start_session(plan: Plan, tracker: Guarded, run_id: str, inputs: Inputs, opt
     tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
     model = load.load_model(plan.target.spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
     tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
-    hyperparams = resolve_layer(inputs.hyperparams, model.config.num_hidden_layers)
+    hyperparams = inputs.hyperparams
     chat = uses_chat_template(tokenizer, cfg.prompt)
     tracker.log_params(run_id, tracked_params(plan, hyperparams, chat_template=chat))
     data = UnlearnData.build(tokenizer, cfg.prompt, inputs.forget, inputs.retain, inputs.idk)

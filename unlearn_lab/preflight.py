@@ -148,7 +148,7 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
         if not Path(path).is_file():
             problems.append(f"{what} file not found: {path} (expected a TOFU_EVAL.json)")
     if not problems:
-        split_problem = _split_problem(plan)
+        split_problem = _split_problem(plan) or _layer_problem(plan)
         if split_problem:
             raise UsageError(split_problem)
     if len(problems) == 1:
@@ -176,6 +176,30 @@ def _split_problem(plan: Plan) -> str | None:
             return str(exc)
         hint = " (set data.authors to a multiple of 10 up to the source's size, or null for all)" if d.authors else ""
         return f"data {d.source}: {exc}{hint}"
+    return None
+
+
+def _layer_problem(plan: Plan) -> str | None:
+    """RMU's method.layer against the layers of the model it will unlearn, read from a local config.json alone (the
+    target's when it is built or a folder, else the base's, else the embedded settings). Hub and GGUF models are
+    not opened here (no network, no conversion): their layer is checked after loading, before the run opens."""
+    from unlearn_lab.unlearn import resolve_layer
+
+    hp = plan.cfg.unlearn.method_args
+    if plan.command not in ("run", "sweep") or not isinstance(hp.get("layer"), int):
+        return None
+    trust = plan.cfg.model.trust_remote_code
+    layers = None
+    for model in (plan.target, plan.base):
+        if model.cached and model.origin in ("built here", "folder"):
+            layers = load.model_config(model.spec, trust_remote_code=trust).num_hidden_layers
+            break
+    if layers is None and plan.cfg.model.base == "embedded":
+        layers = plan.cfg.model.tiny.num_layers
+    try:
+        resolve_layer(dict(hp), layers) if layers is not None else None
+    except UsageError as exc:
+        return str(exc)
     return None
 
 

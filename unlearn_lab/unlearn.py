@@ -17,6 +17,7 @@ import torch
 
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order, retain_partners
+from unlearn_lab.errors import UsageError
 from unlearn_lab.methods import Features, MethodSpec, Side, requires_reference
 
 
@@ -67,9 +68,17 @@ class UnlearnData:
 
 
 def resolve_layer(hp: dict, num_layers: int) -> dict:
-    """RMU's layer None -> num_layers // 2 - 1 (the reference's layer 7 of Llama-3.2-1B's 16)."""
-    if "layer" in hp and hp["layer"] is None:
+    """RMU's layer None -> num_layers // 2 - 1 (the reference's layer 7 of Llama-3.2-1B's 16); a layer the model
+    does not have is a one-line error."""
+    if "layer" not in hp:
+        return hp
+    if hp["layer"] is None:
         return {**hp, "layer": num_layers // 2 - 1}
+    if hp["layer"] >= num_layers:
+        raise UsageError(
+            f"method.layer {hp['layer']} is past the model's {num_layers} layers; accepted: 0..{num_layers - 1}, "
+            f"or null for the middle layer ({num_layers // 2 - 1})"
+        )
     return hp
 
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -79,6 +80,14 @@ def resolve(spec: str) -> tuple[str, bool]:
     if not looks_like_hub_id(spec):
         raise UsageError(f"model not found: {spec} (give a model folder, a .gguf file, 'smollm2' or a hub id org/name)")
     return spec, False
+
+
+def model_config(spec: str, *, trust_remote_code: bool = False) -> Any:
+    """The model's transformers config (config.json only: no weights are read)."""
+    from transformers import AutoConfig
+
+    where, _ = resolve(spec)
+    return AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
 
 
 def looks_like_hub_id(spec: str) -> bool:
