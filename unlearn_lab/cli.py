@@ -224,7 +224,7 @@ def worker(study_name: str, storage: str, wait_seconds: int, heartbeat_seconds: 
 
 @main.command()
 def methods() -> None:
-    """List the unlearning methods with their hyperparameters and defaults."""
+    """List the unlearning methods with their hyperparameters, defaults and bounds."""
     commands.methods()
 
 

@@ -417,7 +417,7 @@ def worker(study: str, storage: str, *, wait_seconds: int, heartbeat: int, track
 
 
 def methods() -> None:
-    """The methods, their hyperparameters and defaults, what each needs and its paper."""
+    """The methods, their hyperparameters (defaults and bounds), what each needs and its paper."""
     from unlearn_lab.methods import METHODS
 
     for name, spec in METHODS.items():
