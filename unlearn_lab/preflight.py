@@ -196,8 +196,10 @@ def _layer_problem(plan: Plan) -> str | None:
             break
     if layers is None and plan.cfg.model.base == "embedded":
         layers = plan.cfg.model.tiny.num_layers
+    if layers is None:
+        return None
     try:
-        resolve_layer(dict(hp), layers) if layers is not None else None
+        resolve_layer(dict(hp), layers)
     except UsageError as exc:
         return str(exc)
     return None
