@@ -148,9 +148,9 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
         if not Path(path).is_file():
             problems.append(f"{what} file not found: {path} (expected a TOFU_EVAL.json)")
     if not problems:
-        split_problem = _split_problem(plan) or _layer_problem(plan)
-        if split_problem:
-            raise UsageError(split_problem)
+        problem = _split_problem(plan) or _layer_problem(plan)
+        if problem:
+            raise UsageError(problem)
     if len(problems) == 1:
         raise UsageError(f"missing: {problems[0]}")
     if problems:
@@ -182,12 +182,13 @@ def _split_problem(plan: Plan) -> str | None:
 def _layer_problem(plan: Plan) -> str | None:
     """RMU's method.layer against the layers of the model it will unlearn, read from a local config.json alone (the
     target's when it is built or a folder, else the base's, else the embedded settings). Hub and GGUF models are
-    not opened here (no network, no conversion): their layer is checked after loading, before the run opens."""
-    from unlearn_lab.unlearn import resolve_layer
-
+    not opened here (no network, no conversion): their layer is checked once the models are prepared, before the run
+    opens (experiment.load_inputs)."""
     hp = plan.cfg.unlearn.method_args
     if plan.command not in ("run", "sweep") or not isinstance(hp.get("layer"), int):
         return None
+    from unlearn_lab.unlearn import resolve_layer  # here: `eval` and every other run need not import the methods
+
     trust = plan.cfg.model.trust_remote_code
     layers = None
     for model in (plan.target, plan.base):
