@@ -410,7 +410,10 @@ def worker(study: str, storage: str, *, wait_seconds: int, heartbeat: int, track
     result = join_sweep(
         study, storage, tracking_uri=tracking_uri, wait_seconds=wait_seconds, heartbeat=heartbeat, log=log
     )
-    say(f"worker: {result.complete} complete, {result.failed} failed trials; the sweep process writes the reports")
+    say(
+        f"worker: {result.complete} complete, {result.stopped_early} stopped early (utility collapsed), "
+        f"{result.failed} failed trials; the sweep process writes the reports"
+    )
 
 
 # ------------------------------------------------------------------------------------------- methods, ui

@@ -183,6 +183,7 @@ def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, 
 class WorkerResult:
     complete: int
     failed: int
+    stopped_early: int = 0
 
 
 def join_sweep(
@@ -214,16 +215,16 @@ def join_sweep(
     reap(handle, tracker, log, orphans=True)
     # a seed of its own: a worker seeded like the sweep (seed + 0) would draw the sweep's own start-up trials
     index = 1000 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
-    counts = {"complete": 0, "failed": 0}
+    counts = {"complete": 0, "failed": 0, "stopped_early": 0}
 
     def run_local() -> bool:
         done = run_worker(spec, tracker, parent, worker=index, log=log)
-        counts["complete"] += done.complete
-        counts["failed"] += done.failed
+        for key in counts:
+            counts[key] += getattr(done, key)
         return done.gave_up
 
     complete_study(handle, spec, tracker, run_local, log)  # stays until the study is complete
-    return WorkerResult(counts["complete"], counts["failed"])
+    return WorkerResult(counts["complete"], counts["failed"], counts["stopped_early"])
 
 
 def _wait_for_study(

@@ -55,7 +55,7 @@ class WorkerCounts:
     failed: int = 0
     checkpoint_trials: int = 0
     epochs_saved: int = 0
-    stopped_early: int = 0  # COMPLETE trials that ended at the epoch their utility collapsed
+    stopped_early: int = 0  # trials that ended at the epoch their utility collapsed (never counted as failed)
     gave_up: bool = False  # stopped after MAX_FAILURE_STREAK failed trials in a row
 
 
@@ -221,12 +221,11 @@ class _Worker:
         if result.stopped_at is not None:
             trial.set_user_attr("stopped_at", result.stopped_at)
             self.log(f"trial {trial.number}: {result.stop_reason} at epoch {result.stopped_at}; stopped early")
+            counts.stopped_early += 1  # not a failure, whatever Optuna state the trial ends in
             if spec.reuse_epochs:
                 _fail(study, self.tracker, trial, f"stopped early at epoch {result.stopped_at}: {result.stop_reason}")
-                counts.failed += 1
                 self.streak = 0 if added else self.streak + 1
                 return
-            counts.stopped_early += 1
         values = objectives(result.summary)
         trial.set_user_attr("model_utility", values[1])
         trial.set_user_attr("forget_quality", result.summary["forget_quality"])
