@@ -75,14 +75,21 @@ def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
 
 
 def three_workers(
-    tmp: Path, storage: str, tracking_uri: str, trials: int = 6, heartbeat: int = 2, timeout: float = 900
+    tmp: Path,
+    storage: str,
+    tracking_uri: str,
+    trials: int = 6,
+    heartbeat: int = 2,
+    timeout: float = 900,
+    repeats: int = 1,
 ) -> dict[str, Any]:
-    """Run the scenario; return what happened (figures and the raw states for the asserts)."""
+    """Run the scenario; return what happened (figures and the raw states for the asserts). With `repeats` > 1 the
+    sweep then confirms its front over that many seeds, and the joined workers run confirmation trials too."""
     start = time.time()
     logs = [tmp / f"worker-{i}.log" for i in range(3)]
     common = ["--storage", storage, "--heartbeat-seconds", str(heartbeat)]
     sweep = ["sweep", "--method", "GradAscent", "--lr-range", "1e-4:1e-3", "--epochs-range", "1:2", *SETS]
-    sweep += ["--trials", str(trials), "--study", STUDY, *common]
+    sweep += ["--trials", str(trials), "--study", STUDY, "--repeats", str(repeats), *common]
     procs = [cli(sweep, tmp / "host-0", tracking_uri, logs[0])]
     # the workers start with the sweep, before the study exists (like a job array): --wait lets them join it
     procs += [
@@ -142,10 +149,15 @@ def account(storage: str, tracking_uri: str, trials: int) -> dict[str, Any]:
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("unlearn-lab")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    trial_runs = [r for r in runs if "trial" in r.data.tags]
+    confirmations = [t for t in study.trials if "confirms" in t.user_attrs]
+    done_confirmations = [
+        (t.user_attrs["confirms"], t.user_attrs["seed"]) for t in confirmations if t.state.name == "COMPLETE"
+    ]
+    trial_runs = [r for r in runs if "trial" in r.data.tags and "confirms" not in r.data.tags]
     by_state: dict[str, list[int]] = {}
     for t in study.trials:
-        by_state.setdefault(t.state.name, []).append(t.number)
+        if "confirms" not in t.user_attrs:
+            by_state.setdefault(t.state.name, []).append(t.number)
     complete = set(by_state.get("COMPLETE", []))
     tagged = [int(r.data.tags["trial"]) for r in trial_runs if r.data.tags.get("trial_state") == "COMPLETE"]
     finished = {
@@ -177,9 +189,17 @@ def account(storage: str, tracking_uri: str, trials: int) -> dict[str, Any]:
         else [],
         "evals_per_complete_trial": sorted(
             {
-                sum(1 for e in runs if e.data.tags.get("mlflow.parentRunId") == r.info.run_id)
+                sum(
+                    1
+                    for e in runs
+                    if e.data.tags.get("mlflow.parentRunId") == r.info.run_id and e.data.tags.get("kind") == "eval"
+                )
                 for r in trial_runs
                 if r.data.tags.get("trial_state") == "COMPLETE"
             }
         ),
+        # confirmation runs: (trial confirmed, seed) of each COMPLETE one, and the settings that were confirmed
+        "confirmations": sorted(done_confirmations),
+        "confirmed_settings": sorted({c for c, _ in done_confirmations}),
+        "confirmation_states": sorted(t.state.name for t in confirmations),
     }

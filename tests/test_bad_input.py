@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -251,7 +252,31 @@ CASES = [
         "needs the number of authors to be a multiple of 10; this world has 15 authors",
         proc=True,
     ),
+    case(
+        "prepare/no-authors",
+        "prepare --set data.authors=0",
+        "data.authors must be a number of authors >= 1, or null for all of them; got 0",
+    ),
+    case("run/seeds-not-integers", "run --seeds 0,x", "--seeds takes comma-separated integers such as 0,1,2"),
+    case("run/seeds-and-repeats", "run --seeds 0,1 --repeats 2", "give --seeds 0,1,2 or --repeats K, not both"),
+    case("run/seed-twice", "run --seeds 1,1", "--seeds lists a seed twice"),
+    case("run/repeats-zero", "run --repeats 0", "0 is not in the range x>=1"),
+    case("sweep/repeats-zero", "sweep --repeats 0", "0 is not in the range x>=1"),
+    case("sweep/set-repeats-zero", "sweep --set sweep.repeats=0", "sweep.repeats must be >= 1 (1: single draws)"),
     # ----------------------------------------------------------------------------------------------- eval
+    case(
+        "eval/gguf-cut-short",
+        "eval --model broken.gguf --no-reference",
+        "broken.gguf is not a readable GGUF file (cut short, or not GGUF",
+        # a GGUF v3 header announcing 5 tensors and 2 metadata entries, then the end of the file
+        setup=lambda p: (p / "broken.gguf").write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 5, 2)),
+    ),
+    case(
+        "eval/gguf-without-a-model",
+        "eval --model empty.gguf --no-reference",
+        "empty.gguf is not a GGUF model file (its metadata names no general.architecture)",
+        setup=lambda p: (p / "empty.gguf").write_bytes(struct.pack("<4sIQQ", b"GGUF", 3, 0, 0)),
+    ),
     case(
         "eval/model-not-found",
         "eval --model /nonexistent/model",

@@ -13,9 +13,10 @@ from tests import scale_out
 
 @pytest.mark.slow
 def test_three_workers_one_killed_lose_and_duplicate_nothing(tmp_path, prepared, pg_server, mlflow_pg):
-    """Exactly the requested trials complete, the killed one is failed by heartbeat and re-run once, and only the
+    """Exactly the requested trials complete, the killed one is failed by heartbeat and re-run once, the front is
+    confirmed on a second seed by whichever workers are alive (each confirmation run exactly once), and only the
     sweep process writes the reports and sets the registry aliases (a joined worker used to race it there)."""
-    result = scale_out.three_workers(tmp_path, pg_server["optuna"], mlflow_pg.uri, trials=6, heartbeat=2)
+    result = scale_out.three_workers(tmp_path, pg_server["optuna"], mlflow_pg.uri, trials=6, heartbeat=2, repeats=2)
     logs = "\n".join(f"--- worker {i}\n{text[-1500:]}" for i, text in result["logs"].items())
     assert result["exit_codes"] == {0: 0, 2: 0}, logs
     states, killed = result["states"], result["killed_trial"]
@@ -38,6 +39,10 @@ def test_three_workers_one_killed_lose_and_duplicate_nothing(tmp_path, prepared,
     assert result["pareto_size"] >= 1, result
     assert result["aliases"] == [f"pareto-{k}" for k in range(1, result["pareto_size"] + 1)], result
     assert "waiting up to 300 s for the study" in result["logs"][2]  # started before the study existed
+    # every confirmed setting got its second seed exactly once, and no confirmation run was lost
+    assert result["confirmed_settings"] and [c for c, _ in result["confirmations"]] == result["confirmed_settings"]
+    assert {s for _, s in result["confirmations"]} == {1}
+    assert set(result["confirmation_states"]) <= {"COMPLETE"}, result
 
 
 def test_unreachable_postgres_storage_is_one_line(tmp_path):

@@ -36,6 +36,7 @@ def sweep_cli(tmp_path: Path, *args: str, wait: bool = True) -> Any:
         "1:2",
         *SETS,
         *args,
+        *(() if "--repeats" in args else ("--repeats", "1")),  # single draws unless a test confirms on seeds
     ]
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
     if not wait:
@@ -524,9 +525,9 @@ def test_a_sweep_over_methods_tracks_each_trial_as_its_method(tmp_path, prepared
         trial = study.trials[int(run.data.tags["trial"])]
         assert run.data.tags["method"] == trial.params["method"]
         assert run.info.run_name.startswith(f"t{trial.number}-{trial.params['method']}-")
-    for line in done.stdout.splitlines():  # each Pareto row reproduces its own method
+    for line in done.stdout.splitlines():  # each Pareto row (rank, trial, ...) reproduces its own method
         if "unlearn-lab run" in line:
-            trial = study.trials[int(line.split()[0])]
+            trial = study.trials[int(line.split()[1])]
             assert f"--method {trial.params['method']} " in line
 
 
@@ -547,3 +548,105 @@ def test_collapsed_trials_stop_early_and_are_infeasible(tmp_path, prepared):
     for run in trial_runs(runs):
         if int(run.data.tags["trial"]) in {t.number for t in two}:
             assert run.data.tags["stopped_early"].startswith("epoch 1: utility collapsed")
+
+
+class NoisyObjective:
+    """An injected objective over real tiny runs (their MLflow runs and models stay real): the default config
+    (lr 2e-4) scores forget_quality 1e-3 / utility 0.90 on every seed; the first other lr the sweep draws is
+    *lucky*: 0.5 / 0.95 on seed 0 (it dominates everything) but 1e-4 / 0.30 on every other seed; the next ones are
+    steady, k = 0, 1, 2, ...: forget_quality (0.02, 0.021, 0.05)[k] x 10^(0.05 (seed - 1)) and utility (0.80,
+    0.795, 0.60)[k] + 0.01 (seed - 1), so steady 0 and 1 differ by less than the seed noise (sd 0.05 on log10
+    forget_quality, 0.01 on utility) and are tied."""
+
+    STEADY = ((0.02, 0.80), (0.021, 0.795), (0.05, 0.60))
+
+    def __init__(self, real):
+        self.real, self.roles = real, {}
+
+    def values(self, lr: float, seed: int) -> tuple[float, float]:
+        if abs(lr - 2e-4) < 1e-12:
+            return 1e-3, 0.90
+        role = self.roles.setdefault(lr, len(self.roles))
+        if role == 0:
+            return (0.5, 0.95) if seed == 0 else (1e-4, 0.30)
+        fq, mu = self.STEADY[min(role - 1, 2)]
+        return fq * 10 ** (0.05 * (seed - 1)), mu + 0.01 * (seed - 1)
+
+    def __call__(self, plan, tracker, opts, log=print, shared=None):
+        import dataclasses
+
+        result = self.real(plan, tracker, opts, log, shared)
+        fq, mu = self.values(plan.cfg.unlearn.lr, plan.cfg.unlearn.seed)
+        tracker.log_metrics(result.run_id, {"injected.forget_quality": fq, "injected.model_utility": mu})
+        return dataclasses.replace(result, summary={**result.summary, "forget_quality": fq, "model_utility": mu})
+
+
+def test_the_front_is_confirmed_on_seeds_and_a_lucky_draw_leaves_it(tmp_path, prepared, tiny_cfg, monkeypatch):
+    """4 exploration trials on seed 0; the lucky draw is the whole single-draw front. Confirmation re-runs it and
+    the default with seeds 1 and 2; the lucky setting's mean (log10 fq (-0.30 - 4 - 4) / 3, utility 0.52) falls
+    behind, which makes the steady settings candidates, confirmed in a second round. The front on 3-seed means:
+    the default (utility 0.90) and the steady settings, two of them tied; the lucky one is gone."""
+    from mlflow.tracking import MlflowClient
+
+    from unlearn_lab import experiment
+    from unlearn_lab.sweep import run_sweep
+    from unlearn_lab.sweep.space import build_space
+    from unlearn_lab.sweep.study import SweepSpec
+
+    objective = NoisyObjective(experiment.run_experiment)
+    monkeypatch.setattr(experiment, "run_experiment", objective)
+    spec = SweepSpec(
+        cfg=tiny_cfg,
+        space=build_space("1e-4:1e-3", "1:2", None, {}),
+        study_name="confirm",
+        storage=f"journal:{tmp_path}/study.log",
+        trials=4,
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        saves=tmp_path / "saves",
+        repeats=3,
+    )
+    messages: list[str] = []
+    result = run_sweep(spec, log=messages.append)
+    lucky = next(lr for lr, role in objective.roles.items() if role == 0)
+    study = _study(tmp_path, "confirm")
+    number = {t.params["lr"]: t.number for t in study.trials if "confirms" not in t.user_attrs}
+    front = {int(r["trial"]): r for r in result.pareto}
+    assert number[lucky] not in front and number[2e-4] in front  # the lucky draw left; the default holds
+    assert all(r["n_seeds"] == 3 and r["seeds"] == "0,1,2" for r in result.pareto)
+    steady = sorted((t for lr, t in number.items() if objective.roles.get(lr, 0) > 0), key=lambda t: t)
+    assert set(steady) <= set(front)
+    tied = [r for r in result.pareto if r["tied_with"]]
+    assert {int(r["trial"]) for r in tied} == set(steady[:2]) and tied[0]["rank"] == tied[1]["rank"]
+    assert "0 of the 1 single-draw front points survived" in result.summary
+    assert "seed noise (sd over seeds, pooled over" in result.summary
+    assert any(m.startswith("confirming 2 setting(s)") for m in messages)  # the lucky one and the default first
+    assert result.confirmations == 2 * (2 + len(steady))
+    _check_confirmed_tracking(MlflowClient(f"sqlite:///{tmp_path}/m.db"), study, result)
+
+
+def _study(tmp_path: Path, name: str) -> Any:
+    import optuna
+
+    backend = optuna.storages.journal.JournalFileBackend(f"{tmp_path}/study.log")
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend))
+
+
+def _check_confirmed_tracking(client: Any, study: Any, result: Any) -> None:
+    """Confirmation runs nest under the run of the trial they confirm, named t<k>-seed<s>; a confirmed trial's run
+    carries its setting's mean and sd; the sweep's run the noise floor; registry versions the seeds and mean ± sd."""
+    runs = client.search_runs([client.get_experiment_by_name("unlearn-lab").experiment_id])
+    by_id = {r.info.run_id: r for r in runs}
+    confirmations = [r for r in runs if "confirms" in r.data.tags]
+    assert len(confirmations) == result.confirmations
+    for run in confirmations:
+        confirmed = study.trials[int(run.data.tags["confirms"])]
+        assert run.data.tags["mlflow.parentRunId"] == confirmed.user_attrs["mlflow_run_id"]
+        assert run.info.run_name == f"t{confirmed.number}-seed{run.data.tags['seed']}"
+        assert run.data.params["unlearn.seed"] == run.data.tags["seed"] != "0"
+        setting_run = by_id[confirmed.user_attrs["mlflow_run_id"]]
+        assert setting_run.data.metrics["model_utility.n"] == 3 and "model_utility.sd" in setting_run.data.metrics
+    parent = by_id[result.parent_run_id]
+    assert parent.data.metrics["noise_sd.model_utility"] > 0 and parent.data.metrics["survived_confirmation"] == 0
+    best = client.get_model_version_by_alias("confirm", "pareto-1")
+    assert best.tags["seeds"] == "0,1,2" and "±" in best.tags["model_utility"]
+    assert float(best.tags["model_utility"].split("±")[0]) == pytest.approx(0.90)

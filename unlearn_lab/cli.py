@@ -148,15 +148,16 @@ def eval_command(experiment: str | None, overrides: tuple[str, ...], device: str
     default="none",
     help="Also evaluate after every epoch (nested runs, step = epoch).",
 )
+@click.option(
+    "--seeds", metavar="0,1,2", help="Run the setting once per seed: one parent run, mean ± sd of each metric."
+)
+@click.option("--repeats", type=POSITIVE, metavar="K", help="--seeds of K consecutive seeds from unlearn.seed.")
 @tracking_option
 def run(experiment: str | None, overrides: tuple[str, ...], device: str, dry_run: bool, **given: Any) -> None:
-    """Unlearn, save and evaluate one model as one MLflow run (nested evaluation runs)."""
+    """Unlearn, save and evaluate one model as one MLflow run (nested evaluation runs); with --seeds or --repeats,
+    the setting once per seed under one parent run that carries each metric's spread."""
     args = commands.RunArgs(**given)
-    cfg = args.config(experiment, overrides)
-    plan = commands.make_plan(
-        "run", cfg, device=device, task_name=args.task_name, workers=commands.launched_processes()
-    )
-    commands.run(plan, args, dry_run=dry_run)
+    commands.run(args.plan(args.config(experiment, overrides), device), args, dry_run=dry_run)
 
 
 @main.command()
@@ -192,6 +193,7 @@ def run(experiment: str | None, overrides: tuple[str, ...], device: str, dry_run
     default=None,
     help="Stop a trial after the epoch its model_utility falls below this [default: sweep.collapse_utility, 0.01].",
 )
+@click.option("--repeats", type=POSITIVE, metavar="K", help="Judge the front on K seeds [default: sweep.repeats, 3].")
 @heartbeat_option
 @tracking_option
 def sweep(experiment: str | None, overrides: tuple[str, ...], device: str, dry_run: bool, **given: Any) -> None:

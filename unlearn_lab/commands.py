@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the modules behind these import torch: loaded by the stages
     from unlearn_lab.experiment import RunResult
     from unlearn_lab.plan import Plan
     from unlearn_lab.sweep.study import SweepSpec
+    from unlearn_lab.tracking.memory import MemoryTracker
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
 
@@ -265,10 +266,33 @@ class RunArgs:
     task_name: str | None = None
     eval_every: str = "none"
     tracking_uri: str | None = None
+    seeds: str | None = None  # "0,1,2": the setting once per seed
+    repeats: int | None = None  # K seeds from unlearn.seed
+
+    def __post_init__(self) -> None:
+        if self.seeds is not None and self.repeats is not None:
+            raise UsageError("give --seeds 0,1,2 or --repeats K, not both")
 
     def config(self, experiment: str | None, overrides: tuple[str, ...]) -> ExperimentConfig:
         chosen = self.method, self.forget, self.retain
+        if self.seeds is not None:  # the first listed seed is the setting's own (its config and names)
+            from unlearn_lab.seeds import parse_seeds
+
+            overrides = (*overrides, f"unlearn.seed={parse_seeds(self.seeds)[0]}")
         return run_config(experiment, overrides, *chosen, lr=self.lr, epochs=self.epochs)
+
+    def plan(self, cfg: ExperimentConfig, device: str) -> Plan:
+        """The run's plan (under torchrun / accelerate launch the processes share this machine's cores)."""
+        seeds = self.seed_list(cfg)
+        return make_plan("run", cfg, device=device, task_name=self.task_name, workers=launched_processes(), seeds=seeds)
+
+    def seed_list(self, cfg: ExperimentConfig) -> tuple[int, ...]:
+        """The seeds of a repeated run (empty: one run with unlearn.seed)."""
+        from unlearn_lab.seeds import parse_seeds, seeds_for
+
+        if self.seeds is not None:
+            return parse_seeds(self.seeds)
+        return seeds_for(cfg.unlearn.seed, self.repeats) if self.repeats is not None else ()
 
 
 def run(plan: Plan, args: RunArgs, *, dry_run: bool) -> None:
@@ -282,6 +306,9 @@ def run(plan: Plan, args: RunArgs, *, dry_run: bool) -> None:
     if dry_run:
         return
     _on_sigterm()
+    if plan.seeds:
+        _run_repeated(plan, args.tracking_uri, args.eval_every)
+        return
     result, tracker = _run_experiment(plan, args.tracking_uri, args.eval_every)
     if tracker is None:  # not rank 0
         return
@@ -291,15 +318,39 @@ def run(plan: Plan, args: RunArgs, *, dry_run: bool) -> None:
     say(f"time: {result.seconds:.1f} s (training {result.train_seconds:.1f} s)")
 
 
+def _tracker(tracking_uri: str | None) -> MlflowTracker | MemoryTracker:
+    """MLflow on rank 0; under `accelerate launch` / torchrun the other ranks track nothing (in memory)."""
+    from unlearn_lab.tracking.memory import MemoryTracker
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    return MlflowTracker(tracking_uri) if int(os.environ.get("RANK", "0")) == 0 else MemoryTracker()
+
+
+def _run_repeated(plan: Plan, tracking_uri: str | None, eval_every: str) -> None:
+    """`run --seeds/--repeats`: the setting once per seed under one parent run; prints the spread."""
+    from unlearn_lab.experiment import RunOptions
+    from unlearn_lab.repeated import run_repeated, table
+    from unlearn_lab.runtime import configure_threads
+    from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
+
+    tracker = _tracker(tracking_uri)
+    configure_threads(threads=plan.threads)
+    result = run_repeated(plan, tracker, RunOptions(eval_every=eval_every), log=log)
+    if not isinstance(tracker, MlflowTracker):  # not rank 0
+        return
+    say(table(result))
+    say(f"per-seed values and spreads: {result.summary_path}")
+    say(f"MLflow parent run id: {result.run_id}  ({tracker.uri}); one nested run per seed")
+    say(f"time: {result.seconds:.1f} s for {len(result.seeds)} seeds")
+
+
 def _run_experiment(plan: Plan, tracking_uri: str | None, eval_every: str) -> tuple[RunResult, MlflowTracker | None]:
     from unlearn_lab.experiment import RunOptions, run_experiment
     from unlearn_lab.runtime import configure_threads
-    from unlearn_lab.tracking.memory import MemoryTracker
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
     from unlearn_lab.train import DivergedError
 
-    main_process = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, only rank 0 tracks
-    tracker = MlflowTracker(tracking_uri) if main_process else MemoryTracker()
+    tracker = _tracker(tracking_uri)
     configure_threads(threads=plan.threads)
     try:
         result = run_experiment(plan, tracker, RunOptions(eval_every=eval_every), log=log)
@@ -331,6 +382,7 @@ class SweepArgs:
     collapse_utility: float | None  # None: the experiment's sweep.collapse_utility
     heartbeat_seconds: int
     tracking_uri: str | None
+    repeats: int | None = None  # None: the experiment's sweep.repeats
 
     def spec(
         self, cfg: ExperimentConfig, *, experiment: str | None, overrides: tuple[str, ...], device: str
@@ -367,6 +419,7 @@ class SweepArgs:
             collapse_utility=cfg.sweep.collapse_utility if self.collapse_utility is None else self.collapse_utility,
             heartbeat=self.heartbeat_seconds,
             device=device,
+            repeats=cfg.sweep.repeats if self.repeats is None else self.repeats,
         )
 
 
@@ -384,9 +437,14 @@ def sweep(
     if dry_run:
         show(plan, dry_run=True)
         over = spec.space.describe()
+        confirmed = (
+            f"front candidates and the default config confirmed over seeds {', '.join(map(str, spec.seeds))}"
+            if spec.repeats > 1
+            else "single draws (no confirmation)"
+        )
         say(
-            f"  sweep     study {spec.study_name}: {spec.trials} trials over {over} on {args.workers} worker(s); "
-            f"storage {spec.storage}"
+            f"  sweep     study {spec.study_name}: {spec.trials} trials over {over} on {args.workers} worker(s), "
+            f"{confirmed}; storage {spec.storage}"
         )
         return
     make_storage(spec.storage, spec.heartbeat)  # a storage that does not open fails before anything is built
@@ -394,11 +452,14 @@ def sweep(
     show(plan, dry_run=False)
     build_models(plan)
     result = run_sweep(spec, workers=args.workers, log=log)
+    judged = f"on {spec.repeats}-seed means" if spec.repeats > 1 else "on single draws"
     say(
         f"study {spec.study_name}: {result.complete} complete, {result.stopped_early} stopped early (utility "
-        f"collapsed), {result.failed} failed trials, {result.epochs_saved} training epochs saved; Pareto front:"
+        f"collapsed), {result.failed} failed trials, {result.confirmations} confirmation runs, "
+        f"{result.epochs_saved} training epochs saved; Pareto front {judged}:"
     )
     say(result.table)
+    say(result.summary)
     say(f"reports: {result.out_dir}   MLflow parent run: {result.parent_run_id}")
 
 

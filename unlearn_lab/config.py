@@ -158,6 +158,9 @@ class SweepConfig:
     methods: dict = field(default_factory=dict)  # e.g. {NPO: {lr: "2e-4:2e-3", epochs: "3:10"}}
     # a trial whose model_utility falls below this after an epoch stops there and FAILs (--collapse-utility)
     collapse_utility: float = 0.01
+    # seeds per reported setting: the front's candidates and the default config are re-run until they have this
+    # many, and the front is judged on their means (--repeats; 1 = single draws)
+    repeats: int = 3
 
     def ranges(self, method: str) -> tuple[str, str]:
         """The (lr, epochs) ranges declared for `method`."""
@@ -375,6 +378,12 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             0 <= cfg.sweep.collapse_utility <= 1,
             f"sweep.collapse_utility must be in [0, 1] (0: never stop), got {cfg.sweep.collapse_utility}",
         ),
+        (cfg.sweep.repeats >= 1, f"sweep.repeats must be >= 1 (1: single draws), got {cfg.sweep.repeats}"),
+        (
+            cfg.data.authors is None or cfg.data.authors >= 1,
+            f"data.authors must be a number of authors >= 1, or null for all of them; got {cfg.data.authors}",
+        ),
+        (u.seed >= 0 and cfg.finetune.seed >= 0, "unlearn.seed and finetune.seed must be >= 0 (torch seeds)"),
         (e.max_new_tokens > 0, f"eval.max_new_tokens must be > 0, got {e.max_new_tokens}"),
         (0 < e.mink_k <= 1, f"eval.mink_k must be in (0, 1], got {e.mink_k}"),
         (

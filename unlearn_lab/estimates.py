@@ -118,7 +118,8 @@ def describe(plan: Plan) -> str:
         u = cfg.unlearn
         lines.append(
             f"  unlearn   {u.method} lr {u.lr:g}, {u.epochs} epochs, batch {u.batch_size} x accum "
-            f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps"
+            f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps, "
+            + (f"seeds {', '.join(map(str, plan.seeds))} ({len(plan.seeds)} runs)" if plan.seeds else f"seed {u.seed}")
         )
     lines += _reference_lines(plan) + _build_lines(plan) + _cost_lines(plan)
     lines += [f"  note      {n}" for n in plan.notes]

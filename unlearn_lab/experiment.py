@@ -98,6 +98,30 @@ class Inputs:
     source_name: str
 
 
+class Shared:
+    """What the runs of one setting share whatever their seed: the checked inputs, the tokenizer and the retain
+    reference (computed by the first run that needs it, on the main process only). A repeated run builds it once
+    and hands it to every seed's run_experiment; a single run builds its own."""
+
+    def __init__(self, plan: Plan, inputs: Inputs, tokenizer: Any):
+        self.plan, self.inputs, self.tokenizer = plan, inputs, tokenizer
+        self._reference: dict | None = None
+        self._has_reference = False
+
+    @classmethod
+    def load(cls, plan: Plan, log) -> Shared:
+        inputs = load_inputs(plan, log)
+        cfg = plan.cfg
+        return cls(plan, inputs, load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code))
+
+    def reference(self, *, log, progress: bool) -> dict | None:
+        """The retain reference of this setting's plan (read from its cache or logs, or computed now), once."""
+        if not self._has_reference:
+            self._reference = reference_entries(self.plan, self.inputs.data_eval, log=log, progress=progress)
+            self._has_reference = True
+        return self._reference
+
+
 @dataclass
 class Session:
     """The model being unlearned and what trains and evaluates it (one per run)."""
@@ -137,14 +161,16 @@ class Training:
     seconds: float = 0.0
 
 
-def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print) -> RunResult:
+def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print, shared: Shared | None = None) -> RunResult:
+    """One seeded run of the plan. `shared`: the inputs, tokenizer and reference of this setting, when several
+    seeds of it run in one process (repeated.run_repeated); built here otherwise."""
     started = time.perf_counter()
-    inputs = load_inputs(plan, log)
+    shared = shared or Shared.load(plan, log)
     tracker = Guarded(tracker, log)  # a store lost mid-run: the run still finishes locally, then TrackingLost
-    run_id = open_run(plan, tracker, inputs, opts)
+    run_id = open_run(plan, tracker, shared.inputs, opts)
     try:
-        session = start_session(plan, tracker, run_id, inputs, opts, log)
-        training = train(plan, session, inputs.spec, tracker, run_id, opts)
+        session = start_session(plan, tracker, run_id, shared, opts, log)
+        training = train(plan, session, shared.inputs.spec, tracker, run_id, opts)
         if not session.accelerator.is_main_process:  # `accelerate launch`: only the main process saves and evaluates
             tracker.end_run(run_id, "FINISHED")
             return RunResult(
@@ -237,22 +263,19 @@ def open_run(plan: Plan, tracker: Guarded, inputs: Inputs, opts: RunOptions) -> 
     return run_id
 
 
-def start_session(plan: Plan, tracker: Guarded, run_id: str, inputs: Inputs, opts: RunOptions, log) -> Session:
+def start_session(plan: Plan, tracker: Guarded, run_id: str, shared: Shared, opts: RunOptions, log) -> Session:
     """The target model in fp32 master weights on the plan's device, its batches, the retain reference; the
     resolved config and params logged."""
-    cfg = plan.cfg
+    cfg, inputs, tokenizer = plan.cfg, shared.inputs, shared.tokenizer
     tracker.log_text(run_id, to_yaml(cfg), "config.yaml")
     model = load.load_model(plan.target.spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
-    tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
     hyperparams = inputs.hyperparams
     chat = uses_chat_template(tokenizer, cfg.prompt)
     tracker.log_params(run_id, tracked_params(plan, hyperparams, chat_template=chat))
     data = UnlearnData.build(tokenizer, cfg.prompt, inputs.forget, inputs.retain, inputs.idk)
     accelerator = make_accelerator(plan.device)
     model.to(accelerator.device)
-    reference = None
-    if accelerator.is_main_process:
-        reference = reference_entries(plan, inputs.data_eval, log=log, progress=opts.progress)
+    reference = shared.reference(log=log, progress=opts.progress) if accelerator.is_main_process else None
     return Session(model, tokenizer, data, accelerator, reference, hyperparams, inputs.data_eval)
 
 
@@ -350,8 +373,13 @@ class EpochMonitor:
 
 
 def train(plan: Plan, session: Session, spec: MethodSpec, tracker: Guarded, run_id: str, opts: RunOptions) -> Training:
-    """The shared loop over the forget set (with retain / alternate partners as the method needs)."""
+    """The shared loop over the forget set (with retain / alternate partners as the method needs).
+
+    unlearn.seed decides every random choice of the run: the method's generator draws the data order, the retain
+    partners, the "I don't know" answers and RMU's direction; torch's global generator, seeded here too, drives
+    dropout and anything else a model or library draws from it (docs/seeds.md)."""
     u = plan.cfg.unlearn
+    torch.manual_seed(u.seed)
     loss = MethodLoss(spec, session.hyperparams, session.model, session.accelerator, u.seed)
     monitor = EpochMonitor(plan, session, tracker, run_id, opts)
     acc = session.accelerator

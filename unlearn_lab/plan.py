@@ -84,6 +84,7 @@ class Plan:
     steps: dict[str, int] = field(default_factory=dict)  # optimizer steps per training stage
     notes: tuple[str, ...] = ()  # what the user should know before anything runs
     run_name: str = ""  # the tracking run's name (short, readable; the tracker makes it unique)
+    seeds: tuple[int, ...] = ()  # `run --seeds/--repeats`: the setting runs once per seed (empty: once, unlearn.seed)
 
     @property
     def config_hash(self) -> str:
@@ -101,6 +102,27 @@ class Plan:
         if "source" in self.__dict__:  # functools.cached_property's slot: filled when the source was read
             noted.__dict__["source"] = self.__dict__["source"]
         return noted
+
+    def with_seed(self, seed: int) -> Plan:
+        """This run plan with unlearn.seed = `seed`: the same models, data (the source already read), reference
+        and step counts, its own names: the default task name carries the new config hash, a name the user gave
+        gets `_seed<k>`; the run name `-seed<k>`."""
+        cfg = replace(self.cfg, unlearn=replace(self.cfg.unlearn, seed=seed))
+        default = default_task_name(self.command, self.cfg, self.target, self.evaluated)
+        task = default_task_name(self.command, cfg, self.target, self.evaluated)
+        task = task if self.task_name == default else f"{self.task_name}_seed{seed}"
+        seeded = replace(
+            self,
+            cfg=cfg,
+            task_name=task,
+            save_dir=self.save_dir.parent / task,
+            eval_dir=self.eval_dir.parent / task,
+            run_name=f"{self.run_name}-seed{seed}",
+            seeds=(),
+        )
+        if "source" in self.__dict__:
+            seeded.__dict__["source"] = self.__dict__["source"]
+        return seeded
 
     @property
     def retain_split(self) -> str:
@@ -244,6 +266,7 @@ def resolve(
     no_reference: bool = False,
     saves: Path | str = "saves",
     count: bool = True,
+    seeds: tuple[int, ...] = (),
 ) -> Plan:
     """The plan of one command. `evaluated` / `retain_model` (eval) may be 'target' or 'retain': the
     experiment's models. `count=False` skips parameter counts (sweep trials, which need no estimates)."""
@@ -259,17 +282,15 @@ def resolve(
     roles = {"target": target, "retain": retain}
     evaluated_plan = _evaluated_plan(evaluated, roles, count)
     m = cfg.model
-    tokenizer = m.tokenizer or m.target or target.spec
-    if evaluated_plan is not None and evaluated not in roles:
-        tokenizer = m.tokenizer or evaluated_plan.spec
+    own_model = evaluated_plan is not None and evaluated not in roles
+    tokenizer = m.tokenizer or (evaluated_plan.spec if own_model and evaluated_plan else m.target or target.spec)
     notes: list[str] = []
     reference = None
     if command in ("run", "eval", "sweep"):
         reference = _reference(cfg, command, roles, retain_model, retain_logs, no_reference, device, notes)
     if command == "eval" and reference is not None:
         notes += _reference_notes(reference, (base, target, retain))
-    name = task_name or default_task_name(command, cfg, target, evaluated_plan)
-    saves = Path(saves)
+    name, saves = task_name or default_task_name(command, cfg, target, evaluated_plan), Path(saves)
     return Plan(
         command=command,
         cfg=cfg,
@@ -289,6 +310,7 @@ def resolve(
         steps=_steps(command, cfg, target, retain, base),
         notes=tuple(notes),
         run_name=run_name or task_name or default_run_name(cfg),
+        seeds=seeds,
     )
 
 

@@ -47,6 +47,7 @@ def _model_problem(spec: str, probe, *, weights: bool = True) -> str | None:
             elif origin == "gguf":
                 if not Path(spec).expanduser().is_file():
                     return f"GGUF file not found: {spec}"
+                return unreadable_gguf(Path(spec).expanduser())
             else:
                 load.check_folder(Path(spec).expanduser(), weights=weights)
         except UsageError as exc:
@@ -70,6 +71,20 @@ def unreadable_weights(folder: Path) -> str | None:
                 json.loads(fh.read(size))
         except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return f"{path} is not a readable safetensors file (its header does not parse); re-download or re-save it"
+    return None
+
+
+def unreadable_gguf(path: Path) -> str | None:
+    """A GGUF file cut short or not GGUF at all is named here, not by a 50-line traceback from the converter. Its
+    header and tensor table are read (memory-mapped: no weights are loaded)."""
+    try:
+        from gguf import GGUFReader
+
+        fields = GGUFReader(str(path)).fields
+    except Exception:  # noqa: BLE001 - struct.error, ValueError, KeyError...: any of them means unreadable
+        return f"{path} is not a readable GGUF file (cut short, or not GGUF: its tensor table does not parse)"
+    if "general.architecture" not in fields:
+        return f"{path} is not a GGUF model file (its metadata names no general.architecture)"
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +55,14 @@ def convert_gguf(gguf_path: str | Path) -> Path:
     out = cache_root() / "gguf" / f"{gguf_path.stem}-{stat.st_size}"
     if (out / "config.json").is_file():
         return out
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+        )
+    except (struct.error, ValueError, KeyError, OSError) as exc:  # a file the preflight could not see through
+        why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UsageError(f"{gguf_path} cannot be converted as a GGUF model: {why}") from None
     # transformers refuses to save a GGUF-loaded model: copy the dequantised weights into a plain one
     config = quantized.config
     if hasattr(config, "quantization_config"):

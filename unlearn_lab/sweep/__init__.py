@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import RunFailed, UsageError
+from unlearn_lab.sweep.finish import REFERENCE_POINTS, SweepResult, finish_sweep
 from unlearn_lab.sweep.study import (
     StudyHandle,
     StudyNotReady,
     SweepSpec,
     enqueue_default,
+    explored,
     make_storage,
     open_study,
     reap,
@@ -40,18 +42,6 @@ if TYPE_CHECKING:
     import optuna
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    parent_run_id: str
-    complete: int
-    failed: int
-    pareto: list[dict[str, Any]]
-    table: str
-    out_dir: Path
-    epochs_saved: int = 0
-    stopped_early: int = 0  # trials that ended at the epoch their utility collapsed (not counted as failed)
 
 
 def run_sweep(spec: SweepSpec, *, workers: int = 1, log: Log = print) -> SweepResult:
@@ -73,6 +63,7 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log: Log = print) -> SweepRe
     guarded = Guarded(tracker, log)  # the server may be the reason we are failing
     try:
         complete_study(handle, spec, tracker, local.run, log)
+        confirm_front(handle, spec, tracker, local.run, log)
         return finish_sweep(study, spec, tracker, parent)
     except KeyboardInterrupt:
         local.stop()
@@ -159,9 +150,6 @@ class LocalWorkers:
             p.join(timeout=60)
 
 
-REFERENCE_POINTS = "reference_points"
-
-
 def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, Any]]:
     """The target's and the retain model's scores (forget_quality, model_utility, ...) for the Pareto plot."""
     from unlearn_lab.evaluation import reference_points
@@ -224,6 +212,7 @@ def join_sweep(
         return done.gave_up
 
     complete_study(handle, spec, tracker, run_local, log)  # stays until the study is complete
+    follow_confirmations(handle, spec, tracker, run_local, log)
     return WorkerResult(counts["complete"], counts["failed"], counts["stopped_early"])
 
 
@@ -276,15 +265,18 @@ def complete_study(
     run_local: Callable[[], bool],
     log: Log = print,
     poll: float | None = None,
+    done: Callable[[], bool] | None = None,
 ) -> None:
-    """Run local workers; then wait for the trials other workers (other hosts) are running, failing those
-    whose worker died (pid gone on this host, or heartbeat silent) and running their replacements here."""
+    """Run local workers until `done` (default: `spec.trials` COMPLETE exploration trials); meanwhile wait for the
+    trials other workers (other hosts) are running, failing those whose worker died (pid gone on this host, or
+    heartbeat silent) and running their replacements here."""
     from optuna.trial import TrialState
 
     study = handle.study
     poll = poll or min(spec.heartbeat, 5)
+    done = done or (lambda: explored(study) >= spec.trials)
     waiting_for: tuple[int, ...] = ()
-    while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < spec.trials:
+    while not done():
         reap(handle, tracker, log)
         if work_left(study, spec.trials):
             if run_local():
@@ -297,60 +289,74 @@ def complete_study(
         time.sleep(poll)
 
 
-def finish_sweep(study: optuna.Study, spec: SweepSpec, tracker: Tracker, parent: str) -> SweepResult:
-    """Reports on the sweep's run: trials and Pareto tables, plots, registry versions with their aliases, and
-    the run's end. Only the `sweep` process calls it (the single writer of a study's reports and aliases)."""
+PHASE = "phase"  # study attribute: "exploring", "confirming", "done" (joined workers follow it)
+MAX_CONFIRM_ROUNDS = 4
+
+
+def confirm_front(
+    handle: StudyHandle, spec: SweepSpec, tracker: Tracker, run_local: Callable[[], bool], log: Log = print
+) -> None:
+    """Re-run every front candidate (and the default config) with the seeds it lacks, as confirmation trials that
+    any worker runs, until the front judged on means holds only confirmed settings (at most MAX_CONFIRM_ROUNDS
+    rounds: a lucky draw that falls back can uncover another candidate)."""
+    from unlearn_lab.sweep import confirm
+
+    study = handle.study
+    for _ in range(MAX_CONFIRM_ROUNDS if spec.repeats > 1 else 0):
+        trials = study.get_trials(deepcopy=False)
+        asked = {  # runs already done, queued or running
+            (int(t.user_attrs["confirms"]), int(t.user_attrs["seed"]))
+            for t in trials
+            if confirm.is_confirmation(t) and t.state.name in ("WAITING", "RUNNING", "COMPLETE")
+        }
+        found = confirm.to_confirm(confirm.settings(trials, spec.cfg.unlearn.seed), spec.floors, spec.seeds)
+        todo = [job for job in found if job not in asked]
+        if not todo and not _confirmations_pending(study):
+            break
+        if todo:
+            numbers = sorted({n for n, _ in todo})
+            log(
+                f"confirming {len(numbers)} setting(s) over seeds {', '.join(map(str, spec.seeds))}: trial(s) "
+                f"{', '.join(map(str, numbers))} ({len(todo)} runs)"
+            )
+            for number, seed in todo:
+                study.enqueue_trial(dict(study.trials[number].params), user_attrs={"confirms": number, "seed": seed})
+        study.set_user_attr(PHASE, "confirming")
+        complete_study(handle, spec, tracker, run_local, log, done=lambda: not _confirmations_pending(study))
+    study.set_user_attr(PHASE, "done")
+
+
+def follow_confirmations(
+    handle: StudyHandle,
+    spec: SweepSpec,
+    tracker: Tracker,
+    run_local: Callable[[], bool],
+    log: Log = print,
+    grace: float = 60.0,
+) -> None:
+    """A joined worker, once exploration is complete: run the confirmation trials the `sweep` process queues until
+    it says the study is done, or nothing has been queued or running for `grace` seconds (a sweep process that
+    is gone: rerunning `sweep` resumes the confirmation)."""
+    if spec.repeats <= 1:
+        return
+    study, idle_since = handle.study, [time.monotonic()]
+
+    def done() -> bool:
+        if study.user_attrs.get(PHASE) == "done":
+            return True
+        if _confirmations_pending(study):
+            idle_since[0] = time.monotonic()
+            return False
+        return time.monotonic() - idle_since[0] > grace
+
+    complete_study(handle, spec, tracker, run_local, log, done=done)
+
+
+def _confirmations_pending(study: optuna.Study) -> bool:
+    """Confirmation trials still queued or running (on any worker)."""
     from optuna.trial import TrialState
 
-    from unlearn_lab.sweep import report
+    from unlearn_lab.sweep.confirm import is_confirmation
 
-    rows = report.trial_rows(study, spec.space)
-    complete = [r for r in rows if r["state"] == "COMPLETE"]
-    pareto = report.pareto_rows(study, spec.space) if complete else []
-    out_dir = spec.saves / "sweep" / spec.study_name
-    report.write_csv(out_dir / "trials.csv", rows)
-    report.write_csv(out_dir / "pareto.csv", pareto)
-    artifacts = [out_dir / "trials.csv", out_dir / "pareto.csv"]
-    if complete:
-        artifacts += report.plots(study, rows, pareto, out_dir, study.user_attrs.get(REFERENCE_POINTS))
-    for path in artifacts:
-        tracker.log_artifact(parent, str(path))
-    register_front(spec, tracker, pareto)
-    # stopped early: COMPLETE at their collapse epoch, or (--reuse-epochs) FAILed runs whose checkpoints are trials
-    stopped = sum(r["stopped_at"] != "" for r in rows)
-    failed = sum(r["state"] == "FAIL" and r["stopped_at"] == "" for r in rows)
-    saved = report.epochs_saved(study)
-    tracker.log_metrics(
-        parent,
-        {
-            "complete_trials": len(complete),
-            "failed_trials": failed,
-            "stopped_early_trials": stopped,
-            "pareto_size": len(pareto),
-            "epochs_saved": saved,
-        },
-    )
-    table = report.pareto_table(pareto, spec)
-    tracker.log_text(parent, table + "\n", "pareto_front.txt")
-    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= spec.trials
-    tracker.end_run(parent, "FINISHED" if finished else "FAILED")
-    return SweepResult(parent, len(complete), failed, pareto, table, out_dir, saved, stopped)
-
-
-def register_front(spec: SweepSpec, tracker: Tracker, pareto: list[dict[str, Any]]) -> None:
-    """Each Pareto-optimal trial's model as a version of the registered model named after the study, aliased
-    `pareto-<rank>` by utility (rank 1 = the highest), its tags saying what it is and how it scored."""
-    for rank, row in enumerate(sorted(pareto, key=lambda r: -r["model_utility"]), 1):
-        tags = {
-            "method": row.get("method") or spec.cfg.unlearn.method,
-            "study": spec.study_name,
-            "trial": row["trial"],
-            "forget_split": spec.cfg.data.forget_split,
-            "pareto_rank": rank,
-            **{p.name: row[p.name] for p in spec.space.params},
-            "forget_quality": f"{row['forget_quality']:.6g}",
-            "model_utility": f"{row['model_utility']:.6g}",
-        }
-        if row.get("checkpoint_of") != "":
-            tags["checkpoint_of"] = row["checkpoint_of"]
-        tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{rank}", tags=tags)
+    live = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    return any(is_confirmation(t) for t in live)

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 from unlearn_lab.config import ExperimentConfig, apply_override, parse_scalar, validate
 from unlearn_lab.errors import UsageError
 from unlearn_lab.metrics.functions import log10_forget_quality
+from unlearn_lab.sweep.confirm import is_confirmation
 from unlearn_lab.sweep.space import SearchSpace
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
-    from optuna.trial import FrozenTrial
+    from optuna.trial import FrozenTrial, TrialState
 
     from unlearn_lab.tracking import Tracker
 
@@ -58,6 +59,21 @@ class SweepSpec:
     collapse_utility: float = 0.01
     heartbeat: int = 60  # RDB storages: seconds between trial heartbeats; a trial silent for 3x is failed
     device: str = "auto"  # this host's workers (workers on other hosts choose their own: auto)
+    # Seeds per reported setting: exploration trials run unlearn.seed; every front candidate and the default
+    # config are then re-run until they have this many seeds (unlearn.seed, +1, ...), and the front is judged on
+    # the means (sweep/confirm.py). 1: no confirmation (single draws, as before).
+    repeats: int = 1
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds every reported setting is run with."""
+        base = self.cfg.unlearn.seed
+        return tuple(range(base, base + self.repeats))
+
+    @property
+    def floors(self) -> tuple[float, ...]:
+        """The utility a setting's mean must reach to be feasible: the collapse floor and --min-utility."""
+        return (self.collapse_utility,) + (() if self.min_utility is None else (self.min_utility,))
 
 
 def default_storage(study_name: str, root: str | Path = ".") -> str:
@@ -133,12 +149,15 @@ class StudyHandle:
 
 
 def trial_config(
-    base: ExperimentConfig, space: SearchSpace, params: dict, *, reuse_epochs: bool = False
+    base: ExperimentConfig, space: SearchSpace, params: dict, *, reuse_epochs: bool = False, seed: int | None = None
 ) -> ExperimentConfig:
+    """The experiment with a trial's parameters (and its seed: a confirmation run's own)."""
     cfg = base
     overrides = space.overrides(params)
     if reuse_epochs:
         overrides.append(f"unlearn.schedule_epochs={space.epochs.high}")
+    if seed is not None:
+        overrides.append(f"unlearn.seed={seed}")
     for item in overrides:
         key, _, text = item.partition("=")
         cfg = apply_override(cfg, key, parse_scalar(text))
@@ -222,15 +241,19 @@ def reap_dead_trials(handle: StudyHandle, tracker: Tracker | None = None) -> lis
 
 
 def duplicate_of(trials: list[FrozenTrial], number: int, params: dict[str, Any]) -> int | None:
-    """Another COMPLETE or RUNNING trial with exactly these parameters (so trial `number` would repeat it), unless
-    `number` is that trial's retry. Workers on several hosts with their own seeds rarely collide on a float lr,
-    but integer and categorical spaces, and enqueued trials, can."""
+    """Another COMPLETE or RUNNING exploration trial with exactly these parameters (so trial `number` would repeat
+    it), unless `number` is that trial's retry. Workers on several hosts with their own seeds rarely collide on a
+    float lr, but integer and categorical spaces, and enqueued trials, can. Confirmation trials repeat parameters
+    on purpose (another seed) and are never duplicates."""
     me = next((t for t in trials if t.number == number), None)
+    if me is not None and is_confirmation(me):
+        return None
     retried = retry_of(me) if me is not None else None
     for t in trials:
         if (
             t.number != number
             and t.number != retried
+            and not is_confirmation(t)
             and t.state.name in ("COMPLETE", "RUNNING")
             and t.params == params
         ):
@@ -251,7 +274,9 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial) -> bool:
     done = int(trial.user_attrs.get("retries", 0))
     if done >= MAX_RETRIES or not trial.params:
         return False
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retries": done + 1})
+    # a confirmation run stays one (the trial it confirms, its seed)
+    kept: dict[str, Any] = {k: trial.user_attrs[k] for k in ("confirms", "seed") if k in trial.user_attrs}
+    study.enqueue_trial(dict(trial.params), user_attrs={**kept, "retry_of": trial.number, "retries": done + 1})
     return True
 
 
@@ -265,29 +290,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def exploration(study: optuna.Study, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+    """The study's exploration trials (not confirmation runs) in these states: what the --trials budget counts."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not is_confirmation(t)]
+
+
 def budget_left(study: optuna.Study, trials: int) -> int:
     from optuna.trial import TrialState
 
-    active = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
-    return trials - len(active)
+    return trials - len(exploration(study, (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)))
+
+
+def explored(study: optuna.Study) -> int:
+    """COMPLETE exploration trials: the sweep's budget is met when there are `trials` of them."""
+    from optuna.trial import TrialState
+
+    return len(exploration(study, (TrialState.COMPLETE,)))
 
 
 def work_left(study: optuna.Study, trials: int) -> bool:
-    """A free slot, or a queued (WAITING) trial: a re-queued trial already holds its slot, so it must be run
-    even when the budget looks taken."""
+    """A free slot, or a queued (WAITING) trial: a re-queued trial already holds its slot, and a confirmation run
+    is outside the budget, so both must be run even when the budget looks taken."""
     from optuna.trial import TrialState
 
     return budget_left(study, trials) > 0 or bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def within_budget(study: optuna.Study, trial_number: int, trials: int) -> bool:
-    """A trial may run iff it is among the first `trials` COMPLETE/RUNNING/WAITING trials by number."""
+    """A confirmation run always may run; an exploration trial iff it is among the first `trials`
+    COMPLETE/RUNNING/WAITING exploration trials by number."""
     from optuna.trial import TrialState
 
-    active = sorted(
-        t.number
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
-    )
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    me = next((t for t in study.get_trials(deepcopy=False) if t.number == trial_number), None)
+    if me is not None and is_confirmation(me):
+        return True
+    active = sorted(t.number for t in exploration(study, states))
     return trial_number in active[:trials]
 
 
@@ -317,6 +355,7 @@ def save_spec(study: optuna.Study, spec: SweepSpec) -> None:
                 "collapse_utility": spec.collapse_utility,
                 "experiment_arg": spec.experiment_arg,
                 "extra_sets": list(spec.extra_sets),
+                "repeats": spec.repeats,
             }
         ),
     )
@@ -358,6 +397,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
         reuse_epochs=data["reuse_epochs"],
         collapse_utility=data["collapse_utility"],
         heartbeat=heartbeat,
+        repeats=int(data.get("repeats", 1)),  # studies made before confirmation: single draws
     )
 
 

@@ -131,6 +131,9 @@ class _Worker:
             return STOP
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        if "confirms" in trial.user_attrs:  # another seed of a setting: its enqueued parameters, trained as they say
+            return trial, spec.space.draw(trial)
+        trial.set_user_attr("seed", spec.cfg.unlearn.seed)
         # with reuse_epochs every run trains the range's largest epoch count (its checkpoints are trials)
         params = spec.space.draw(trial, reuse_epochs=spec.reuse_epochs)
         twin = duplicate_of(study.get_trials(deepcopy=False), trial.number, params)
@@ -155,7 +158,14 @@ class _Worker:
         from unlearn_lab.plan import default_run_name, resolve
 
         spec = self.spec
-        cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs)
+        confirms = trial.user_attrs.get("confirms")
+        seed = int(trial.user_attrs.get("seed", spec.cfg.unlearn.seed))
+        cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs, seed=seed)
+        tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(self.worker), "seed": str(seed)}
+        parent, name = self.parent_run_id, default_run_name(cfg, prefix=f"t{trial.number}-")
+        if confirms is not None:  # nested under the run of the trial it confirms, named after it
+            parent = self.study.trials[int(confirms)].user_attrs.get("mlflow_run_id") or parent
+            name, tags["confirms"] = f"t{confirms}-seed{seed}", str(confirms)
         plan = resolve(
             "run",
             cfg,
@@ -164,13 +174,13 @@ class _Worker:
             task_name=f"{spec.study_name}_trial-{trial.number}",
             saves=spec.saves,
             count=False,
-            run_name=default_run_name(cfg, prefix=f"t{trial.number}-"),
+            run_name=name,
         )
         opts = RunOptions(
             progress=False,
-            parent_run_id=self.parent_run_id,
-            extra_tags={"sweep": spec.study_name, "trial": str(trial.number), "worker": str(self.worker)},
-            eval_every="epoch" if spec.reuse_epochs else "none",
+            parent_run_id=parent,
+            extra_tags=tags,
+            eval_every="epoch" if spec.reuse_epochs and confirms is None else "none",
             collapse_utility=spec.collapse_utility,
             on_run_started=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
         )
@@ -210,11 +220,13 @@ class _Worker:
         but marked `stopped_at`, and never a Pareto point (its params name epochs it did not train); with
         --reuse-epochs its run FAILs instead, the checkpoint of its stopping epoch being a trial of its own."""
         study, spec, counts = self.study, self.spec, self.counts
+        confirms = trial.user_attrs.get("confirms")
+        reuse = spec.reuse_epochs and confirms is None  # a confirmation run trains exactly its setting's epochs
         added: list[int] = []
-        if spec.reuse_epochs:
+        if reuse:
             added = _add_checkpoint_trials(study, spec, trial, params, result)
             counts.checkpoint_trials += len(added)
-        if spec.reuse_epochs or result.stopped_at is not None:
+        if reuse or result.stopped_at is not None:
             saved = epochs_saved(added, result.stopped_at, params["epochs"])
             trial.set_user_attr("epochs_saved", saved)
             counts.epochs_saved += saved
@@ -222,7 +234,7 @@ class _Worker:
             trial.set_user_attr("stopped_at", result.stopped_at)
             self.log(f"trial {trial.number}: {result.stop_reason} at epoch {result.stopped_at}; stopped early")
             counts.stopped_early += 1  # not a failure, whatever Optuna state the trial ends in
-            if spec.reuse_epochs:
+            if reuse:
                 _fail(study, self.tracker, trial, f"stopped early at epoch {result.stopped_at}: {result.stop_reason}")
                 self.streak = 0 if added else self.streak + 1
                 return
@@ -242,8 +254,9 @@ class _Worker:
         )
         counts.complete += 1
         self.streak = 0
+        what = f" (confirms trial {confirms}, seed {trial.user_attrs['seed']})" if confirms is not None else ""
         self.log(
-            f"trial {trial.number}: {params['method'] + ' ' if 'method' in params else ''}"
+            f"trial {trial.number}{what}: {params['method'] + ' ' if 'method' in params else ''}"
             f"lr={params['lr']:.3g} epochs={params['epochs']} -> "
             f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
             f"({result.seconds:.0f} s)"
@@ -322,6 +335,7 @@ def _add_checkpoint_trials(
                 values=list(values),
                 user_attrs={
                     "checkpoint_of": trial.number,
+                    "seed": spec.cfg.unlearn.seed,
                     "forget_quality": summary["forget_quality"],
                     "model_utility": values[1],
                     "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", ""),
