@@ -133,6 +133,8 @@ def runs_table_text(page, base: str, experiment_id: str, wait_for: str, timeout_
 
 
 HEADLINE_COLUMNS = ("forget_quality", "log10_forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE")
+# a repeated run's (and a confirmed sweep trial's) spread, next to the central values
+SPREAD_COLUMNS = ("log10_forget_quality.sd", "model_utility.sd")
 
 
 def show_metric_columns(page, names=HEADLINE_COLUMNS, hide=("Dataset", "Source", "Models")) -> None:
@@ -163,6 +165,22 @@ def close_assistant(page) -> None:
         page.wait_for_timeout(500)
 
 
+def seeds_and_front(page, base: str, experiment_id: str, runs: list, out: Path) -> None:
+    """A repeated run's page (its metrics' mean, sd and interval on the parent, a nested run per seed) and a sweep's
+    confirmed front (pareto_front.png in the run's artifact view), when the store holds them."""
+    repeated = next((r for r in runs if r.data.tags.get("kind") == "repeated"), None)
+    if repeated is not None:
+        page.goto(f"{base}/#/experiments/{experiment_id}/runs/{repeated.info.run_id}")
+        page.get_by_text(repeated.info.run_name).first.wait_for(timeout=60000)
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(out / "ui-repeated-run.png"), full_page=True)
+    sweep = next((r for r in runs if r.data.tags.get("kind") == "sweep" and "repeats" in r.data.tags), None)
+    if sweep is not None:
+        page.goto(f"{base}/#/experiments/{experiment_id}/runs/{sweep.info.run_id}/artifacts/pareto_front.png")
+        page.wait_for_timeout(5000)
+        page.screenshot(path=str(out / "ui-sweep-front.png"), full_page=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tracking-uri", default=f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
@@ -177,8 +195,9 @@ def main() -> None:
         runs_table_text(page, base, experiment_id, runs[0].info.run_name)
         training_mode(page)
         close_assistant(page)
-        show_metric_columns(page)
+        show_metric_columns(page, names=HEADLINE_COLUMNS + SPREAD_COLUMNS)
         page.screenshot(path=str(out / "ui-runs-table.png"))
+        seeds_and_front(page, base, experiment_id, runs, out)
         run = next((r for r in runs if r.data.tags.get("kind") != "sweep"), runs[0])
         page.goto(f"{base}/#/experiments/{experiment_id}/runs/{run.info.run_id}")
         page.get_by_text(run.info.run_name).first.wait_for(timeout=60000)

@@ -13,11 +13,21 @@ from unlearn_lab.plan import Plan
 
 
 def version_tags() -> dict[str, str]:
+    """The software and platform a run ran on: library versions, the commit, and the numerics fingerprint (runs
+    reproduce bit for bit only where it is the same: unlearn_lab/fingerprint.py)."""
     import accelerate
     import torch
     import transformers
 
-    tags = {"torch": torch.__version__, "transformers": transformers.__version__, "accelerate": accelerate.__version__}
+    from unlearn_lab.fingerprint import numerics_fingerprint
+
+    tags = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "numerics": numerics_fingerprint(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+    }
     try:
         git = ["git", "rev-parse", "HEAD"]
         found = subprocess.run(git, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)

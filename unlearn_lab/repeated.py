@@ -19,7 +19,7 @@ from unlearn_lab.config import flatten, to_dict
 from unlearn_lab.data.prompts import uses_chat_template
 from unlearn_lab.errors import RunFailed
 from unlearn_lab.experiment import RunOptions, RunResult, Shared, run_experiment
-from unlearn_lab.metrics.report import fmt, write_json
+from unlearn_lab.metrics.report import write_json
 from unlearn_lab.plan import Plan, tracked_params
 from unlearn_lab.records import HEADLINE, version_tags
 from unlearn_lab.tracking import Guarded, Tracker
@@ -122,38 +122,39 @@ ORDER = ("log10_forget_quality", *[h for h in HEADLINE if h != "forget_quality"]
 
 
 def table(result: RepeatedResult) -> str:
-    """The printed result: each metric's mean ± sd, range and 95 % interval, then the per-seed values."""
+    """The printed result: each metric's mean ± sd, the 95 % interval of its mean, and every seed's value.
+    forget_quality is shown as its geometric mean ×/÷ its seed spread (10 ** sd of log10 forget_quality)."""
     names = [n for n in ORDER if n in result.spreads] + [n for n in result.spreads if n not in ORDER]
-    width = max(len(n) for n in [*names, "forget_quality"])
-    head = f"{'metric':<{width}}  {'mean ± sd':>21}  {'min .. max':>21}  {'95% interval':>21}  " + "  ".join(
-        f"{'seed ' + str(s):>10}" for s in result.seeds
-    )
-    lines = [f"{len(result.seeds)} seeds ({', '.join(map(str, result.seeds))}):", head]
-    for name in names:
+    shown = ["forget_quality" if n == "log10_forget_quality" else n for n in names]
+    width = max(len(n) for n in shown)
+    seeds = "  ".join(f"{'seed ' + str(s):>10}" for s in result.seeds)
+    lines = [f"{'metric':<{width}}  {'mean ± sd':>21}  {'95% interval of the mean':>24}  {seeds}"]
+    for name, label in zip(names, shown, strict=True):
         s = result.spreads[name]
-        per_seed = [r.summary.get("forget_quality" if name == "log10_forget_quality" else name) for r in result.runs]
-        shown = [_log10(v) if name == "log10_forget_quality" else v for v in per_seed]
-        ci = "-" if s.ci_low is None else f"{_num(s.ci_low)} .. {_num(s.ci_high)}"
-        lines.append(
-            f"{name:<{width}}  {_mean_sd(s):>21}  {_num(s.min) + ' .. ' + _num(s.max):>21}  {ci:>21}  "
-            + "  ".join(f"{_num(v):>10}" for v in shown)
-        )
-        if name == "log10_forget_quality":
-            lines.append(f"{'forget_quality':<{width}}  {fmt(10**s.mean) + ' (geometric mean)':>21}")
+        per_seed = "  ".join(f"{_num(r.summary.get(label)):>10}" for r in result.runs)
+        lines.append(f"{label:<{width}}  {_centre(name, s):>21}  {_interval(name, s):>24}  {per_seed}")
+    lines.append(
+        f"{len(result.seeds)} seeds; forget_quality: geometric mean ×/÷ 10^(sd of log10 forget_quality); "
+        "the interval is Student's t over the seeds"
+    )
     return "\n".join(lines)
 
 
-def _log10(value: float | None) -> float | None:
-    from unlearn_lab.metrics.functions import log10_forget_quality
+def _centre(name: str, s: S.Spread) -> str:
+    if name == "log10_forget_quality":
+        text = _num(10**s.mean)
+        return text if s.sd is None else f"{text} ×/÷ {10**s.sd:.2f}"
+    return _num(s.mean) if s.sd is None else f"{_num(s.mean)} ± {_num(s.sd)}"
 
-    return None if value is None else log10_forget_quality(value)
+
+def _interval(name: str, s: S.Spread) -> str:
+    if s.ci_low is None or s.ci_high is None:
+        return "-"
+    low, high = (10**s.ci_low, 10**s.ci_high) if name == "log10_forget_quality" else (s.ci_low, s.ci_high)
+    return f"{_num(low)} .. {_num(high)}"
 
 
 def _num(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.3e}" if value != 0 and abs(value) < 1e-3 else f"{value:.4f}"
-
-
-def _mean_sd(s: S.Spread) -> str:
-    return _num(s.mean) if s.sd is None else f"{_num(s.mean)} ± {_num(s.sd)}"

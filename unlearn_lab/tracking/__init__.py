@@ -7,6 +7,7 @@ Runs are addressed by explicit ids (no "active run" global): a run, its nested e
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +55,28 @@ class Tracker(Protocol):
     def run_status(self, run_id: str) -> str: ...
 
     def has_run(self, run_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """A run read back from a tracking store (reports and docs tables read runs; runs never read themselves)."""
+
+    run_id: str
+    name: str
+    status: str
+    start_ms: int
+    end_ms: int | None
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # the latest value of each
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.tags.get("mlflow.parentRunId")
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.end_ms is None else (self.end_ms - self.start_ms) / 1000
 
 
 def first_free_name(name: str, taken: set[str]) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import UsageError
-from unlearn_lab.tracking import first_free_name
+from unlearn_lab.tracking import TrackedRun, first_free_name
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -263,6 +263,39 @@ class MlflowTracker:
 
     def resume_run(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
+
+    def search(self, filter_string: str = "") -> list[TrackedRun]:
+        """Every run of this tracker's experiment matching an MLflow filter (e.g. "tags.kind = 'sweep'"), newest
+        first, with its tags, params and latest metrics."""
+        from mlflow.entities import ViewType
+
+        found, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+            )
+            found += [
+                TrackedRun(
+                    r.info.run_id,
+                    r.info.run_name,
+                    r.info.status,
+                    r.info.start_time,
+                    r.info.end_time,
+                    dict(r.data.tags),
+                    dict(r.data.params),
+                    dict(r.data.metrics),
+                )
+                for r in page
+            ]
+            token = page.token
+            if not token:
+                return found
+
+    def read_text(self, run_id: str, path: str) -> str:
+        """A text artifact of a run (e.g. a sweep's pareto.csv)."""
+        import mlflow.artifacts
+
+        return mlflow.artifacts.load_text(f"{self.client.get_run(run_id).info.artifact_uri}/{path}")
 
     def register_model(
         self,
