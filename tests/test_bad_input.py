@@ -262,6 +262,13 @@ CASES = [
     case("run/seed-twice", "run --seeds 1,1", "--seeds lists a seed twice"),
     case("run/repeats-zero", "run --repeats 0", "0 is not in the range x>=1"),
     case("sweep/repeats-zero", "sweep --repeats 0", "0 is not in the range x>=1"),
+    case(
+        "report/no-store",
+        "report --tracking-uri sqlite:///nowhere/m.db",
+        "no tracking database at nowhere/m.db; give the store with --tracking-uri",
+    ),
+    case("report/bad-tag", "report --tag nokey", "--tag expects KEY=VALUE"),
+    case("report/bad-date", "report --since yesterday", "'yesterday' does not match the formats"),
     case("sweep/set-repeats-zero", "sweep --set sweep.repeats=0", "sweep.repeats must be >= 1 (1: single draws)"),
     # ----------------------------------------------------------------------------------------------- eval
     case(
@@ -692,7 +699,7 @@ CASES = [
         "main/unknown-command",
         "frobnicate",
         "no such command 'frobnicate'",
-        "accepted: data, eval, methods, prepare, run, sweep, ui, worker",
+        "accepted: data, eval, methods, prepare, report, run, sweep, ui, worker",
         proc=True,
     ),
     case("main/unknown-option", "--verbose run", "no such option '--verbose'", "accepted: -h, --help", proc=True),

@@ -54,7 +54,7 @@ def test_a_diverged_run_is_a_failed_run(monkeypatch):
     monkeypatch.setattr(runtime, "configure_threads", lambda threads: None)
     monkeypatch.setattr(mlflow_tracker, "MlflowTracker", lambda uri: SimpleNamespace(uri=uri))
     with pytest.raises(RunFailed, match="the run is marked FAILED"):
-        commands._run_experiment(SimpleNamespace(threads=1), None, "none")
+        commands.runs._run_experiment(SimpleNamespace(threads=1), None, "none")
 
 
 def test_unknown_names_suggest_by_the_last_part_of_a_dotted_key():

@@ -514,7 +514,7 @@ def test_the_method_can_be_searched_with_its_own_ranges():
 
 
 def test_a_sweep_over_methods_tracks_each_trial_as_its_method(tmp_path, prepared):
-    done = sweep_cli(tmp_path, "--trials", "3", "--methods", "GradAscent,NPO", "--study", "both")
+    done = sweep_cli(tmp_path, "--trials", "3", "--methods", "GradAscent,NPO", "--joint", "--study", "both")
     assert done.returncode == 0, done.stdout + done.stderr
     study, _client, runs = load(tmp_path, "both")
     assert states(study) == ["COMPLETE"] * 3
@@ -650,3 +650,41 @@ def _check_confirmed_tracking(client: Any, study: Any, result: Any) -> None:
     best = client.get_model_version_by_alias("confirm", "pareto-1")
     assert best.tags["seeds"] == "0,1,2" and "±" in best.tags["model_utility"]
     assert float(best.tags["model_utility"].split("±")[0]) == pytest.approx(0.90)
+
+
+def test_a_methods_comparison_runs_a_study_per_method_then_the_leaderboard(tmp_path, prepared):
+    """`--methods GradAscent,NPO` (not --joint): one study per method with the same budget (2 trials, confirmed on 2
+    seeds), then the report of exactly those studies: the leaderboard printed, its files written, a report run."""
+    done = sweep_cli(tmp_path, "--trials", "2", "--repeats", "2", "--methods", "GradAscent,NPO", "--study", "cmp")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for method in ("GradAscent", "NPO"):
+        study, _, _ = load(tmp_path, f"cmp_{method}")
+        explored = [t for t in study.trials if "confirms" not in t.user_attrs and t.state.name == "COMPLETE"]
+        assert len(explored) == 2 and all(t.params.keys() == {"lr", "epochs"} for t in explored)
+        assert any("confirms" in t.user_attrs for t in study.trials)  # confirmed on a second seed
+    assert "# Leaderboard: tofu, forget10" in done.stdout and "| NPO |" in done.stdout
+    out = tmp_path / "saves" / "report" / "GradAscent_NPO"
+    assert (out / "leaderboard.md").is_file() and (out / "leaderboard.html").is_file()
+    _, _, runs = load(tmp_path, "cmp_NPO")
+    (board,) = [r for r in runs if r.data.tags.get("kind") == "report"]
+    assert board.data.tags["studies"] == "cmp_GradAscent,cmp_NPO" and board.data.tags["methods"] == "GradAscent,NPO"
+
+
+def test_the_default_is_queued_even_outside_the_searched_ranges(tiny_cfg):
+    """The default (lr 2e-4, 2 epochs here) outside epochs 4:8 is still trial 0 (so the sweep is compared with it);
+    a worker's draw takes its queued values; a default method outside --methods choices cannot be queued."""
+    import optuna
+
+    from unlearn_lab.sweep.space import build_space, with_methods
+    from unlearn_lab.sweep.study import SweepSpec, enqueue_default
+
+    space = build_space("1e-4:1e-3", "4:8", None, {})
+    spec = SweepSpec(cfg=tiny_cfg, space=space, study_name="s", storage="journal:unused", trials=3)
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    enqueue_default(study, spec)
+    (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert queued.user_attrs["default_config"] and queued.system_attrs["fixed_params"] == {"lr": 2e-4, "epochs": 2}
+    joint = with_methods(space, "NPO,SimNPO", tiny_cfg.sweep.ranges)
+    other = optuna.create_study(directions=["maximize", "maximize"])
+    enqueue_default(other, SweepSpec(cfg=tiny_cfg, space=joint, study_name="j", storage="journal:unused", trials=3))
+    assert other.trials == []  # GradAscent is not among the searched methods

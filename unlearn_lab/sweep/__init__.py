@@ -160,7 +160,9 @@ def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, 
     plan = resolve(
         "eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target", count=False
     )
-    keep = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE")
+    from unlearn_lab.records import HEADLINE
+
+    keep = HEADLINE
     return {
         role: {k: v for k, v in summary.items() if k in keep}
         for role, summary in reference_points(plan, log=log).items()

@@ -55,7 +55,14 @@ def finish_sweep(study: optuna.Study, spec: SweepSpec, tracker: Tracker, parent:
     log_settings(tracker, judged, rows)
     counts = _counts(rows)
     summary = summary_lines(judged)
-    tracker.log_metrics(parent, {**counts, **_noise_metrics(judged), "epochs_saved": report.epochs_saved(study)})
+    references = {
+        f"reference.{role}.{metric}": float(value)
+        for role, scores in (study.user_attrs.get(REFERENCE_POINTS) or {}).items()
+        for metric, value in scores.items()
+        if value is not None
+    }  # the target's and retain model's scores: `unlearn-lab report` reads them from here
+    metrics = {**counts, **_noise_metrics(judged), "epochs_saved": report.epochs_saved(study), **references}
+    tracker.log_metrics(parent, metrics)
     table = report.pareto_table(pareto, spec)
     tracker.log_text(parent, table + "\n\n" + summary + "\n", "pareto_front.txt")
     tracker.set_tags(parent, {"default_verdict": judged.default[:500], "repeats": spec.repeats})

@@ -205,7 +205,10 @@ def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.TPESampler:
 
 
 def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
-    """The experiment's own config is the first trial, so the sweep is compared with the default."""
+    """The experiment's own config is the first trial, so the sweep is compared with the default (and confirms it
+    on seeds like its front). A default whose lr or epochs lie outside the searched ranges is run all the same:
+    Optuna takes a queued value outside a numeric range (the samplers only draw inside it); a categorical value
+    outside its choices (a method not in --methods) it cannot take, so that default is left out."""
     if study.trials:
         return
     u = spec.cfg.unlearn
@@ -217,7 +220,8 @@ def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
 
     hp = validate_hyperparams(get_method(u.method), u.method_args)
     params.update({p.name: hp[p.name] for p in spec.space.method if p.name in hp})
-    if spec.space.contains(params):
+    categorical = [p for p in spec.space.params if p.kind == "categorical" and p.name in params]
+    if all(p.contains(params[p.name]) for p in categorical):
         study.enqueue_trial(params, user_attrs={"default_config": True})
 
 

@@ -126,16 +126,15 @@ class _Worker:
         with warnings.catch_warnings():  # Optuna warns that heartbeats are meant for Study.optimize: we beat ourselves
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = study.ask()
+        params = self._params(trial)
         if not within_budget(study, trial.number, spec.trials):  # another worker took the last slot
             study.tell(trial, state=TrialState.PRUNED)
             return STOP
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         if "confirms" in trial.user_attrs:  # another seed of a setting: its enqueued parameters, trained as they say
-            return trial, spec.space.draw(trial)
+            return trial, params
         trial.set_user_attr("seed", spec.cfg.unlearn.seed)
-        # with reuse_epochs every run trains the range's largest epoch count (its checkpoints are trials)
-        params = spec.space.draw(trial, reuse_epochs=spec.reuse_epochs)
         twin = duplicate_of(study.get_trials(deepcopy=False), trial.number, params)
         if twin is None:
             self.duplicates = 0
@@ -151,6 +150,15 @@ class _Worker:
             )
             return STOP
         return AGAIN
+
+    def _params(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The trial's parameters: queued ones (the default config, a retry, a confirmation run) as queued, even
+        outside the searched ranges; drawn ones from the space. With reuse_epochs every exploration run trains the
+        range's largest epoch count (its checkpoints are trials); a confirmation run trains its setting's."""
+        with warnings.catch_warnings():  # a queued value outside a range: Optuna warns, and takes it
+            warnings.filterwarnings("ignore", message="Fixed parameter")
+            reuse = self.spec.reuse_epochs and "confirms" not in trial.user_attrs
+            return self.spec.space.draw(trial, reuse_epochs=reuse)
 
     def _plan(self, trial: optuna.Trial, params: dict[str, Any]) -> tuple[Plan, RunOptions]:
         """The trial as a run: its config, plan (nested under the sweep's run) and options."""

@@ -1,0 +1,57 @@
+"""`data splits|show`, `methods`, `ui`: looking at data and methods, browsing runs."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from unlearn_lab.commands.common import log, say
+from unlearn_lab.config import load_experiment
+
+if TYPE_CHECKING:
+    from unlearn_lab.data.tofu import Source
+
+
+def data_source(source: str | None, authors: int | None, experiment: str | None) -> Source:
+    """`--data` (default: the experiment's source, with its author count unless `--authors` says otherwise)."""
+    from unlearn_lab.data.tofu import make_source
+
+    d = load_experiment(experiment).data
+    if source is None:
+        return make_source(d.source, authors or d.authors, d.seed)
+    return make_source(source, authors, d.seed)
+
+
+def data_splits(source: str | None, authors: int | None, experiment: str | None) -> None:
+    from unlearn_lab.data.tofu import describe_splits
+
+    say(describe_splits(data_source(source, authors, experiment)))
+
+
+def data_show(split: str, count: int, source: str | None, authors: int | None, experiment: str | None) -> None:
+    import json
+
+    records = data_source(source, authors, experiment).load(split)[:count]
+    say("\n".join(json.dumps(record, indent=2, ensure_ascii=False) for record in records))
+
+
+def methods() -> None:
+    """The methods, their hyperparameters (defaults and bounds), what each needs and its paper."""
+    from unlearn_lab.methods import METHODS
+
+    for name, spec in METHODS.items():
+        bounded = {k: f" ({spec.bounds[k]})" if k in spec.bounds else "" for k in spec.defaults}
+        params = ", ".join(f"{k}={v}{bounded[k]}" for k, v in spec.defaults.items()) or "(none)"
+        wants = (("retain", spec.needs_retain), ("reference model", spec.needs_reference))
+        needs = [n for n, on in (*wants, ("idk answers", spec.needs_alternate)) if on]
+        say(f"{name:<11} {params}")
+        say(f"{'':<11} needs: {', '.join(needs) or 'forget only'}; paper: {spec.paper}")
+
+
+def ui(host: str, port: int, workers: int, tracking_uri: str | None) -> None:
+    """`ui`: the MLflow UI on the project's store (this process becomes the server); prints the experiment page."""
+    from unlearn_lab.tracking.mlflow_tracker import ui_command
+
+    url, argv, env = ui_command(tracking_uri, host, port, workers)
+    log(f"MLflow UI: {url}")
+    os.execvpe(argv[0], argv, env)
