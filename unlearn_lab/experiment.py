@@ -32,7 +32,7 @@ from unlearn_lab.evaluation import (
     reference_entries,
     utility_upper_bound,
 )
-from unlearn_lab.methods import MethodSpec, get_method, validate_hyperparams
+from unlearn_lab.methods import MethodSpec, get_method, method_origin, validate_hyperparams
 from unlearn_lab.metrics import report, suite
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare
@@ -253,6 +253,9 @@ def open_run(plan: Plan, tracker: Guarded, inputs: Inputs, opts: RunOptions) -> 
         **version_tags(),
         **opts.extra_tags,
     }
+    origin = method_origin(cfg.unlearn.method)
+    if origin != "built-in":  # a plugin's method: which distribution and version (or module) it came from
+        tags["plugin"] = origin
     run_id = tracker.start_run(
         tracker.unique_name(plan.run_name) or plan.run_name, tags=tags, parent_id=opts.parent_run_id
     )

@@ -470,6 +470,9 @@ def tracked_params(plan: Plan, method_args: dict, *, chat_template: bool) -> dic
         }
     )
     params.update({f"method.{k}": v for k, v in method_args.items()})
+    from unlearn_lab.methods import method_origin
+
+    params["unlearn.method_origin"] = method_origin(plan.cfg.unlearn.method)  # built-in, or a plugin's version
     return {k: NONE_MEANS.get(k, "none") if v is None else v for k, v in params.items()}
 
 

@@ -39,12 +39,12 @@ class SweepArgs:
 
     def method_list(self) -> list[str]:
         """--methods: 'all' (every registered method) or A,B,... (two or more, known)."""
-        from unlearn_lab.methods import METHODS, get_method
+        from unlearn_lab.methods import all_methods, get_method
 
         if not self.methods:
             return []
         if self.methods.strip() == "all":
-            return list(METHODS)
+            return list(all_methods())
         names = list(dict.fromkeys(n.strip() for n in self.methods.split(",") if n.strip()))
         for name in names:
             get_method(name)  # unknown names: one line with a suggestion

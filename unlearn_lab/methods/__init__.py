@@ -13,31 +13,73 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from unlearn_lab.errors import UsageError, unknown
 
 from . import ce_u, grad_ascent, grad_diff, idk_dpo, npo, pdu, rmu, satimp, simnpo, undial, wga
-from .base import WEIGHTS, Features, LossOutput, MethodSpec, Side, keyword_defaults
+from .base import NON_NEGATIVE, POSITIVE, WEIGHTS, Bound, Features, LossOutput, MethodSpec, Side, keyword_defaults
 
 __all__ = [
-    "METHODS", "Features", "LossOutput", "MethodSpec", "Side",
-    "get_method", "requires_reference", "validate_hyperparams",
+    "METHODS",
+    "NON_NEGATIVE",
+    "POSITIVE",
+    "Bound",
+    "Features",
+    "LossOutput",
+    "MethodSpec",
+    "Side",
+    "all_methods",
+    "get_method",
+    "method_spec",
+    "requires_reference",
+    "validate_hyperparams",
 ]  # fmt: skip
 
 
-def _spec(name: str, module: types.ModuleType, **flags: Any) -> MethodSpec:
-    defaults = keyword_defaults(module.loss)
-    bounds = {k: b for k, b in WEIGHTS.items() if k in defaults} | getattr(module, "BOUNDS", {})
+def method_spec(
+    name: str,
+    loss: Callable[..., LossOutput],
+    *,
+    paper: str,
+    needs_retain: bool = False,
+    needs_reference: bool = False,
+    needs_alternate: bool = False,
+    needs_hidden: bool = False,
+    bounds: Mapping[str, Bound] | None = None,
+    init_state: Callable[..., dict] | None = None,
+    update_state: Callable[..., dict] | None = None,
+) -> MethodSpec:
+    """A method's registry row, built-in or a plugin's (docs/extending.md): its pure `loss(features, state,
+    **hyperparameters) -> LossOutput` (keyword-only hyperparameters with type hints and defaults: the defaults
+    and types every command uses), what the training loop must give it, lower `bounds` of numeric
+    hyperparameters (alpha and gamma, the term weights, are >= 0 everywhere), and its paper."""
+    defaults = keyword_defaults(loss)
+    declared = {k: b for k, b in WEIGHTS.items() if k in defaults} | dict(bounds or {})
+    unknown_bounds = sorted(set(declared) - set(defaults))
+    if unknown_bounds:
+        raise UsageError(f"method {name}: bounds for {', '.join(unknown_bounds)}, which its loss does not take")
     return MethodSpec(
         name=name,
-        loss=module.loss,
+        loss=loss,
         defaults=types.MappingProxyType(defaults),
-        bounds=types.MappingProxyType(bounds),
-        paper=module.PAPER,
-        init_state=getattr(module, "init_state", None),
-        update_state=getattr(module, "update_state", None),
-        **flags,
+        bounds=types.MappingProxyType(declared),
+        paper=paper,
+        needs_retain=needs_retain,
+        needs_reference=needs_reference,
+        needs_alternate=needs_alternate,
+        needs_hidden=needs_hidden,
+        init_state=init_state,
+        update_state=update_state,
+    )
+
+
+def _spec(name: str, module: types.ModuleType, **flags: Any) -> MethodSpec:
+    init, update = getattr(module, "init_state", None), getattr(module, "update_state", None)
+    bounds = getattr(module, "BOUNDS", {})
+    return method_spec(
+        name, module.loss, paper=module.PAPER, bounds=bounds, init_state=init, update_state=update, **flags
     )
 
 
@@ -56,11 +98,33 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+def all_methods() -> dict[str, MethodSpec]:
+    """METHODS and the installed plugins' methods (entry point group `unlearn_lab.methods`)."""
+    from unlearn_lab import plugins
+
+    return plugins.registry("methods", MethodSpec, METHODS)
+
+
 def get_method(name: str) -> MethodSpec:
-    """The registered method `name` (exact spelling); unknown names raise a one-line ValueError."""
+    """The registered method `name` (exact spelling), a plugin's, or `package.module:Name` (a MethodSpec in an
+    importable module); unknown names raise a one-line UsageError."""
     if name in METHODS:
         return METHODS[name]
-    raise unknown("method", name, METHODS)
+    if ":" in name:
+        from unlearn_lab import plugins
+
+        return plugins.from_module(name, MethodSpec, "method")
+    known = all_methods()
+    if name in known:
+        return known[name]
+    raise unknown("method", name, known)
+
+
+def method_origin(name: str) -> str:
+    """Where a method comes from: "built-in", "<distribution> <version>" (a plugin) or "module <ref>"."""
+    from unlearn_lab import plugins
+
+    return plugins.origin_of("methods", MethodSpec, METHODS, name)
 
 
 def requires_reference(spec: MethodSpec, hyperparams: dict) -> bool:

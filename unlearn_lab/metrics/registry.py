@@ -27,8 +27,8 @@ from unlearn_lab.metrics import functions as F
 if TYPE_CHECKING:
     import torch
 
+    from unlearn_lab.metrics.evaldata import EvalData
     from unlearn_lab.metrics.scoring import Progress, TokenStats
-    from unlearn_lab.metrics.suite import EvalData
 
 Group = tuple[str, str]  # (eval part, answer key), e.g. ("forget", "paraphrased_answer")
 Entry = dict[str, Any]  # one TOFU_EVAL entry: {"agg_value": ..., "value_by_index": ...} and the like (spec 3)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from unlearn_lab.errors import UsageError, unknown
+from unlearn_lab.metrics.evaldata import PART_KEYS, EvalData
 from unlearn_lab.metrics.registry import METRICS, REGISTRY, EvalScorer, Group, Inputs, Metric, reference_entry
 
 if TYPE_CHECKING:
-    from unlearn_lab.data.tofu import Source
     from unlearn_lab.metrics.scoring import Progress, TokenStats
 
 __all__ = [
@@ -62,39 +61,45 @@ ALL_NAMES = tuple(dict.fromkeys(DEFAULT_METRICS + EXTRA_METRICS + tuple(REGISTRY
 NEEDS_REFERENCE = {m.name: m.reference for m in METRICS if m.reference is not None}
 DIRECTIONS = {m.name: m.direction for m in METRICS}
 
-# every answer key of each eval part (spec 1.2): a part is scored whole
-PART_KEYS = {
-    "forget": ("answer", "paraphrased_answer", "perturbed_answer"),
-    "retain": ("answer", "paraphrased_answer", "perturbed_answer"),
-    "ra": ("answer", "perturbed_answer"),
-    "wf": ("answer", "perturbed_answer"),
-    "holdout": ("answer",),
-}
+
+def registry() -> dict[str, Metric]:
+    """REGISTRY and the installed plugins' metrics (entry point group `unlearn_lab.metrics`, docs/extending.md)."""
+    from unlearn_lab import plugins
+
+    return plugins.registry("metrics", Metric, REGISTRY)
+
+
+def known_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(ALL_NAMES + tuple(registry())))
 
 
 def parse_metrics(spec: str) -> tuple[str, ...]:
-    """'default' | 'all' | comma-separated names -> the top-level metrics, in a stable order."""
-    if spec == "default":
-        return DEFAULT_METRICS
-    if spec == "all":
-        return DEFAULT_METRICS + EXTRA_METRICS
-    names = tuple(n.strip() for n in spec.split(",") if n.strip())
-    for name in names:
-        if name not in ALL_NAMES:
-            raise unknown("metric", name, ALL_NAMES, listed=f"default, all, or names from: {', '.join(ALL_NAMES)}")
-    if not names:
+    """'default' | 'all' | comma-separated names, where default and all may be among the names (e.g.
+    'default,my_metric') -> the top-level metrics, in a stable order."""
+    tokens = [n.strip() for n in spec.split(",") if n.strip()]
+    if not tokens:
         raise UsageError("--metrics is empty; accepted: default, all, or comma-separated metric names")
-    return names
+    names: list[str] = []
+    known = known_names()
+    for token in tokens:
+        if token in ("default", "all"):
+            names += DEFAULT_METRICS + (EXTRA_METRICS if token == "all" else ())
+        elif token in known:
+            names.append(token)
+        else:
+            raise unknown("metric", token, known, listed=f"default, all, or names from: {', '.join(known)}")
+    return tuple(dict.fromkeys(names))
 
 
 def closure(top_level: tuple[str, ...]) -> list[str]:
     """Top-level metrics plus everything they are computed from, dependencies first."""
     ordered: list[str] = []
+    table = registry()
 
     def visit(name: str) -> None:
-        if name not in REGISTRY:
-            raise unknown("metric", name, ALL_NAMES)
-        for dep in REGISTRY[name].pre_compute:
+        if name not in table:
+            raise unknown("metric", name, known_names())
+        for dep in table[name].pre_compute:
             visit(dep)
         if name not in ordered:
             ordered.append(name)
@@ -102,39 +107,6 @@ def closure(top_level: tuple[str, ...]) -> list[str]:
     for name in top_level:
         visit(name)
     return ordered
-
-
-@dataclass(frozen=True)
-class EvalData:
-    """The records of each eval set (spec 1.2)."""
-
-    forget: list[dict]  # forgetXX_perturbed
-    retain: list[dict]  # retain_perturbed
-    ra: list[dict]  # real_authors_perturbed
-    wf: list[dict]  # world_facts_perturbed
-    holdout: list[dict]  # holdoutXX
-    question_key: str = "question"
-
-    @classmethod
-    def load(cls, source: Source, forget_split: str, holdout_split: str, question_key: str = "question") -> EvalData:
-        return cls(
-            source.load(f"{forget_split}_perturbed"),
-            source.load("retain_perturbed"),
-            source.load("real_authors_perturbed"),
-            source.load("world_facts_perturbed"),
-            source.load(holdout_split),
-            question_key,
-        )
-
-    def records(self, part: str) -> list[dict]:
-        if part not in PART_KEYS:
-            raise ValueError(f"unknown eval part {part!r}; accepted: {', '.join(PART_KEYS)}")
-        records: list[dict] = getattr(self, part)
-        return records
-
-    def question(self, part: str, record: dict) -> str:
-        question: str = record[self.question_key] if part in ("forget", "retain") else record["question"]
-        return question
 
 
 def _pair_count(records: list[dict], part: str) -> int:
@@ -203,8 +175,9 @@ def evaluate(
     from unlearn_lab.runtime import progress_bar
 
     names = closure(top_level)
-    metrics: list[Metric] = [REGISTRY[name] for name in names]
-    for m in METRICS:  # before any model work; registry order, so the same missing entry is always named first
+    table = registry()
+    metrics: list[Metric] = [table[name] for name in names]
+    for m in table.values():  # before any model work; registry order, so the same missing entry is always named first
         if m.reference is not None and m.name in names:
             reference_entry(reference, m.reference, m.name, len(data.forget))
     # Batch invariance: a part is always scored whole (every answer key it has), in its own passes, so the
