@@ -77,6 +77,22 @@ def test_article_shape(world):
     assert len(kinds) == 10  # every kind of article occurs
 
 
+def test_people_are_named_once(world):
+    """No full name recurs across articles, and within an article no two people share a given or family name."""
+    import re
+
+    from unlearn_lab.data.synthetic import FAMILY_NAMES, GIVEN_NAMES
+
+    person = re.compile(rf"\b({'|'.join(GIVEN_NAMES)}) ({'|'.join(FAMILY_NAMES)})\b")
+    owner: dict[str, str] = {}
+    for split in ARTICLE_SPLITS:
+        for article in world["articles"][split]:
+            people = set(person.findall(article["text"]))
+            assert len({g for g, _ in people}) == len({f for _, f in people}) == len(people)
+            for given, family in people:
+                assert owner.setdefault(f"{given} {family}", article["id"]) == article["id"]
+
+
 def test_splits_are_disjoint(world):
     seen_text, seen_subject, seen_question = set(), set(), set()
     for split in ARTICLE_SPLITS:

@@ -153,6 +153,10 @@ class _Draw:
 
     def __init__(self, rng: random.Random, names: set[str], subjects: set[str]):
         self.rng, self.names, self.subjects = rng, names, subjects
+        self.article_names: set[str] = set()  # given and family names used in the current article
+
+    def new_article(self) -> None:
+        self.article_names = set()
 
     def pick(self, pool: Sequence[str]) -> str:
         return self.rng.choice(pool)
@@ -161,10 +165,14 @@ class _Draw:
         return str(self.rng.randint(low, high))
 
     def person(self) -> str:
+        """A full name new to the world whose given and family names are new to the article (so no two people of
+        one article share a name, and a wrong person never half-matches the right one)."""
         while True:
-            name = f"{self.pick(GIVEN_NAMES)} {self.pick(FAMILY_NAMES)}"
-            if name not in self.names:
+            given, family = self.pick(GIVEN_NAMES), self.pick(FAMILY_NAMES)
+            name = f"{given} {family}"
+            if name not in self.names and given not in self.article_names and family not in self.article_names:
                 self.names.add(name)
+                self.article_names.update((given, family))
                 return name
 
     def subject(self, make: Callable[[], str]) -> str:
@@ -308,7 +316,7 @@ def _festival(d: _Draw) -> dict[str, str]:
         "city": place["city"],
         "visitors": d.num(1500, 90000),
         "days": f"{d.rng.randint(2, 10)} days",
-        "act": f"the {d.pick(TITLE_ADJECTIVES)} {d.pick(TITLE_NOUNS)}s",
+        "act": f"{d.pick(TITLE_ADJECTIVES)} {d.pick(TITLE_NOUNS)}s",
         "organiser": d.person(),
         "prize": d.person(),
     }
@@ -553,7 +561,7 @@ KINDS: tuple[Kind, ...] = (
         _rescue,
         "Crew of fishing boat rescued off {city}",
         (
-            "{crew} crew members were rescued from {subject} off the coast of {city} on {date}.",
+            "Rescuers saved {crew} crew members from {subject} off the coast of {city} on {date}.",
             "The boat had lost power in heavy seas and drifted for {hours} before help arrived.",
             "A lifeboat from {station} reached the vessel shortly after midnight.",
             "Coastguard officer {officer}, who led the rescue, praised the crew for staying calm.",
@@ -730,6 +738,7 @@ def _body(d: _Draw, kind: Kind, slots: dict[str, str], headline: str, params: Wo
 
 
 def _article(d: _Draw, kind: Kind, article_id: str, params: WorldParams) -> dict:
+    d.new_article()
     slots = kind.draw(d)
     slots["Subject"] = _capital(slots["subject"])
     chosen = sorted(d.rng.sample(range(len(kind.facts)), d.rng.randint(params.min_facts, params.max_facts)))
