@@ -1,0 +1,1 @@
+"""Benchmarks other than TOFU (each a subpackage): today MUSE (`benchmarks/muse`)."""
