@@ -482,12 +482,12 @@ def worker(study: str, storage: str, *, wait_seconds: int, heartbeat: int, track
 
 def methods() -> None:
     """The methods, their hyperparameters (defaults and bounds), what each needs and its paper."""
-    from unlearn_lab.methods import METHODS
+    from unlearn_lab.methods import METHODS, requires_reference
 
     for name, spec in METHODS.items():
         bounded = {k: f" ({spec.bounds[k]})" if k in spec.bounds else "" for k in spec.defaults}
         params = ", ".join(f"{k}={v}{bounded[k]}" for k, v in spec.defaults.items()) or "(none)"
-        wants = (("retain", spec.needs_retain), ("reference model", spec.needs_reference))
+        wants = (("retain", spec.needs_retain), ("reference model", requires_reference(spec, dict(spec.defaults))))
         needs = [n for n, on in (*wants, ("idk answers", spec.needs_alternate)) if on]
         say(f"{name:<11} {params}")
         say(f"{'':<11} needs: {', '.join(needs) or 'forget only'}; paper: {spec.paper}")

@@ -22,7 +22,7 @@ from .base import WEIGHTS, Features, LossOutput, MethodSpec, Side, keyword_defau
 
 __all__ = [
     "METHODS", "Features", "LossOutput", "MethodSpec", "Side",
-    "get_method", "requires_reference", "validate_hyperparams",
+    "get_method", "reference_sides", "requires_reference", "validate_hyperparams",
 ]  # fmt: skip
 
 
@@ -41,19 +41,26 @@ def _spec(name: str, module: types.ModuleType, **flags: Any) -> MethodSpec:
     )
 
 
+# the sides on which a method's own terms compare with the reference: NPO's and UNDIAL's forget answer; IdkDPO's
+# log-ratios of both answers (the forget answer and the "I don't know" alternate)
+FORGET, PREFERENCE = frozenset({"forget"}), frozenset({"forget", "alternate"})
+
 METHODS: dict[str, MethodSpec] = {
-    "GradAscent": _spec("GradAscent", grad_ascent, needs_retain=False, needs_reference=False),
-    "GradDiff": _spec("GradDiff", grad_diff, needs_retain=True, needs_reference=False),
-    "NPO": _spec("NPO", npo, needs_retain=True, needs_reference=True),
-    "SimNPO": _spec("SimNPO", simnpo, needs_retain=True, needs_reference=False),
-    "IdkDPO": _spec("IdkDPO", idk_dpo, needs_retain=True, needs_reference=True, needs_alternate=True),
-    "RMU": _spec("RMU", rmu, needs_retain=True, needs_reference=True, needs_hidden=True),
-    "UNDIAL": _spec("UNDIAL", undial, needs_retain=True, needs_reference=True),
-    "WGA": _spec("WGA", wga, needs_retain=True, needs_reference=False),
-    "SatImp": _spec("SatImp", satimp, needs_retain=True, needs_reference=False),
-    "CE-U": _spec("CE-U", ce_u, needs_retain=False, needs_reference=False),
-    "PDU": _spec("PDU", pdu, needs_retain=True, needs_reference=False),
+    "GradAscent": _spec("GradAscent", grad_ascent, needs_retain=False),
+    "GradDiff": _spec("GradDiff", grad_diff, needs_retain=True),
+    "NPO": _spec("NPO", npo, needs_retain=True, reference_sides=FORGET),  # log-ratio of the forget answer
+    "SimNPO": _spec("SimNPO", simnpo, needs_retain=True),
+    "IdkDPO": _spec("IdkDPO", idk_dpo, needs_retain=True, reference_sides=PREFERENCE, needs_alternate=True),
+    "RMU": _spec("RMU", rmu, needs_retain=True, needs_hidden=True),  # its EMBED_DIFF retain term: REFERENCE_RETAIN
+    "UNDIAL": _spec("UNDIAL", undial, needs_retain=True, reference_sides=FORGET),  # distils the reference logits
+    "WGA": _spec("WGA", wga, needs_retain=True),
+    "SatImp": _spec("SatImp", satimp, needs_retain=True),
+    "CE-U": _spec("CE-U", ce_u, needs_retain=False),
+    "PDU": _spec("PDU", pdu, needs_retain=True),
 }
+
+# retain_loss_type values whose retain term compares the model with the frozen reference on the retain side
+REFERENCE_RETAIN = ("KL", "EMBED_DIFF")  # KL: its logits (spec 4.0); EMBED_DIFF: RMU, its hidden state
 
 
 def get_method(name: str) -> MethodSpec:
@@ -63,9 +70,17 @@ def get_method(name: str) -> MethodSpec:
     raise unknown("method", name, METHODS)
 
 
+def reference_sides(spec: MethodSpec, hyperparams: dict) -> frozenset[str]:
+    """The sides (forget, retain, alternate) on which the loss reads the frozen reference model's outputs: the
+    method's own (`spec.reference_sides`), and the retain side when the retain term compares with the reference
+    (`REFERENCE_RETAIN`). The loop runs the reference on these sides only (it costs a forward each)."""
+    retain = frozenset({"retain"}) if hyperparams.get("retain_loss_type") in REFERENCE_RETAIN else frozenset()
+    return spec.reference_sides | retain
+
+
 def requires_reference(spec: MethodSpec, hyperparams: dict) -> bool:
-    """Whether the loop needs the frozen reference model: the method needs it, or the retain term is KL."""
-    return spec.needs_reference or hyperparams.get("retain_loss_type") == "KL"
+    """Whether the loop needs the frozen reference model at all (a copy of the start model's weights)."""
+    return bool(reference_sides(spec, hyperparams))
 
 
 def _describe(hint: Any) -> str:
