@@ -148,6 +148,59 @@ def test_device_policy(monkeypatch):
     assert gpu.train_precision == "fp32 master weights + bf16 autocast" and gpu.eval_dtype == "float32"
 
 
+def test_bf16_autocast_only_where_the_gpu_has_native_bf16(monkeypatch):
+    """T4 / V100 emulate bf16 (torch's default `is_bf16_supported()` says yes there, at emulated speed): fp32."""
+    import torch
+
+    from unlearn_lab import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native in (True, False):
+        monkeypatch.setattr(
+            torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n or including_emulation
+        )
+        assert runtime.bf16_autocast("cuda") is native
+
+    def old_torch():
+        return True  # a torch without the including_emulation argument: compute capability decides
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_torch)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+        assert runtime.bf16_autocast("cuda") is native
+
+
+def test_sweep_workers_spread_over_the_visible_gpus(monkeypatch):
+    """Worker i of a sweep on visible GPU i % count (indices among CUDA_VISIBLE_DEVICES' cards), not all on GPU 0."""
+    import torch
+
+    from unlearn_lab import runtime
+
+    assert [runtime.worker_gpu(i, 2) for i in range(5)] == [0, 1, 0, 1, 0]
+    assert runtime.worker_gpu(3, 1) == 0 and runtime.worker_gpu(0, 0) is None
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for worker in range(4):
+        runtime.use_worker_gpu(worker, "cuda")
+    runtime.use_worker_gpu(1, "cpu")  # a CPU sweep touches no GPU
+    assert chosen == [0, 1, 2, 0]
+
+
+def test_release_memory_never_starts_cuda(monkeypatch):
+    import torch
+
+    from unlearn_lab import runtime
+
+    emptied: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    runtime.release_memory()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    runtime.release_memory()
+    assert emptied == [True]
+
+
 def test_cpu_accelerator_runs_on_the_cpu():
     from unlearn_lab.runtime import make_accelerator
 

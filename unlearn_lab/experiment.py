@@ -38,7 +38,7 @@ from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare
 from unlearn_lab.plan import Plan, tracked_params
 from unlearn_lab.records import eval_params, headline, tracked_eval, version_tags
-from unlearn_lab.runtime import make_accelerator
+from unlearn_lab.runtime import autocast, make_accelerator
 from unlearn_lab.tracking import Guarded, TrackingLost
 from unlearn_lab.train import DivergedError, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
@@ -281,17 +281,18 @@ def start_session(plan: Plan, tracker: Guarded, run_id: str, shared: Shared, opt
 
 class MethodLoss:
     """(model, batch, epoch) -> the method's LossOutput, carrying the method's state (PDU's dual variable)
-    from one step to the next."""
+    from one step to the next. The forward passes and the loss run under `runtime.autocast(device)` (bf16 on a
+    GPU that has it), applied here rather than by wrapping the model, so the trained model stays a plain model."""
 
-    def __init__(self, spec: MethodSpec, hyperparams: dict, model: Any, accelerator: Any, seed: int):
-        self.spec, self.hyperparams, self.accelerator = spec, hyperparams, accelerator
+    def __init__(self, spec: MethodSpec, hyperparams: dict, model: Any, device: str, seed: int):
+        self.spec, self.hyperparams, self.device = spec, hyperparams, device
         self.features = FeatureMaker(model, spec, hyperparams)
         self.generator = torch.Generator().manual_seed(seed)
         init = spec.init_state
         self.state = init(hyperparams, hidden_size=model.config.hidden_size, generator=self.generator) if init else {}
 
     def __call__(self, model, batch, epoch: float):
-        with self.accelerator.autocast():
+        with autocast(self.device):
             out = self.spec.loss(self.features(model, batch), self.state, **self.hyperparams)
         if self.spec.update_state is not None:
             self.state = self.spec.update_state(self.state, out, self.hyperparams, epoch=epoch)
@@ -380,7 +381,7 @@ def train(plan: Plan, session: Session, spec: MethodSpec, tracker: Guarded, run_
     dropout and anything else a model or library draws from it (docs/seeds.md)."""
     u = plan.cfg.unlearn
     torch.manual_seed(u.seed)
-    loss = MethodLoss(spec, session.hyperparams, session.model, session.accelerator, u.seed)
+    loss = MethodLoss(spec, session.hyperparams, session.model, plan.device, u.seed)
     monitor = EpochMonitor(plan, session, tracker, run_id, opts)
     acc = session.accelerator
 

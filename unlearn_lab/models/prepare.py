@@ -60,9 +60,8 @@ def finetune(
 ) -> dict:
     """Plain NLL fine-tuning (the HF model loss: token mean over the micro-batch) with the shared loop, on the
     plan's device (fp32 master weights, bf16 autocast on a GPU that has it)."""
-    from unlearn_lab.runtime import make_accelerator
+    from unlearn_lab.runtime import autocast
 
-    accelerator = make_accelerator(device)
     generator = torch.Generator().manual_seed(settings.seed)
     pad = prompts.pad_id(tokenizer, pcfg)
 
@@ -73,19 +72,18 @@ def finetune(
     losses: list[float] = []
 
     def loss_fn(m, batch, epoch):
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device):
             return m(**batch)
 
     start = time.perf_counter()
-    model.to(accelerator.device)
+    model.to(device)
     fit(
         model,
         settings=settings,
         n_items=len(items),
         epoch_batches=epoch_batches,
         loss_fn=loss_fn,
-        accelerator=accelerator,
         on_step=lambda log: losses.append(log.loss),
         desc=desc,
     )

@@ -154,17 +154,16 @@ def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, 
     """The target's and the retain model's scores (forget_quality, model_utility, ...) for the Pareto plot."""
     from unlearn_lab.evaluation import reference_points
     from unlearn_lab.plan import resolve
-    from unlearn_lab.runtime import choose_device, thread_count
+    from unlearn_lab.runtime import choose_device, release_memory, thread_count
 
     log("the target and retain models' scores, as reference points for the Pareto plot (computed once, cached)")
     plan = resolve(
         "eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target", count=False
     )
     keep = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE")
-    return {
-        role: {k: v for k, v in summary.items() if k in keep}
-        for role, summary in reference_points(plan, log=log).items()
-    }
+    points = reference_points(plan, log=log)
+    release_memory()  # the GPU memory the two evaluations cached goes back before the workers train
+    return {role: {k: v for k, v in summary.items() if k in keep} for role, summary in points.items()}
 
 
 @dataclass(frozen=True)
