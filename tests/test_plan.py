@@ -231,8 +231,9 @@ def test_thread_policy(monkeypatch):
 
 
 def test_no_sync_on_non_final_micro_batches():
-    """Under DDP the gradient all-reduce happens once per optimizer step: `no_sync` wraps every micro-batch but the
-    last of each accumulation window (counted with a fake accelerator)."""
+    """Under DDP the gradient all-reduce happens once per optimizer step: `no_sync` wraps the forward and the
+    backward of every micro-batch but the last of each accumulation window (DDP decides at forward time whether
+    a backward all-reduces), counted with a fake accelerator; accelerate's references go when fit returns."""
     import contextlib
 
     import torch
@@ -244,18 +245,22 @@ def test_no_sync_on_non_final_micro_batches():
         num_processes, device = 1, torch.device("cpu")
 
         def __init__(self):
-            self.synced, self.skipped = 0, 0
+            self.skipped, self.inside, self.freed = 0, False, False
 
-        def prepare(self, *objs):
-            return objs
+        def prepare_model(self, model):
+            return model
 
         def backward(self, loss):
             loss.backward()
 
         @contextlib.contextmanager
         def no_sync(self, model):
-            self.skipped += 1
+            self.skipped, self.inside = self.skipped + 1, True
             yield
+            self.inside = False
+
+        def free_memory(self):
+            self.freed = True
 
     model = torch.nn.Linear(3, 1)
 
@@ -264,20 +269,20 @@ def test_no_sync_on_non_final_micro_batches():
             self.loss = loss
 
     acc = Fake()
+    unsynced_forwards = []
+
+    def loss_fn(m, b, e):
+        unsynced_forwards.append(acc.inside)
+        return Out(m(b).sum())
+
     settings = TrainingConfig(
         lr=0.1, epochs=1, batch_size=1, grad_accum=4, weight_decay=0.0, warmup_epochs=0.0, max_grad_norm=None, seed=0
     )
     batches = lambda epoch: [torch.ones(1, 3)] * 8
-    fit(
-        model,
-        settings=settings,
-        n_items=8,
-        epoch_batches=batches,
-        accelerator=acc,
-        progress=False,
-        loss_fn=lambda m, b, e: Out(m(b).sum()),
-    )
+    fit(model, settings=settings, n_items=8, epoch_batches=batches, accelerator=acc, progress=False, loss_fn=loss_fn)
     assert acc.skipped == 6  # 2 windows x 3 non-final micro-batches
+    assert unsynced_forwards == [True, True, True, False] * 2  # the forwards too, not only the backwards
+    assert acc.freed and all(p.grad is None for p in model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- preflight

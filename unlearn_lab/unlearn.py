@@ -17,6 +17,7 @@ import torch
 
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order, retain_partners
+from unlearn_lab.distributed import shard
 from unlearn_lab.errors import UsageError
 from unlearn_lab.methods import Features, MethodSpec, Side, reference_sides
 
@@ -48,9 +49,13 @@ class UnlearnData:
     def collate(self, items):
         return prompts.collate(items, self.pad, reference_mask=self.reference_mask)
 
-    def epoch_batches(self, batch_size: int, generator: torch.Generator, spec: MethodSpec):
-        """Micro-batches of one epoch: {"forget": ..., "retain": ..., "alternate": ...} tensors."""
-        order = epoch_order(len(self.forget), generator)
+    def epoch_batches(
+        self, batch_size: int, generator: torch.Generator, spec: MethodSpec, rank: int = 0, processes: int = 1
+    ):
+        """Micro-batches of one epoch: {"forget": ..., "retain": ..., "alternate": ...} tensors. Under several
+        processes, this rank's share of the forget rows (`distributed.shard`); every rank draws the same order,
+        partners and answers from its own copy of the generator, so the generators stay in step."""
+        order = shard(epoch_order(len(self.forget), generator), rank, processes)
         partners = retain_partners(len(self.forget), len(self.retain), generator) if spec.needs_retain else None
         idk = (
             torch.randint(0, self.n_alternate, (len(self.forget),), generator=generator).tolist()
