@@ -201,6 +201,18 @@ def test_release_memory_never_starts_cuda(monkeypatch):
     assert emptied == [True]
 
 
+def test_plan_counts_the_steps_of_each_rank_under_torchrun(monkeypatch):
+    """20 forget rows at batch 4 x accumulation 2: 2 steps per epoch alone, 1 per rank with two processes."""
+    from tests.conftest import TINY
+
+    cfg = load_experiment(None, TINY)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert make_plan(cfg, "run").steps["unlearn"] == 4
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    plan = make_plan(cfg, "run")
+    assert plan.steps["unlearn"] == 2 and "batch 4 x accum 2 x 2 processes: 2 steps" in plan.describe()
+
+
 def test_cpu_accelerator_runs_on_the_cpu():
     from unlearn_lab.runtime import make_accelerator
 
