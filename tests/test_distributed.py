@@ -29,9 +29,12 @@ TIMEOUT_S = 240  # each case takes 10-30 s on 2 busy cores; a deadlock waits her
 
 def torchrun(processes: int, script: str, *args: str, cwd: Path, cache: str | None = None) -> list[dict]:
     """`torchrun --standalone` (a free port: other test runs on this machine may be using the default one) of a
-    helper script; returns the JSON lines it printed (a "RESULT " prefix where the script also logs)."""
+    helper script; returns the JSON lines its ranks wrote, rank 0's first."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    results = cwd / "results"
+    results.mkdir()
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    env["DIST_RESULTS"] = str(results)
     if cache is not None:
         env["UNLEARN_LAB_CACHE"] = cache
     proc = subprocess.Popen(
@@ -50,8 +53,8 @@ def torchrun(processes: int, script: str, *args: str, cwd: Path, cache: str | No
         out, err = proc.communicate()
         pytest.fail(f"{script} with {processes} processes hung for {TIMEOUT_S} s:\n{out[-2000:]}\n{err[-3000:]}")
     assert proc.returncode == 0, out[-2000:] + err[-4000:]
-    lines = [line.removeprefix("RESULT ") for line in out.splitlines()]
-    return [json.loads(line) for line in lines if line.startswith("{")]
+    files = sorted(results.glob("rank*.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
 # ------------------------------------------------------------------------------------- the shared loop's agreements

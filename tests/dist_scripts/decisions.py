@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py under `torchrun --nproc_per_node 2` (gloo, CPU): the shared loop's
-multi-process agreements on a two-parameter model, one JSON line per rank and case on stdout.
+multi-process agreements on a two-parameter model, one JSON line per case in $DIST_RESULTS/rank<r>.jsonl.
 
 - "sync": which micro-batches' backwards all-reduced gradients (a DDP communication hook records the micro-batch
   it fires in), with batch 1 x accumulation 3 over 7 items per rank;
@@ -10,6 +10,7 @@ multi-process agreements on a two-parameter model, one JSON line per rank and ca
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's u
 from unlearn_lab.config import TrainingConfig
 from unlearn_lab.runtime import make_accelerator
 from unlearn_lab.train import DivergedError, fit
+
+
+def record(rank: int, result: dict) -> None:
+    """One JSON line in this rank's own file (ranks printing to one pipe interleave their lines)."""
+    with open(Path(os.environ["DIST_RESULTS"]) / f"rank{rank}.jsonl", "a") as fh:
+        fh.write(json.dumps(result) + "\n")
 
 
 class Out:
@@ -80,7 +87,7 @@ def run_case(acc, probe: Probe, name: str, s: TrainingConfig, n_items: int, loss
     except DivergedError as exc:
         result["diverged"] = {"step": exc.step, "value": str(exc.value)}
     result.update(micro=probe.micro, fired=probe.fired, steps=steps)
-    print(json.dumps(result), flush=True)
+    record(acc.process_index, result)
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
 """Run by tests/test_distributed.py under torchrun (gloo, CPU): one unlearning run on the tiny world through
 run_experiment (prepare -> session -> the shared loop under DDP -> rank 0 saves and evaluates), one JSON line per
-rank on stdout. UNLEARN_LAB_CACHE names the model cache; the settings are tests/conftest.py's TINY plus argv.
+rank in $DIST_RESULTS/rank<r>.jsonl. UNLEARN_LAB_CACHE names the model cache; the settings are
+tests/conftest.py's TINY plus argv.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +34,9 @@ def main(saves: str, eval_every: str, *sets: str) -> None:
         "target": plan.target.spec,
         "retain": plan.retain.spec,
     }
-    print("RESULT " + json.dumps(line), flush=True)
+    rank = int(os.environ["RANK"])
+    with open(Path(os.environ["DIST_RESULTS"]) / f"rank{rank}.jsonl", "a") as fh:  # a pipe would mix the ranks
+        fh.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":
