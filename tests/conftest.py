@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The whole test session is CPU-only, on any machine: CLI tests do not pin --device, and on a GPU machine `auto`
+# would pick CUDA (and the two-process tests would ask for a second GPU). Set before anything imports torch, so
+# torch sees no GPU; subprocesses inherit it.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,6 +22,7 @@ from unlearn_lab.methods import (
     MethodSpec,
     Side,
     get_method,
+    reference_sides,
     requires_reference,
     validate_hyperparams,
 )
@@ -391,6 +392,35 @@ def test_requires_reference() -> None:
     assert requires_reference(get_method("NPO"), {})
     assert not requires_reference(get_method("GradDiff"), {"retain_loss_type": "NLL"})
     assert requires_reference(get_method("GradDiff"), {"retain_loss_type": "KL"})
+
+
+def test_reference_sides_are_where_the_losses_read_the_reference() -> None:
+    """The frozen reference runs only on the sides whose outputs the loss reads (each costs a forward pass)."""
+    sides = lambda name, **hp: reference_sides(get_method(name), {**get_method(name).defaults, **hp})
+    assert sides("NPO") == {"forget"} and sides("NPO", retain_loss_type="KL") == {"forget", "retain"}
+    assert sides("IdkDPO") == {"forget", "alternate"} and sides("UNDIAL") == {"forget"}
+    assert sides("RMU") == {"retain"}  # EMBED_DIFF: the reference's hidden state on the retain side
+    assert sides("RMU", retain_loss_type="NLL") == set() and not requires_reference(get_method("RMU"), {})
+    assert sides("GradDiff") == set() and sides("GradDiff", retain_loss_type="KL") == {"retain"}
+    assert all(sides(name) == set() for name in ("GradAscent", "SimNPO", "WGA", "SatImp", "CE-U", "PDU"))
+
+
+@pytest.mark.parametrize(
+    ("name", "retain"), [("NPO", "NLL"), ("NPO", "KL"), ("IdkDPO", "NLL"), ("RMU", "EMBED_DIFF"), ("UNDIAL", "KL")]
+)
+def test_features_carry_reference_outputs_only_on_the_declared_sides(name: str, retain: str, tiny) -> None:
+    base, batches = tiny
+    spec = get_method(name)
+    hp = resolve_layer(validate_hyperparams(spec, {"retain_loss_type": retain}), base.config.num_hidden_layers)
+    features = FeatureMaker(copy.deepcopy(base), spec, hp)(base, sides_of(spec, batches))
+    for side_name in ("forget", "retain", "alternate"):
+        side = getattr(features, side_name)
+        if side is not None:
+            has = side.ref_logits is not None
+            assert has == (side_name in reference_sides(spec, hp)), (name, retain, side_name)
+    g = torch.Generator().manual_seed(0)
+    state = spec.init_state(hp, hidden_size=base.config.hidden_size, generator=g) if spec.init_state else {}
+    assert torch.isfinite(spec.loss(features, state, **hp).loss)  # what the loss reads is there
 
 
 # --- tiny LlamaForCausalLM: every method backpropagates ----------------------------------------------------------

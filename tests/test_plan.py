@@ -148,6 +148,71 @@ def test_device_policy(monkeypatch):
     assert gpu.train_precision == "fp32 master weights + bf16 autocast" and gpu.eval_dtype == "float32"
 
 
+def test_bf16_autocast_only_where_the_gpu_has_native_bf16(monkeypatch):
+    """T4 / V100 emulate bf16 (torch's default `is_bf16_supported()` says yes there, at emulated speed): fp32."""
+    import torch
+
+    from unlearn_lab import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native in (True, False):
+        monkeypatch.setattr(
+            torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n or including_emulation
+        )
+        assert runtime.bf16_autocast("cuda") is native
+
+    def old_torch():
+        return True  # a torch without the including_emulation argument: compute capability decides
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", old_torch)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+        assert runtime.bf16_autocast("cuda") is native
+
+
+def test_sweep_workers_spread_over_the_visible_gpus(monkeypatch):
+    """Worker i of a sweep on visible GPU i % count (indices among CUDA_VISIBLE_DEVICES' cards), not all on GPU 0."""
+    import torch
+
+    from unlearn_lab import runtime
+
+    assert [runtime.worker_gpu(i, 2) for i in range(5)] == [0, 1, 0, 1, 0]
+    assert runtime.worker_gpu(3, 1) == 0 and runtime.worker_gpu(0, 0) is None
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for worker in range(4):
+        runtime.use_worker_gpu(worker, "cuda")
+    runtime.use_worker_gpu(1, "cpu")  # a CPU sweep touches no GPU
+    assert chosen == [0, 1, 2, 0]
+
+
+def test_release_memory_never_starts_cuda(monkeypatch):
+    import torch
+
+    from unlearn_lab import runtime
+
+    emptied: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    runtime.release_memory()
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    runtime.release_memory()
+    assert emptied == [True]
+
+
+def test_plan_counts_the_steps_of_each_rank_under_torchrun(monkeypatch):
+    """20 forget rows at batch 4 x accumulation 2: 2 steps per epoch alone, 1 per rank with two processes."""
+    from tests.conftest import TINY
+
+    cfg = load_experiment(None, TINY)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert make_plan(cfg, "run").steps["unlearn"] == 4
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    plan = make_plan(cfg, "run")
+    assert plan.steps["unlearn"] == 2 and "batch 4 x accum 2 x 2 processes: 2 steps" in plan.describe()
+
+
 def test_cpu_accelerator_runs_on_the_cpu():
     from unlearn_lab.runtime import make_accelerator
 
@@ -178,8 +243,9 @@ def test_thread_policy(monkeypatch):
 
 
 def test_no_sync_on_non_final_micro_batches():
-    """Under DDP the gradient all-reduce happens once per optimizer step: `no_sync` wraps every micro-batch but the
-    last of each accumulation window (counted with a fake accelerator)."""
+    """Under DDP the gradient all-reduce happens once per optimizer step: `no_sync` wraps the forward and the
+    backward of every micro-batch but the last of each accumulation window (DDP decides at forward time whether
+    a backward all-reduces), counted with a fake accelerator; accelerate's references go when fit returns."""
     import contextlib
 
     import torch
@@ -191,18 +257,22 @@ def test_no_sync_on_non_final_micro_batches():
         num_processes, device = 1, torch.device("cpu")
 
         def __init__(self):
-            self.synced, self.skipped = 0, 0
+            self.skipped, self.inside, self.freed = 0, False, False
 
-        def prepare(self, *objs):
-            return objs
+        def prepare_model(self, model):
+            return model
 
         def backward(self, loss):
             loss.backward()
 
         @contextlib.contextmanager
         def no_sync(self, model):
-            self.skipped += 1
+            self.skipped, self.inside = self.skipped + 1, True
             yield
+            self.inside = False
+
+        def free_memory(self):
+            self.freed = True
 
     model = torch.nn.Linear(3, 1)
 
@@ -211,20 +281,20 @@ def test_no_sync_on_non_final_micro_batches():
             self.loss = loss
 
     acc = Fake()
+    unsynced_forwards = []
+
+    def loss_fn(m, b, e):
+        unsynced_forwards.append(acc.inside)
+        return Out(m(b).sum())
+
     settings = TrainingConfig(
         lr=0.1, epochs=1, batch_size=1, grad_accum=4, weight_decay=0.0, warmup_epochs=0.0, max_grad_norm=None, seed=0
     )
     batches = lambda epoch: [torch.ones(1, 3)] * 8
-    fit(
-        model,
-        settings=settings,
-        n_items=8,
-        epoch_batches=batches,
-        accelerator=acc,
-        progress=False,
-        loss_fn=lambda m, b, e: Out(m(b).sum()),
-    )
+    fit(model, settings=settings, n_items=8, epoch_batches=batches, accelerator=acc, progress=False, loss_fn=loss_fn)
     assert acc.skipped == 6  # 2 windows x 3 non-final micro-batches
+    assert unsynced_forwards == [True, True, True, False] * 2  # the forwards too, not only the backwards
+    assert acc.freed and all(p.grad is None for p in model.parameters())
 
 
 # ---------------------------------------------------------------------------------------------- preflight

@@ -42,7 +42,7 @@ def test_installed_plugins_are_found_with_their_version(installed):
     assert "GAKL" in all_methods() and "GAKL" not in METHODS  # added to the registry, not written into it
     assert method_origin("GAKL") == "unlearn-lab-gakl 0.1.0" and method_origin("NPO") == "built-in"
     spec = get_method("GAKL")
-    assert spec.defaults == {"alpha": 0.5, "gamma": 1.0} and spec.needs_reference
+    assert spec.defaults == {"alpha": 0.5, "gamma": 1.0} and spec.reference_sides == {"forget"}
     assert parse_metrics("default,forget_refusal_rate")[-1] == "forget_refusal_rate"
 
 

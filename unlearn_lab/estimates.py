@@ -97,6 +97,14 @@ def _model_line(plan: Plan, mp: ModelPlan) -> str:
     return f"  {mp.role:<9} {where}  [{mp.origin}; {state}; {_fmt_params(mp.params)}]"
 
 
+def _processes_text() -> str:
+    """' x N processes' under torchrun / accelerate launch (the effective batch and the step count follow it)."""
+    from unlearn_lab.runtime import launched_processes
+
+    n = launched_processes()
+    return f" x {n} processes" if n > 1 else ""
+
+
 def describe(plan: Plan) -> str:
     """The plan in a few lines: what will be trained, evaluated and cached, where, and roughly at what cost."""
     cfg = plan.cfg
@@ -118,7 +126,7 @@ def describe(plan: Plan) -> str:
         u = cfg.unlearn
         lines.append(
             f"  unlearn   {u.method} lr {u.lr:g}, {u.epochs} epochs, batch {u.batch_size} x accum "
-            f"{u.grad_accum}: {plan.steps.get('unlearn', '?')} steps, "
+            f"{u.grad_accum}{_processes_text()}: {plan.steps.get('unlearn', '?')} steps, "
             + (f"seeds {', '.join(map(str, plan.seeds))} ({len(plan.seeds)} runs)" if plan.seeds else f"seed {u.seed}")
         )
     lines += _reference_lines(plan) + _build_lines(plan) + _cost_lines(plan)

@@ -16,6 +16,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from unlearn_lab.errors import UsageError
 from unlearn_lab.metrics import functions as F
@@ -54,13 +55,20 @@ def eval_view(model, plan: Plan):
     """The in-memory model as `eval` would load it: same device, the evaluation dtype. Training keeps fp32 master
     weights, so a bf16 evaluation scores a copy whose parameters are cast to bf16 while buffers (RoPE's inv_freq)
     stay fp32, exactly as from_pretrained(dtype=bf16) loads the saved folder (a plain `.to(bf16)` would also round
-    inv_freq and shift every probability by ~1e-6)."""
+    inv_freq and shift every probability by ~1e-6).
+
+    The parameters are cast straight into the copy: deepcopy's memo maps each fp32 parameter to its bf16 cast
+    (tied weights stay tied, requires_grad is kept for gradnorm), so no second fp32 model is ever held; everything
+    else (buffers, config, modules) is deep-copied as it is."""
+    import torch
+
     dtype = load.DTYPES[plan.eval_dtype]
     if next(model.parameters()).dtype == dtype:
         return model
-    view = copy.deepcopy(model)
-    for param in view.parameters():
-        param.data = param.data.to(dtype)
+    memo: dict[int, Any] = {
+        id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=p.requires_grad) for p in model.parameters()
+    }
+    view = copy.deepcopy(model, memo)
     view.config.dtype = dtype
     return view.eval()
 

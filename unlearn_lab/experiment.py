@@ -13,7 +13,6 @@ says where they are.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from unlearn_lab import plots
+from unlearn_lab import distributed, plots
 from unlearn_lab.config import to_yaml
 from unlearn_lab.data.prompts import uses_chat_template
 from unlearn_lab.evaluation import (
@@ -38,7 +37,7 @@ from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare
 from unlearn_lab.plan import Plan, tracked_params
 from unlearn_lab.records import eval_params, headline, tracked_eval, version_tags
-from unlearn_lab.runtime import make_accelerator
+from unlearn_lab.runtime import autocast, make_accelerator
 from unlearn_lab.tracking import Guarded, TrackingLost
 from unlearn_lab.train import DivergedError, StepLog, fit
 from unlearn_lab.unlearn import FeatureMaker, UnlearnData, resolve_layer
@@ -173,6 +172,7 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print, shared: Sha
         training = train(plan, session, shared.inputs.spec, tracker, run_id, opts)
         if not session.accelerator.is_main_process:  # `accelerate launch`: only the main process saves and evaluates
             tracker.end_run(run_id, "FINISHED")
+            distributed.wait_for_main(session.accelerator)  # a next seed's run starts on every rank together
             return RunResult(
                 run_id,
                 {},
@@ -187,6 +187,7 @@ def run_experiment(plan: Plan, tracker, opts: RunOptions, log=print, shared: Sha
         model_dir, model_id = save_and_log_model(plan, model, session.tokenizer, tracker, run_id)
         result = evaluate_final(plan, model, session, training, tracker, run_id, model_dir, opts, log)
         report_run(plan, training, result, tracker, run_id, model_id)
+        distributed.wait_for_main(session.accelerator)
         if tracker.lost:
             raise TrackingLost(
                 f"tracking store lost during the run ({tracker.lost}); the run finished locally: "
@@ -276,25 +277,28 @@ def start_session(plan: Plan, tracker: Guarded, run_id: str, shared: Shared, opt
     chat = uses_chat_template(tokenizer, cfg.prompt)
     tracker.log_params(run_id, tracked_params(plan, hyperparams, chat_template=chat))
     data = UnlearnData.build(tokenizer, cfg.prompt, inputs.forget, inputs.retain, inputs.idk)
-    accelerator = make_accelerator(plan.device)
+    # RMU's loss reads a hidden state: the layers after it get no gradient, which DDP must be told to expect
+    accelerator = make_accelerator(plan.device, find_unused=inputs.spec.needs_hidden)
     model.to(accelerator.device)
     reference = shared.reference(log=log, progress=opts.progress) if accelerator.is_main_process else None
+    distributed.wait_for_main(accelerator)  # the others wait here while the main process computes the reference
     return Session(model, tokenizer, data, accelerator, reference, hyperparams, inputs.data_eval)
 
 
 class MethodLoss:
     """(model, batch, epoch) -> the method's LossOutput, carrying the method's state (PDU's dual variable)
-    from one step to the next."""
+    from one step to the next. The forward passes and the loss run under `runtime.autocast(device)` (bf16 on a
+    GPU that has it), applied here rather than by wrapping the model, so the trained model stays a plain model."""
 
-    def __init__(self, spec: MethodSpec, hyperparams: dict, model: Any, accelerator: Any, seed: int):
-        self.spec, self.hyperparams, self.accelerator = spec, hyperparams, accelerator
+    def __init__(self, spec: MethodSpec, hyperparams: dict, model: Any, device: str, seed: int):
+        self.spec, self.hyperparams, self.device = spec, hyperparams, device
         self.features = FeatureMaker(model, spec, hyperparams)
         self.generator = torch.Generator().manual_seed(seed)
         init = spec.init_state
         self.state = init(hyperparams, hidden_size=model.config.hidden_size, generator=self.generator) if init else {}
 
     def __call__(self, model, batch, epoch: float):
-        with self.accelerator.autocast():
+        with autocast(self.device):
             out = self.spec.loss(self.features(model, batch), self.state, **self.hyperparams)
         if self.spec.update_state is not None:
             self.state = self.spec.update_state(self.state, out, self.hyperparams, epoch=epoch)
@@ -320,7 +324,7 @@ class EpochMonitor:
 
     def on_epoch_end(self, epoch: int, step: int) -> bool:
         self.flush()
-        if not self.session.accelerator.is_main_process:
+        if not self.session.accelerator.is_main_process:  # the main process decides; fit tells every rank
             return False
         if self.opts.eval_every == "epoch":
             reason = self._evaluate_epoch(epoch, step)
@@ -383,13 +387,12 @@ def train(plan: Plan, session: Session, spec: MethodSpec, tracker: Guarded, run_
     dropout and anything else a model or library draws from it (docs/seeds.md)."""
     u = plan.cfg.unlearn
     torch.manual_seed(u.seed)
-    loss = MethodLoss(spec, session.hyperparams, session.model, session.accelerator, u.seed)
+    loss = MethodLoss(spec, session.hyperparams, session.model, plan.device, u.seed)
     monitor = EpochMonitor(plan, session, tracker, run_id, opts)
     acc = session.accelerator
 
-    def epoch_batches(epoch: int):
-        batches = session.data.epoch_batches(u.batch_size, loss.generator, spec)
-        return itertools.islice(batches, acc.process_index, None, acc.num_processes)
+    def epoch_batches(epoch: int):  # this process's share of the epoch's rows (every rank draws the same order)
+        return session.data.epoch_batches(u.batch_size, loss.generator, spec, acc.process_index, acc.num_processes)
 
     start = time.perf_counter()
     try:

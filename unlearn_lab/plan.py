@@ -497,6 +497,7 @@ def default_run_name(cfg: ExperimentConfig, prefix: str = "") -> str:
 def _steps(command, cfg, target, retain, base) -> dict[str, int]:
     """Optimizer steps of each training stage this command runs, from the items each stage trains on (no model
     needed; a source that cannot be read now leaves them out, and the preflight says why)."""
+    from unlearn_lab.runtime import launched_processes
     from unlearn_lab.train import Schedule
 
     counts = _item_counts(cfg)
@@ -504,11 +505,11 @@ def _steps(command, cfg, target, retain, base) -> dict[str, int]:
         return {}
     out: dict[str, int] = {}
     for plan, split in ((target, "full"), (retain, cfg.data.retain_split)):
-        if plan.build:
+        if plan.build:  # one process trains them, whatever the launch (models/prepare.py)
             out[f"fine-tune {plan.role}"] = Schedule.of(counts[split], cfg.finetune).total_steps
-    if command in ("run", "sweep"):
-        u = cfg.unlearn
-        out["unlearn"] = Schedule.of(counts[cfg.data.forget_split], u, schedule_epochs=u.schedule_epochs).total_steps
+    if command in ("run", "sweep"):  # under torchrun / accelerate launch each rank runs its share of the rows
+        u, processes = cfg.unlearn, launched_processes()
+        out["unlearn"] = Schedule.of(counts[cfg.data.forget_split], u, processes, u.schedule_epochs).total_steps
     return out
 
 

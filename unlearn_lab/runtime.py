@@ -43,11 +43,61 @@ def choose_device(requested: str | None = None) -> str:
 
 
 def bf16_autocast(device: str) -> bool:
-    """Training keeps fp32 master weights; on a CUDA GPU with bf16 support the forward runs under bf16 autocast.
-    Never on the CPU (19-36x slower there, machine notes) and not on MPS (autocast support is partial)."""
+    """Training keeps fp32 master weights; on a CUDA GPU with native bf16 (compute capability 8.0 and up: A100,
+    H100, RTX 30xx/40xx, L4...) the training forward runs under bf16 autocast. Not where bf16 is only emulated
+    (T4, V100: `is_bf16_supported()` says yes there by default, at emulated speed, slower than fp32). Never on the
+    CPU (19-36x slower there, machine notes) and not on MPS (autocast support is partial)."""
     import torch
 
-    return device == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device != "cuda" or not torch.cuda.is_available():
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch before 2.3 has no such argument: native bf16 is compute capability 8.0 and up
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
+def autocast(device: str):
+    """The context every training forward (unlearning and prepare's fine-tuning) runs in: bf16 autocast where
+    `bf16_autocast(device)` says so, else nothing. Applied explicitly around the loss, never by wrapping the
+    model's `forward` (accelerate's mixed precision does that, and an evaluation copy would inherit the wrapper:
+    evaluation must run in the plan's eval dtype, exactly as `eval` does on the saved model)."""
+    import contextlib
+
+    import torch
+
+    if bf16_autocast(device):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def release_memory() -> None:
+    """Give back what finished stages held: collect garbage, then return the CUDA caching allocator's free blocks
+    to the driver (only when CUDA was initialised: this never starts a CUDA context). Between stages and before a
+    long wait (a sweep process whose workers train), not inside loops: a collection costs tens of ms."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def worker_gpu(worker: int, visible: int) -> int | None:
+    """The GPU (an index among the visible ones, so `CUDA_VISIBLE_DEVICES` decides which physical cards) that
+    sweep worker `worker` runs on: round robin over the `visible` GPUs; None without any."""
+    return worker % visible if visible > 0 else None
+
+
+def use_worker_gpu(worker: int, device: str) -> None:
+    """Pin this process's CUDA work ("cuda" tensors, models moved to "cuda") to `worker_gpu`'s card."""
+    import torch
+
+    if device == "cuda":
+        index = worker_gpu(worker, torch.cuda.device_count())
+        if index is not None:
+            torch.cuda.set_device(index)
 
 
 def cores() -> int:
@@ -119,12 +169,43 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def make_accelerator(device: str = "cpu"):
-    """The plan's device; bf16 autocast over fp32 master weights where the GPU has it (never on CPU: 19-36x
-    slower). cpu=True on the CPU: single process normally, MULTI_CPU (gloo) under torchrun."""
-    from accelerate import Accelerator
+def launched_processes() -> int:
+    """The processes of this torchrun / accelerate launch, on every machine (WORLD_SIZE; 1 when not launched)."""
+    value = os.environ.get("WORLD_SIZE", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
-    return Accelerator(mixed_precision="bf16" if bf16_autocast(device) else "no", cpu=device == "cpu")
+
+DIST_TIMEOUT_S = 6 * 3600  # UNLEARN_LAB_DIST_TIMEOUT: how long a rank waits for the others at a collective
+
+
+def dist_timeout_s() -> int:
+    """Seconds a process waits at a barrier or collective for the others (UNLEARN_LAB_DIST_TIMEOUT, default 6 h).
+
+    Under torchrun / accelerate launch, the main process alone computes the retain reference, evaluates after
+    each epoch and saves; the other ranks wait for it at an explicit barrier. torch's default (10-30 min) is
+    shorter than one evaluation of a large model, so that wait would end in a timeout error. A rank that crashes
+    does not leave the others waiting that long: torchrun stops every rank when one fails."""
+    value = os.environ.get("UNLEARN_LAB_DIST_TIMEOUT", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else DIST_TIMEOUT_S
+
+
+def make_accelerator(device: str = "cpu", *, find_unused: bool = False):
+    """The plan's device; cpu=True on the CPU: single process normally, MULTI_CPU (gloo) under torchrun.
+
+    Mixed precision stays "no": accelerate's bf16 replaces the model's `forward` with an autocast wrapper that
+    evaluation copies inherit (and that makes a reference cycle). Training applies `autocast(device)` itself.
+    `find_unused`: DDP looks for parameters without a gradient in each step; needed where the loss reads a hidden
+    state (RMU: the layers after it get no gradient), and costs a graph traversal per step otherwise."""
+    import datetime
+
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+
+    handlers = [
+        InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=dist_timeout_s())),
+        DistributedDataParallelKwargs(find_unused_parameters=find_unused),
+    ]
+    return Accelerator(mixed_precision="no", cpu=device == "cpu", kwargs_handlers=handlers)
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from unlearn_lab import distributed
 from unlearn_lab.config import TrainingConfig
 from unlearn_lab.runtime import progress_bar
 
@@ -80,6 +81,27 @@ class StepLog:
 LossFn = Callable[[torch.nn.Module, Any, float], Any]  # (model, batch, epoch) -> object with .loss etc.
 
 
+@dataclass(frozen=True)
+class _Micro:
+    """What the step log needs of one micro-batch: plain floats. The loss function's output (the model's logits
+    over the full vocabulary, the method's tensors) is freed as soon as its backward has run, not kept until the
+    accumulation window ends."""
+
+    loss: float
+    forget_loss: float | None
+    retain_loss: float | None
+    extra: dict[str, float]
+    epoch: float
+
+    @classmethod
+    def of(cls, out: Any, loss: float, epoch: float) -> _Micro:
+        def item(x):
+            return None if x is None else float(x.detach())
+
+        extra = {key: float(value) for key, value in (getattr(out, "extra", None) or {}).items()}
+        return cls(loss, item(getattr(out, "forget_loss", None)), item(getattr(out, "retain_loss", None)), extra, epoch)
+
+
 def fit(
     model: torch.nn.Module,
     *,
@@ -94,47 +116,89 @@ def fit(
     progress: bool = True,
     desc: str = "train",
 ) -> Schedule:
-    """Train `model` in place. `epoch_batches(epoch)` yields the micro-batches of that epoch.
+    """Train `model` in place. `epoch_batches(epoch)` yields this process's micro-batches of that epoch (the
+    same number on every process: `distributed.shard`).
 
-    `on_epoch_end(epoch, step)` may return True to stop training after that epoch (early stopping)."""
-    processes = accelerator.num_processes if accelerator is not None else 1
-    schedule = Schedule.of(n_items, settings, processes, schedule_epochs)
-    model, optimizer, backward, no_sync = _prepare(model, settings, accelerator)
+    `on_epoch_end(epoch, step)` runs on every process and may return True to stop training after that epoch
+    (early stopping); the main process's answer is the one every process follows. The optimizer (AdamW's two
+    moments per parameter) and any gradients are released when this returns, before saving and evaluation."""
+    schedule = Schedule.of(n_items, settings, distributed.processes(accelerator), schedule_epochs)
+    wrapped, optimizer, backward, no_sync = _prepare(model, settings, accelerator)
     step, micro, window = 0, 0, []
     bar = progress_bar(schedule.total_steps, desc, progress)
-    for epoch in range(settings.epochs):
-        for batch in epoch_batches(epoch):
-            epoch_now = step / schedule.steps_per_epoch
-            out = loss_fn(model, batch, epoch_now)
-            value = float(out.loss.detach())
-            if not math.isfinite(value):
-                raise DivergedError(step, epoch_now, value)
-            final = (micro + 1) % settings.grad_accum == 0
-            with contextlib.nullcontext() if final else no_sync(model):
-                backward(out.loss / settings.grad_accum)
-            window.append(out)
-            micro += 1
-            if not final:
-                continue
-            grad_norm, lr = _update(model, optimizer, settings, schedule, step)
-            step += 1
-            log = _window_log(window, step, step / schedule.steps_per_epoch, grad_norm, lr)
-            window = []
-            bar.update(1)
-            bar.set_postfix(loss=f"{log.loss:.4f}")
-            if on_step is not None:
-                on_step(log)
-            if step >= schedule.total_steps:
+    try:
+        for epoch in range(settings.epochs):
+            for batch in epoch_batches(epoch):
+                epoch_now = step / schedule.steps_per_epoch
+                final = (micro + 1) % settings.grad_accum == 0
+                # Under DDP, gradients are all-reduced once per optimizer step: DDP decides whether a backward
+                # all-reduces when the forward runs, so no_sync covers forward and backward of the other micro-batches
+                with contextlib.nullcontext() if final else no_sync(wrapped):
+                    record = _micro_batch(wrapped, batch, epoch_now, loss_fn, backward, settings, step, accelerator)
+                window.append(record)
+                micro += 1
+                if not final:
+                    continue
+                _agree_finite(accelerator, window, step)
+                grad_norm, lr = _update(wrapped, optimizer, settings, schedule, step)
+                step += 1
+                log = _window_log(window, step, step / schedule.steps_per_epoch, grad_norm, lr)
+                window = []
+                bar.update(1)
+                bar.set_postfix(loss=f"{log.loss:.4f}")
+                if on_step is not None:
+                    on_step(log)
+                if step >= schedule.total_steps:
+                    break
+            stop = bool(on_epoch_end(epoch + 1, step)) if on_epoch_end is not None else False
+            if distributed.main_decides(accelerator, stop) or step >= schedule.total_steps:
                 break
-        if (on_epoch_end is not None and on_epoch_end(epoch + 1, step)) or step >= schedule.total_steps:
-            break
-    bar.close()
+        _agree_finite(accelerator, window, step)  # a last, incomplete window
+    finally:
+        bar.close()
+        del wrapped, optimizer  # AdamW's state goes now (accelerate's references to the model below)
+        _release(model, accelerator)
     model.eval()
     return schedule
 
 
+def _micro_batch(
+    model: Any, batch: Any, epoch: float, loss_fn: LossFn, backward: Any, s: TrainingConfig, step: int, acc: Any
+) -> _Micro:
+    """Forward and backward of one micro-batch (each micro-batch loss is its own mean; the window averages)."""
+    out = loss_fn(model, batch, epoch)
+    value = float(out.loss.detach())
+    if not math.isfinite(value) and distributed.processes(acc) == 1:
+        raise DivergedError(step, epoch, value)
+    # several processes: the backward runs anyway (the others are in this all-reduce); _agree_finite stops them all
+    backward(out.loss / s.grad_accum)
+    return _Micro.of(out, value, epoch)
+
+
+def _agree_finite(accelerator: Any, window: list[_Micro], step: int) -> None:
+    """Before an optimizer step, every process raises DivergedError if any process saw a non-finite loss in this
+    window (one small all-gather per step; with one process the micro-batch raised already)."""
+    if distributed.processes(accelerator) == 1:
+        return
+    bad = next(((m.loss, m.epoch) for m in window if not math.isfinite(m.loss)), None)
+    first = distributed.first_flagged(accelerator, bad)
+    if first is not None:
+        raise DivergedError(step, first[1], first[0])
+
+
+def _release(model: Any, accelerator: Any) -> None:
+    """Gradients of an incomplete last window are dropped (nothing reads them), and accelerate forgets the
+    prepared (DDP) model, so nothing but the caller's reference keeps the trained model or its training state."""
+    model.zero_grad(set_to_none=True)
+    if accelerator is not None:
+        accelerator.free_memory()
+
+
 def _prepare(model: Any, settings: TrainingConfig, accelerator: Any) -> tuple[Any, Any, Any, Any]:
-    """Checkpointing if asked, the optimizer, and (model, optimizer, backward, no_sync) through accelerate."""
+    """Checkpointing if asked, the optimizer, and (model, optimizer, backward, no_sync) through accelerate.
+
+    Only the model goes through accelerate (DDP under several processes; no mixed-precision wrapper: callers
+    apply `runtime.autocast`); the optimizer stays a plain AdamW that nothing else references."""
     if settings.gradient_checkpointing:  # transformers 5 calls it activation checkpointing; 4.x has the old name
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -142,9 +206,8 @@ def _prepare(model: Any, settings: TrainingConfig, accelerator: Any) -> tuple[An
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = build_optimizer(model, settings.lr, settings.weight_decay)
     if accelerator is not None:
-        model, optimizer = accelerator.prepare(model, optimizer)
+        model = accelerator.prepare_model(model)
     backward = accelerator.backward if accelerator is not None else (lambda loss: loss.backward())
-    # Under DDP, gradients are all-reduced only on the window's last micro-batch (no_sync on the others)
     no_sync = accelerator.no_sync if accelerator is not None else (lambda m: contextlib.nullcontext())
     model.train()
     return model, optimizer, backward, no_sync
@@ -167,20 +230,17 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _window_log(window: list, step: int, epoch: float, grad_norm: float, lr: float) -> StepLog:
-    def item(x):
-        return None if x is None else float(x.detach())
-
+def _window_log(window: list[_Micro], step: int, epoch: float, grad_norm: float, lr: float) -> StepLog:
     extras: dict[str, list[float]] = {}
-    for out in window:
-        for key, value in (getattr(out, "extra", None) or {}).items():
-            extras.setdefault(key, []).append(float(value))
+    for m in window:
+        for key, value in m.extra.items():
+            extras.setdefault(key, []).append(value)
     return StepLog(
         step=step,
         epoch=epoch,
-        loss=sum(float(o.loss.detach()) for o in window) / len(window),
-        forget_loss=_mean([item(getattr(o, "forget_loss", None)) for o in window]),
-        retain_loss=_mean([item(getattr(o, "retain_loss", None)) for o in window]),
+        loss=sum(m.loss for m in window) / len(window),
+        forget_loss=_mean([m.forget_loss for m in window]),
+        retain_loss=_mean([m.retain_loss for m in window]),
         grad_norm=grad_norm,
         learning_rate=lr,
         extra={k: sum(v) / len(v) for k, v in extras.items()},

@@ -17,8 +17,9 @@ import torch
 
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order, retain_partners
+from unlearn_lab.distributed import shard
 from unlearn_lab.errors import UsageError
-from unlearn_lab.methods import Features, MethodSpec, Side, requires_reference
+from unlearn_lab.methods import Features, MethodSpec, Side, reference_sides
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,13 @@ class UnlearnData:
     def collate(self, items):
         return prompts.collate(items, self.pad, reference_mask=self.reference_mask)
 
-    def epoch_batches(self, batch_size: int, generator: torch.Generator, spec: MethodSpec):
-        """Micro-batches of one epoch: {"forget": ..., "retain": ..., "alternate": ...} tensors."""
-        order = epoch_order(len(self.forget), generator)
+    def epoch_batches(
+        self, batch_size: int, generator: torch.Generator, spec: MethodSpec, rank: int = 0, processes: int = 1
+    ):
+        """Micro-batches of one epoch: {"forget": ..., "retain": ..., "alternate": ...} tensors. Under several
+        processes, this rank's share of the forget rows (`distributed.shard`); every rank draws the same order,
+        partners and answers from its own copy of the generator, so the generators stay in step."""
+        order = shard(epoch_order(len(self.forget), generator), rank, processes)
         partners = retain_partners(len(self.forget), len(self.retain), generator) if spec.needs_retain else None
         idk = (
             torch.randint(0, self.n_alternate, (len(self.forget),), generator=generator).tolist()
@@ -83,12 +88,15 @@ def resolve_layer(hp: dict, num_layers: int) -> dict:
 
 
 class FeatureMaker:
-    """Runs the current model (and a frozen copy of the start model when the method needs it)."""
+    """Runs the current model, and a frozen copy of the start model on the sides whose reference outputs the
+    method's loss reads (`methods.reference_sides`: NPO's forget side, IdkDPO's forget and alternate sides, RMU's
+    retain side, every retain side with a KL retain term); no copy at all when it reads none."""
 
     def __init__(self, model, spec: MethodSpec, hp: dict):
         self.spec, self.hp = spec, hp
+        self.sides = reference_sides(spec, hp)
         self.reference = None
-        if requires_reference(spec, hp):
+        if self.sides:
             self.reference = copy.deepcopy(model).eval()
             for p in self.reference.parameters():
                 p.requires_grad_(False)
@@ -109,8 +117,7 @@ class FeatureMaker:
     def __call__(self, model, batch: dict) -> Features:
         device = next(model.parameters()).device
         batch = {k: {n: t.to(device) for n, t in v.items()} for k, v in batch.items()}
-        return Features(
-            forget=self._run(model, batch["forget"], with_ref=True),
-            retain=self._run(model, batch["retain"], with_ref=True) if "retain" in batch else None,
-            alternate=self._run(model, batch["alternate"], with_ref=True) if "alternate" in batch else None,
-        )
+        run = lambda side: self._run(model, batch[side], with_ref=side in self.sides) if side in batch else None
+        forget = run("forget")
+        assert forget is not None, "every micro-batch has a forget side"
+        return Features(forget=forget, retain=run("retain"), alternate=run("alternate"))

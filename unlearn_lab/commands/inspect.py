@@ -38,12 +38,12 @@ def data_show(split: str, count: int, source: str | None, authors: int | None, e
 def methods() -> None:
     """The methods (built-in, then installed plugins' with their distribution and version), their hyperparameters
     (defaults and bounds), what each needs and its paper."""
-    from unlearn_lab.methods import all_methods, method_origin
+    from unlearn_lab.methods import all_methods, method_origin, requires_reference
 
     for name, spec in all_methods().items():
         bounded = {k: f" ({spec.bounds[k]})" if k in spec.bounds else "" for k in spec.defaults}
         params = ", ".join(f"{k}={v}{bounded[k]}" for k, v in spec.defaults.items()) or "(none)"
-        wants = (("retain", spec.needs_retain), ("reference model", spec.needs_reference))
+        wants = (("retain", spec.needs_retain), ("reference model", requires_reference(spec, dict(spec.defaults))))
         needs = [n for n, on in (*wants, ("idk answers", spec.needs_alternate)) if on]
         origin = method_origin(name)
         say(f"{name:<11} {params}" + ("" if origin == "built-in" else f"  [plugin: {origin}]"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from unlearn_lab.errors import UsageError, unknown
@@ -33,6 +33,7 @@ __all__ = [
     "all_methods",
     "get_method",
     "method_spec",
+    "reference_sides",
     "requires_reference",
     "validate_hyperparams",
 ]  # fmt: skip
@@ -44,7 +45,7 @@ def method_spec(
     *,
     paper: str,
     needs_retain: bool = False,
-    needs_reference: bool = False,
+    reference_sides: Iterable[str] = (),
     needs_alternate: bool = False,
     needs_hidden: bool = False,
     bounds: Mapping[str, Bound] | None = None,
@@ -53,8 +54,13 @@ def method_spec(
 ) -> MethodSpec:
     """A method's registry row, built-in or a plugin's (docs/extending.md): its pure `loss(features, state,
     **hyperparameters) -> LossOutput` (keyword-only hyperparameters with type hints and defaults: the defaults
-    and types every command uses), what the training loop must give it, lower `bounds` of numeric
-    hyperparameters (alpha and gamma, the term weights, are >= 0 everywhere), and its paper."""
+    and types every command uses), what the training loop must give it (a retain batch; the frozen start model's
+    outputs on `reference_sides`, any of "forget", "retain", "alternate"; IdkDPO's alternate answers; RMU's hidden
+    states), lower `bounds` of numeric hyperparameters (alpha and gamma, the term weights, are >= 0 everywhere),
+    and its paper."""
+    sides = frozenset(reference_sides)
+    if not sides <= {"forget", "retain", "alternate"}:
+        raise UsageError(f"method {name}: reference_sides are forget, retain, alternate; got {sorted(sides)}")
     defaults = keyword_defaults(loss)
     declared = {k: b for k, b in WEIGHTS.items() if k in defaults} | dict(bounds or {})
     unknown_bounds = sorted(set(declared) - set(defaults))
@@ -67,7 +73,7 @@ def method_spec(
         bounds=types.MappingProxyType(declared),
         paper=paper,
         needs_retain=needs_retain,
-        needs_reference=needs_reference,
+        reference_sides=sides,
         needs_alternate=needs_alternate,
         needs_hidden=needs_hidden,
         init_state=init_state,
@@ -83,19 +89,26 @@ def _spec(name: str, module: types.ModuleType, **flags: Any) -> MethodSpec:
     )
 
 
+# the sides on which a method's own terms compare with the reference: NPO's and UNDIAL's forget answer; IdkDPO's
+# log-ratios of both answers (the forget answer and the "I don't know" alternate)
+FORGET, PREFERENCE = frozenset({"forget"}), frozenset({"forget", "alternate"})
+
 METHODS: dict[str, MethodSpec] = {
-    "GradAscent": _spec("GradAscent", grad_ascent, needs_retain=False, needs_reference=False),
-    "GradDiff": _spec("GradDiff", grad_diff, needs_retain=True, needs_reference=False),
-    "NPO": _spec("NPO", npo, needs_retain=True, needs_reference=True),
-    "SimNPO": _spec("SimNPO", simnpo, needs_retain=True, needs_reference=False),
-    "IdkDPO": _spec("IdkDPO", idk_dpo, needs_retain=True, needs_reference=True, needs_alternate=True),
-    "RMU": _spec("RMU", rmu, needs_retain=True, needs_reference=True, needs_hidden=True),
-    "UNDIAL": _spec("UNDIAL", undial, needs_retain=True, needs_reference=True),
-    "WGA": _spec("WGA", wga, needs_retain=True, needs_reference=False),
-    "SatImp": _spec("SatImp", satimp, needs_retain=True, needs_reference=False),
-    "CE-U": _spec("CE-U", ce_u, needs_retain=False, needs_reference=False),
-    "PDU": _spec("PDU", pdu, needs_retain=True, needs_reference=False),
+    "GradAscent": _spec("GradAscent", grad_ascent, needs_retain=False),
+    "GradDiff": _spec("GradDiff", grad_diff, needs_retain=True),
+    "NPO": _spec("NPO", npo, needs_retain=True, reference_sides=FORGET),  # log-ratio of the forget answer
+    "SimNPO": _spec("SimNPO", simnpo, needs_retain=True),
+    "IdkDPO": _spec("IdkDPO", idk_dpo, needs_retain=True, reference_sides=PREFERENCE, needs_alternate=True),
+    "RMU": _spec("RMU", rmu, needs_retain=True, needs_hidden=True),  # its EMBED_DIFF retain term: REFERENCE_RETAIN
+    "UNDIAL": _spec("UNDIAL", undial, needs_retain=True, reference_sides=FORGET),  # distils the reference logits
+    "WGA": _spec("WGA", wga, needs_retain=True),
+    "SatImp": _spec("SatImp", satimp, needs_retain=True),
+    "CE-U": _spec("CE-U", ce_u, needs_retain=False),
+    "PDU": _spec("PDU", pdu, needs_retain=True),
 }
+
+# retain_loss_type values whose retain term compares the model with the frozen reference on the retain side
+REFERENCE_RETAIN = ("KL", "EMBED_DIFF")  # KL: its logits (spec 4.0); EMBED_DIFF: RMU, its hidden state
 
 
 def all_methods() -> dict[str, MethodSpec]:
@@ -127,9 +140,17 @@ def method_origin(name: str) -> str:
     return plugins.origin_of("methods", MethodSpec, METHODS, name)
 
 
+def reference_sides(spec: MethodSpec, hyperparams: dict) -> frozenset[str]:
+    """The sides (forget, retain, alternate) on which the loss reads the frozen reference model's outputs: the
+    method's own (`spec.reference_sides`), and the retain side when the retain term compares with the reference
+    (`REFERENCE_RETAIN`). The loop runs the reference on these sides only (it costs a forward each)."""
+    retain = frozenset({"retain"}) if hyperparams.get("retain_loss_type") in REFERENCE_RETAIN else frozenset()
+    return spec.reference_sides | retain
+
+
 def requires_reference(spec: MethodSpec, hyperparams: dict) -> bool:
-    """Whether the loop needs the frozen reference model: the method needs it, or the retain term is KL."""
-    return spec.needs_reference or hyperparams.get("retain_loss_type") == "KL"
+    """Whether the loop needs the frozen reference model at all (a copy of the start model's weights)."""
+    return bool(reference_sides(spec, hyperparams))
 
 
 def _describe(hint: Any) -> str:

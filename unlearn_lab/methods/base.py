@@ -51,7 +51,9 @@ class MethodSpec:
     defaults: Mapping[str, Any]  # every hyperparameter with its TOFU default (spec §4.1)
     paper: str
     needs_retain: bool
-    needs_reference: bool  # loop computes ref_logits / ref_hidden with a frozen copy of the start model
+    # the sides whose ref_logits / ref_hidden the loss itself reads (a frozen copy of the start model computes
+    # them); a retain term that compares with the reference adds the retain side (methods.reference_sides)
+    reference_sides: frozenset[str] = frozenset()
     needs_alternate: bool = False  # IdkDPO
     needs_hidden: bool = False  # RMU: loop fills Side.hidden / ref_hidden
     init_state: Callable[..., dict] | None = None  # (hyperparams, *, hidden_size, generator) -> dict

@@ -59,10 +59,10 @@ def finetune(
     model, tokenizer, items: list[prompts.Encoded], settings: TrainingConfig, pcfg, desc: str, device: str = "cpu"
 ) -> dict:
     """Plain NLL fine-tuning (the HF model loss: token mean over the micro-batch) with the shared loop, on the
-    plan's device (fp32 master weights, bf16 autocast on a GPU that has it)."""
-    from unlearn_lab.runtime import make_accelerator
+    plan's device (fp32 master weights, bf16 autocast on a GPU that has it), in this one process: `prepare`
+    runs it on the main process only (see there)."""
+    from unlearn_lab.runtime import autocast
 
-    accelerator = make_accelerator(device)
     generator = torch.Generator().manual_seed(settings.seed)
     pad = prompts.pad_id(tokenizer, pcfg)
 
@@ -73,19 +73,18 @@ def finetune(
     losses: list[float] = []
 
     def loss_fn(m, batch, epoch):
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device):
             return m(**batch)
 
     start = time.perf_counter()
-    model.to(accelerator.device)
+    model.to(device)
     fit(
         model,
         settings=settings,
         n_items=len(items),
         epoch_batches=epoch_batches,
         loss_fn=loss_fn,
-        accelerator=accelerator,
         on_step=lambda log: losses.append(log.loss),
         desc=desc,
     )
@@ -154,10 +153,26 @@ def with_lora(model, rank: int, alpha: float):
 
 
 def prepare(plan: Plan, *, log=print) -> Prepared:
-    """Build the models the plan marks `build`; everything else is already cached or given ready-made."""
-    cfg = plan.cfg
-    if not plan.to_build:
+    """Build the models the plan marks `build`; everything else is already cached or given ready-made.
+
+    Under torchrun / accelerate launch the main process builds every model alone, as one process would (same
+    steps, schedule and weights, so the same cache keys hold), and is the only one that writes the cache; the
+    others wait for it at a barrier (`runtime.dist_timeout_s`). Multi-GPU training is the unlearning runs'.
+    Every rank reaches that barrier, even one whose plan was made after the models were built (nothing to build)."""
+    from unlearn_lab import distributed
+    from unlearn_lab.runtime import launched_processes, make_accelerator
+
+    if not plan.to_build and launched_processes() == 1:
         return Prepared()
+    accelerator = make_accelerator(plan.device)  # under torchrun: joins the process group (long timeout)
+    built = _build(plan, log) if accelerator.is_main_process else ()
+    distributed.wait_for_main(accelerator)
+    return Prepared(built=built)
+
+
+def _build(plan: Plan, log) -> tuple[str, ...]:
+    """The models the plan marks `build`, trained in this process, each saved atomically into the cache."""
+    cfg = plan.cfg
     source = plan.source
     built: list[str] = []
     if plan.base.build:
@@ -196,4 +211,4 @@ def prepare(plan: Plan, *, log=print) -> Prepared:
         )
         built.append(mp.role)
         del model
-    return Prepared(built=tuple(built))
+    return tuple(built)

@@ -154,7 +154,7 @@ def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, 
     """The target's and the retain model's scores (forget_quality, model_utility, ...) for the Pareto plot."""
     from unlearn_lab.evaluation import reference_points
     from unlearn_lab.plan import resolve
-    from unlearn_lab.runtime import choose_device, thread_count
+    from unlearn_lab.runtime import choose_device, release_memory, thread_count
 
     log("the target and retain models' scores, as reference points for the Pareto plot (computed once, cached)")
     plan = resolve(
@@ -162,11 +162,9 @@ def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, 
     )
     from unlearn_lab.records import HEADLINE
 
-    keep = HEADLINE
-    return {
-        role: {k: v for k, v in summary.items() if k in keep}
-        for role, summary in reference_points(plan, log=log).items()
-    }
+    points = reference_points(plan, log=log)
+    release_memory()  # the GPU memory the two evaluations cached goes back before the workers train
+    return {role: {k: v for k, v in summary.items() if k in HEADLINE} for role, summary in points.items()}
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,11 @@ def run_worker(
     log: Callable[[str], None] = print,
 ) -> WorkerCounts:
     """Run trials, tracked by `tracker` under the sweep's run, until the study has `spec.trials` COMPLETE ones."""
-    from unlearn_lab.runtime import choose_device, configure_threads
+    from unlearn_lab.runtime import choose_device, configure_threads, use_worker_gpu
 
     threads = configure_threads(workers)
     device = choose_device(spec.device)
+    use_worker_gpu(worker, device)  # worker i on visible GPU i % count, not every worker on GPU 0
     return _Worker(spec, tracker, parent_run_id, open_study(spec, worker), worker, device, threads, log).run()
 
 

@@ -23,6 +23,6 @@ GAKL = method_spec(
     "GAKL",
     loss,
     paper="Example plugin (unlearn-lab docs/extending.md); gradient ascent as in Jang et al., ACL 2023",
-    needs_reference=True,  # the loop keeps a frozen copy of the target and fills Side.ref_logits
+    reference_sides={"forget"},  # the loop keeps a frozen copy of the target: Side.ref_logits on the forget batch
     bounds={"alpha": NON_NEGATIVE},  # alpha and gamma are >= 0 for every method anyway; shown for the pattern
 )
