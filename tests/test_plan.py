@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import REPO, TINY, make_plan
 from unlearn_lab.config import load_experiment
 from unlearn_lab.errors import UsageError
+from unlearn_lab.estimates import describe
 
 CLI = [sys.executable, "-m", "unlearn_lab.cli"]
 
@@ -109,7 +110,7 @@ def test_cached_versus_to_build(tiny_cfg, prepared):
     # eval of a folder with the experiment's reference: only what the reference needs is built
     ref = make_plan(load_experiment(None, [*TINY, "data.seed=7"]), "eval", evaluated=prepared.target)
     assert {m.role for m in ref.to_build} == {"base", "retain"}
-    assert "retain" in ref.describe() and "to build now" in ref.describe()
+    assert "retain" in describe(ref) and "to build now" in describe(ref)
 
 
 def test_step_counts_follow_the_reference_arithmetic():
@@ -210,7 +211,7 @@ def test_plan_counts_the_steps_of_each_rank_under_torchrun(monkeypatch):
     assert make_plan(cfg, "run").steps["unlearn"] == 4
     monkeypatch.setenv("WORLD_SIZE", "2")
     plan = make_plan(cfg, "run")
-    assert plan.steps["unlearn"] == 2 and "batch 4 x accum 2 x 2 processes: 2 steps" in plan.describe()
+    assert plan.steps["unlearn"] == 2 and "batch 4 x accum 2 x 2 processes: 2 steps" in describe(plan)
 
 
 def test_cpu_accelerator_runs_on_the_cpu():

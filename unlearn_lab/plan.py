@@ -6,7 +6,7 @@ The plan says which model plays which role and where it comes from (built here a
 id, a GGUF file), what is cached and what must be built, the device and dtypes, the data source (absolute),
 the splits, the run and save names, the cache keys, step counts and rough cost estimates. Making a plan loads
 no weights: parameter counts come from safetensors / GGUF headers or a config built on the meta device.
-`describe()` is what `--dry-run` prints.
+`estimates.describe(plan)` is what `--dry-run` prints.
 """
 
 from __future__ import annotations
@@ -142,11 +142,6 @@ class Plan:
     @property
     def to_build(self) -> tuple[ModelPlan, ...]:
         return tuple(m for m in (self.base, self.target, self.retain) if m.build)
-
-    def describe(self) -> str:
-        from unlearn_lab.estimates import describe
-
-        return describe(self)
 
 
 # ------------------------------------------------------------------------------------------------- names
@@ -516,7 +511,7 @@ def _steps(command, cfg, target, retain, base) -> dict[str, int]:
 def _item_counts(cfg) -> dict[str, int] | None:
     """Training items per split (with the embedded recipe's paraphrases and general replay) for local sources."""
     from unlearn_lab.data.tofu import make_source
-    from unlearn_lab.models.prepare import extra_records
+    from unlearn_lab.models.recipe import extra_records
 
     d = cfg.data
     if d.source.startswith("hf:"):  # not read before the preflight: TOFU's published sizes (20 QAs per author)

@@ -71,7 +71,9 @@ def check_tracking(tracking_uri: str | None) -> tuple[tuple[str, Path], ...]:
 def show(plan: Plan, *, dry_run: bool) -> None:
     """The plan on stdout for --dry-run, else on stderr; under torchrun / accelerate launch rank 0 speaks."""
     if int(os.environ.get("RANK", "0")) == 0:
-        (say if dry_run else log)(plan.describe())
+        from unlearn_lab.estimates import describe
+
+        (say if dry_run else log)(describe(plan))
 
 
 def build_models(plan: Plan) -> list[str]:

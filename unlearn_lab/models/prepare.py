@@ -23,8 +23,8 @@ import torch
 from unlearn_lab.config import ExperimentConfig, TrainingConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order
-from unlearn_lab.errors import UsageError
 from unlearn_lab.models import load, tiny
+from unlearn_lab.models.recipe import extra_records
 from unlearn_lab.plan import MANIFEST, Plan
 from unlearn_lab.train import fit
 
@@ -120,21 +120,6 @@ def _build_base(cfg: ExperimentConfig, source, out: Path, log, device: str) -> N
     info = finetune(model, tokenizer, items, cfg.finetune.pretraining(), pcfg, "pretrain base", device)
     load.save_model(model.cpu(), tokenizer, out)
     _write_manifest(out, {"role": "base", "params": sum(p.numel() for p in model.parameters()), **info})
-
-
-def extra_records(cfg: ExperimentConfig, source, n_rows: int) -> list[dict]:
-    """The embedded recipe's additions: paraphrased phrasings of the same rows, general-knowledge replay."""
-    f, extra = cfg.finetune, []
-    if (f.paraphrase_augment or f.general_replay) and not hasattr(source, "world"):
-        raise UsageError(
-            "finetune.paraphrase_augment / general_replay need the synthetic world (data.source: synthetic)"
-        )
-    if f.paraphrase_augment:  # full and retainXX are prefixes of the author-ordered world
-        rows = [qa for author in source.world["authors"] for qa in author][:n_rows]
-        extra += [{"question": r["paraphrased_question"], "answer": r["paraphrased_answer"]} for r in rows]
-    if f.general_replay:
-        extra += source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
-    return extra
 
 
 def with_lora(model, rank: int, alpha: float):
