@@ -91,3 +91,37 @@ def test_the_package_has_no_import_cycle():
                     seen.add(nxt)
                     stack.append((nxt, [*path, nxt]))
     assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles))[:10])
+
+
+# the package's layers, lowest first (docs/architecture.md): a module imports its own layer and the ones below only.
+# A module belongs to the layer of its longest matching prefix (models.prepare is a stage; models.load a part).
+LAYERS = (
+    ("foundations", ("unlearn_lab", "errors", "config", "fingerprint", "plugins", "runtime", "distributed", "plots")),
+    ("parts", ("data", "models", "methods", "metrics", "tracking", "benchmarks", "seeds")),
+    ("planning", ("plan", "estimates", "preflight", "train", "unlearn")),
+    ("stages", ("models.prepare", "evaluation", "records", "experiment", "repeated")),
+    ("studies", ("sweep", "leaderboard")),
+    ("commands", ("commands", "cli")),
+)
+
+
+def layer_of(module: str) -> int:
+    short = module.removeprefix("unlearn_lab.") if module != "unlearn_lab" else module
+    found = [
+        (len(prefix), index)
+        for index, (_, prefixes) in enumerate(LAYERS)
+        for prefix in prefixes
+        if short == prefix or short.startswith(prefix + ".")
+    ]
+    assert found, f"{module} belongs to no layer: add it to tests/test_shape.py LAYERS and docs/architecture.md"
+    return max(found)[1]
+
+
+def test_no_import_runs_from_a_lower_layer_up():
+    upward = [
+        f"{src} ({LAYERS[layer_of(src)][0]}) imports {dst} ({LAYERS[layer_of(dst)][0]})"
+        for src, targets in import_graph().items()
+        for dst in targets
+        if layer_of(dst) > layer_of(src)
+    ]
+    assert not upward, "imports from a lower layer up:\n" + "\n".join(sorted(upward))
