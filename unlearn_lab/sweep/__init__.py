@@ -290,19 +290,19 @@ def complete_study(
 
 
 PHASE = "phase"  # study attribute: "exploring", "confirming", "done" (joined workers follow it)
-MAX_CONFIRM_ROUNDS = 4
 
 
 def confirm_front(
     handle: StudyHandle, spec: SweepSpec, tracker: Tracker, run_local: Callable[[], bool], log: Log = print
 ) -> None:
     """Re-run every front candidate (and the default config) with the seeds it lacks, as confirmation trials that
-    any worker runs, until the front judged on means holds only confirmed settings (at most MAX_CONFIRM_ROUNDS
-    rounds: a lucky draw that falls back can uncover another candidate)."""
+    any worker runs, round after round until the front judged on means holds only confirmed settings: a lucky draw
+    whose mean falls back uncovers the settings it dominated, which become candidates in the next round. Each
+    setting is confirmed at most once, so there are at most as many rounds as settings."""
     from unlearn_lab.sweep import confirm
 
     study = handle.study
-    for _ in range(MAX_CONFIRM_ROUNDS if spec.repeats > 1 else 0):
+    for _ in range(len(study.trials) if spec.repeats > 1 else 0):
         trials = study.get_trials(deepcopy=False)
         asked = {  # runs already done, queued or running
             (int(t.user_attrs["confirms"]), int(t.user_attrs["seed"]))

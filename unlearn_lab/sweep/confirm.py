@@ -277,7 +277,7 @@ class Judgement:
     repeats: int
     single_front: list[int]  # trials a single-seed sweep would have reported
     default: str  # default_verdict's sentence
-    unconfirmed: list[int]  # candidates still short of seeds (failed or out of rounds): not on the front
+    unconfirmed: list[int]  # candidates still short of seeds (the confirmation did not finish): not on the front
 
     @property
     def survived(self) -> list[int]:

@@ -126,7 +126,7 @@ def summary_lines(judged: confirm.Judgement) -> str:
         )
     if judged.unconfirmed:
         lines.append(
-            "not confirmed (a seed failed, or out of rounds), so not on the front: trial(s) "
+            "candidates not confirmed yet (rerun the sweep to finish), so not on the front: trial(s) "
             + ", ".join(map(str, judged.unconfirmed))
         )
     lines.append(judged.default)
