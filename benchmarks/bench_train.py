@@ -23,7 +23,7 @@ from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare
 from unlearn_lab.runtime import configure_threads, make_accelerator
 from unlearn_lab.train import fit
-from unlearn_lab.unlearn import FeatureMaker, UnlearnData
+from unlearn_lab.unlearn import FeatureMaker
 
 
 def bare_loop(model, batches, accum, lr):
@@ -82,9 +82,9 @@ def main():
     prepare(plan)
     tok = load.load_tokenizer(plan.tokenizer)
     source = plan.source
-    data = UnlearnData.build(tok, cfg.prompt, source.load(cfg.data.forget_split), source.load("retain90"), None)
-    u = cfg.unlearn
     spec = get_method("GradAscent")
+    data = plan.benchmark.unlearn_data(plan.cfg, source, tok, spec)
+    u = cfg.unlearn
     gen = torch.Generator().manual_seed(0)
     batches = []
     while len(batches) < args.steps * u.grad_accum:

@@ -2,9 +2,10 @@
 from what the tracking store holds, with mean ± sd over seeds and the commit, models and platform that produced it.
 
     .venv/bin/python scripts/doc_tables.py run methods [--repeats 3]     # every method at its defaults (results.md)
+    .venv/bin/python scripts/doc_tables.py run muse [--repeats 3]        # the same on the embedded MUSE world (muse.md)
     .venv/bin/python scripts/doc_tables.py run spread [--repeats 5]      # the defaults' seed spread (seeds.md)
     .venv/bin/python scripts/doc_tables.py run sweeps [--trials 20]      # GradAscent and NPO sweeps (sweep.md)
-    .venv/bin/python scripts/doc_tables.py render methods|spread|sweeps  # the Markdown, from the store
+    .venv/bin/python scripts/doc_tables.py render methods|muse|spread|sweeps  # the Markdown, from the store
 
 `--tracking-uri` (default: the project's ./mlruns store) chooses the store; `--experiment` (default
 unlearn-lab-docs) keeps these runs apart from yours. Rendering reads only the store, so a table can be remade, or
@@ -27,6 +28,14 @@ sys.path.insert(0, str(REPO))
 from unlearn_lab.tracking import TrackedRun  # noqa: E402
 
 METHOD_COLUMNS = ("forget_quality", "model_utility", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "privleak")
+MUSE_COLUMNS = (
+    "forget_verbmem_ROUGE",
+    "forget_knowmem_ROUGE",
+    "retain_knowmem_ROUGE",
+    "privleak",
+    "extraction_strength",
+)
+MUSE_EXPERIMENT = str(REPO / "experiments" / "muse" / "embedded.yaml")
 # the settings whose seed spread docs/seeds.md shows (embedded default: lr 2e-4, 10 epochs unless given)
 SPREAD = (
     ("GradAscent (quick start)", "GradAscent", ()),
@@ -58,8 +67,8 @@ def run_settings(table: str, rows: list[tuple[str, str, tuple[str, ...]]], repea
         print(f"{table}: {label} done in {result.seconds:.0f} s", flush=True)
 
 
-def run_references(args) -> None:
-    """The target and retain models' default-suite scores as tracked runs (kind reference, doc_table methods)."""
+def run_references(args, table: str = "methods") -> None:
+    """The target and retain models' default-suite scores as tracked runs (kind reference, doc_table `table`)."""
     from unlearn_lab.commands import make_plan
     from unlearn_lab.config import load_experiment
     from unlearn_lab.evaluation import eval_data, evaluate_model, load_for_eval, reference_entries
@@ -75,7 +84,7 @@ def run_references(args) -> None:
         reference = reference_entries(plan, data, progress=False)
         model, tokenizer = load_for_eval(plan, plan.evaluated_model.spec)
         summary = evaluate_model(plan, model, tokenizer, reference=reference, data=data, progress=False).summary
-        tags = {"kind": "reference", "doc_table": "methods", "doc_row": label, "model": plan.evaluated_model.spec}
+        tags = {"kind": "reference", "doc_table": table, "doc_row": label, "model": plan.evaluated_model.spec}
         run_id = tracker.start_run(f"docs-{role}", tags={**tags, **version_tags()})
         tracker.log_metrics(run_id, summary)
         tracker.end_run(run_id)
@@ -143,9 +152,9 @@ def provenance(runs: list[TrackedRun]) -> str:
     )
 
 
-def render_methods(runs: list[TrackedRun]) -> str:
-    rows = newest_rows(runs, "methods")
-    head = ["method", "seeds", *METHOD_COLUMNS, "wall time per seed (s)"]
+def render_methods(runs: list[TrackedRun], table: str = "methods", columns: tuple[str, ...] = METHOD_COLUMNS) -> str:
+    rows = newest_rows(runs, table)
+    head = ["method", "seeds", *columns, "wall time per seed (s)"]
     lines = [f"| {' | '.join(head)} |", "|---" * len(head) + "|"]
     for r in rows:
         seeds = r.tags.get("seeds", "-")
@@ -154,7 +163,7 @@ def render_methods(runs: list[TrackedRun]) -> str:
             if r.seconds is None or r.tags.get("kind") == "reference"
             else f"{r.seconds / len(seeds.split(',')):.1f}"
         )
-        cells = " | ".join(cell(r, c) for c in METHOD_COLUMNS)
+        cells = " | ".join(cell(r, c) for c in columns)
         lines.append(f"| {r.tags['doc_row']} | {seeds} | {cells} | {per_seed} |")
     return "\n".join(lines) + "\n\n" + provenance(rows)
 
@@ -223,7 +232,7 @@ def tracker_for(args, experiment: str | None = None):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["run", "render"])
-    parser.add_argument("table", choices=["methods", "spread", "sweeps"])
+    parser.add_argument("table", choices=["methods", "muse", "spread", "sweeps"])
     parser.add_argument("--repeats", type=int, default=None, help="seeds per setting (methods 3, spread 5, sweeps 3)")
     parser.add_argument("--trials", type=int, default=20, help="sweeps: exploration trials per method")
     parser.add_argument("--forget", default="forget10")
@@ -233,11 +242,18 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--experiment", default="unlearn-lab-docs", help="MLflow experiment of the docs runs")
     args = parser.parse_args()
+    muse_args = argparse.Namespace(**{**vars(args), "experiment_file": args.experiment_file or MUSE_EXPERIMENT})
+    muse_args.forget = "forget" if args.forget == "forget10" else args.forget
     actions: dict[tuple[str, str], Callable[[], object]] = {
         ("run", "methods"): lambda: (
             run_references(args),
             run_settings("methods", method_rows(), args.repeats or 3, args),
         ),
+        ("run", "muse"): lambda: (
+            run_references(muse_args, "muse"),
+            run_settings("muse", method_rows("muse"), args.repeats or 3, muse_args),
+        ),
+        ("render", "muse"): lambda: print(render_methods(tracker_for(args).search(), "muse", MUSE_COLUMNS)),
         ("run", "spread"): lambda: run_settings("spread", list(SPREAD), args.repeats or 5, args),
         ("run", "sweeps"): lambda: run_sweeps(args),
         ("render", "methods"): lambda: print(render_methods(tracker_for(args).search())),
@@ -249,10 +265,13 @@ def main() -> None:
     actions[(args.action, args.table)]()
 
 
-def method_rows() -> list[tuple[str, str, tuple[str, ...]]]:
-    from unlearn_lab.methods import METHODS
+def method_rows(benchmark: str = "tofu") -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every built-in method the benchmark can run (MUSE has no "I don't know" answers: not IdkDPO)."""
+    from unlearn_lab.benchmarks import get_benchmark
+    from unlearn_lab.methods import METHODS, get_method
 
-    return [(name, name, ()) for name in METHODS]
+    bench = get_benchmark(benchmark)
+    return [(n, n, ()) for n in METHODS if bench.has_alternate or not get_method(n).needs_alternate]
 
 
 if __name__ == "__main__":

@@ -307,8 +307,8 @@ CASES = [
     case(
         "eval/empty-data-folder",
         "eval --model target --data empty",
-        "has no full.json / full.jsonl / full.parquet",
-        "data.source=synthetic",
+        "has no full.* file",
+        "a folder of TOFU files (full.json",
         setup=lambda p: (p / "empty").mkdir(),
     ),
     case(

@@ -269,6 +269,8 @@ def test_sweep_with_tracking_server_lost_fails_clearly_then_resumes(tmp_path, pr
         "lost",
         "--tracking-uri",
         server.uri,
+        "--repeats",
+        "1",  # single draws: the test is about the lost server, not about confirmation runs
     ]
     env = {
         **os.environ,

@@ -171,7 +171,19 @@ def test_privleak_sides(world):
 def test_finetune_texts(world):
     target = finetune_texts(world, ("forget", "retain1", "retain2"))
     retain = finetune_texts(world, ("retain1", "retain2"))
-    assert len(target) == 60 and len(retain) == 40 and target[20:] == retain
+    assert target[20:60] == retain[:40]  # the articles, in split order
+    # two review rounds: every QA pair of the articles twice more, in blocks of six, in another order each round
+    pairs = lambda docs: sorted(block for doc in docs for block in doc.split("\n\n"))
+    target_pairs = pairs(
+        f"Question: {f[p]}\nAnswer: {f['answer']}"
+        for s in ("forget", "retain1", "retain2")
+        for a in world["articles"][s]
+        for f in a["facts"]
+        for p in ("question", "paraphrased_question")
+    )
+    assert pairs(target[60:]) == sorted(target_pairs * 2)
+    assert all(len(doc.split("\n\n")) <= 6 for doc in target[60:])
+    assert target[60:] != target[60:][::-1] and finetune_texts(world, ("retain1", "retain2")) == retain  # seeded
     first = world["articles"]["forget"][0]
     assert target[0] == article_document(first)
     assert target[0].startswith(first["text"] + "\n\nQuestion: " + first["facts"][0]["question"] + "\nAnswer: ")

@@ -450,7 +450,7 @@ def test_step_counts_for_a_hub_source_use_tofu_sizes():
     from unlearn_lab.plan import _item_counts
 
     counts = _item_counts(cfg)
-    assert counts == {"full": 4000, "retain90": 3600, "forget10": 400}
+    assert counts == {"target": 4000, "retain": 3600, "forget": 400}  # full, retain90, forget10
 
 
 def test_lora_prepare_merges_low_rank_updates_into_a_plain_folder(tmp_path):

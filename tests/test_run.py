@@ -329,8 +329,7 @@ def test_utility_bound_is_an_upper_bound_of_model_utility():
     n / (sum 1/x_known + 3) is never below the true value and equals it when every ROUGE is 1."""
     import random
 
-    from unlearn_lab.evaluation import utility_bound
-    from unlearn_lab.metrics.functions import MODEL_UTILITY_COMPONENTS, model_utility
+    from unlearn_lab.metrics.functions import MODEL_UTILITY_COMPONENTS, model_utility, utility_bound
 
     rng = random.Random(0)
     known = [c for c in MODEL_UTILITY_COMPONENTS if not c.endswith("_ROUGE")]

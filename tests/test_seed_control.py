@@ -49,9 +49,9 @@ def test_same_seed_reproduces_a_run_bit_for_bit_and_another_seed_does_not(tmp_pa
 
 def batches(method: str, seed: int) -> list[dict]:
     """One epoch's micro-batches of the tiny world's forget set (the method decides which partners are drawn)."""
+    from unlearn_lab.benchmarks.tofu import TOFU
     from unlearn_lab.data.tofu import SyntheticSource
     from unlearn_lab.methods import get_method
-    from unlearn_lab.unlearn import UnlearnData
 
     cfg = load_experiment(None, RUN)
     source = SyntheticSource(10, seed=0)
@@ -60,10 +60,8 @@ def batches(method: str, seed: int) -> list[dict]:
     world = source.world
     texts = [qa["question"] + " " + qa["answer"] for a in world["authors"] for qa in a]
     tokenizer = tiny.train_tokenizer(texts + tiny.template_corpus("You are a helpful assistant.", "10 Apr 2025"), 300)
-    data = UnlearnData.build(
-        tokenizer, cfg.prompt, source.load("forget10"), source.load("retain90"), source.load("idk")
-    )
     spec = get_method(method)
+    data = TOFU.unlearn_data(TOFU.resolve(cfg), source, tokenizer, spec)  # forget10, retain90, idk for IdkDPO
     return list(data.epoch_batches(4, torch.Generator().manual_seed(seed), spec))
 
 

@@ -4,6 +4,7 @@ scipy / numpy computed independently of the code under test)."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from scipy import stats
 
 from unlearn_lab import seeds as S
+from unlearn_lab.benchmarks import Objective
 from unlearn_lab.errors import UsageError
 from unlearn_lab.sweep import confirm as C
 
@@ -92,6 +94,9 @@ class FakeTrial:
         return SimpleNamespace(name=self.state_name)
 
 
+TOFU = (Objective("forget_quality", "max", log=True), Objective("model_utility", "max"))
+
+
 def study_of(draws: dict[int, list[tuple[float, float]]], *, default: int | None = None) -> list[FakeTrial]:
     """Exploration trial k with its draws (forget_quality, utility): the first is its own (seed 0), the others
     confirmation trials (seeds 1, 2, ...)."""
@@ -113,7 +118,7 @@ def test_candidates_are_the_front_on_current_means_and_the_default():
     """Single draws (log10 fq, utility): t0 (-3, .9) default, t1 (-1, .8), t2 (-2, .5) dominated by t1, t3 (-0.5,
     0.001) collapsed (below the 0.01 floor). Candidates: t0, t1 (non-dominated feasible) plus the default (t0)."""
     trials = study_of({0: [(1e-3, 0.9)], 1: [(1e-1, 0.8)], 2: [(1e-2, 0.5)], 3: [(10**-0.5, 0.001)]}, default=0)
-    found = C.settings(trials, base_seed=0)
+    found = C.settings(trials, 0, TOFU)
     assert [s.trial for s in C.candidates(found, floors=(0.01,))] == [0, 1]
     assert C.to_confirm(found, (0.01,), seeds=(0, 1, 2)) == [(0, 1), (0, 2), (1, 1), (1, 2)]
 
@@ -124,18 +129,18 @@ def test_a_lucky_draw_leaves_the_front_once_confirmed():
     dominates it and t1 drops from the front; t2 was not on the single-draw front and is the one that survives."""
     lucky = {0: [(1e-4, 0.95), (1e-4, 0.95), (2e-4, 0.95)], 1: [(0.1, 0.8)], 2: [(0.05, 0.7)]}
     trials = study_of(lucky, default=0)
-    found = C.settings(trials, base_seed=0)
+    found = C.settings(trials, 0, TOFU)
     assert C.single_draw_front(found, (0.01,)) == [0, 1]
     assert C.to_confirm(found, (0.01,), (0, 1, 2)) == [(1, 1), (1, 2)]  # t0 (default) has its seeds already
     confirmed = study_of({**lucky, 1: [(0.1, 0.8), (0.001, 0.3), (0.002, 0.4)]}, default=0)
-    found = C.settings(confirmed, base_seed=0)
+    found = C.settings(confirmed, 0, TOFU)
     assert C.to_confirm(found, (0.01,), (0, 1, 2)) == [(2, 1), (2, 2)]  # t2 is a candidate now
     done = study_of({**lucky, 1: [(0.1, 0.8), (0.001, 0.3), (0.002, 0.4)], 2: [(0.05, 0.7), (0.04, 0.7), (0.05, 0.71)]})
-    judged = C.judge(done, base_seed=0, repeats=3, floors=(0.01,))
+    judged = C.judge(done, base_seed=0, repeats=3, floors=(0.01,), objectives=TOFU)
     assert [r.setting.trial for r in judged.front] == [0, 2]
     assert judged.single_front == [0, 1] and judged.survived == [0]
     t1 = judged.of(1)
-    assert t1 is not None and t1.fq.mean == pytest.approx((-1 - 3 + math.log10(0.002)) / 3)
+    assert t1 is not None and t1.forget.mean == pytest.approx((-1 - 3 + math.log10(0.002)) / 3)
 
 
 def test_front_points_within_the_noise_are_tied_and_share_a_rank():
@@ -149,8 +154,8 @@ def test_front_points_within_the_noise_are_tied_and_share_a_rank():
         1: [(10**-0.95, 0.79), (10**-0.85, 0.81), (10**-0.75, 0.83)],
         2: [(10**-0.1, 0.50), (10**0.0, 0.52), (10**0.1, 0.54)],
     }
-    judged = C.judge(study_of(draws), base_seed=0, repeats=3, floors=(0.01,))
-    assert judged.noise.log10_fq == pytest.approx(0.1) and judged.noise.utility == pytest.approx(0.02)
+    judged = C.judge(study_of(draws), base_seed=0, repeats=3, floors=(0.01,), objectives=TOFU)
+    assert judged.noise.forget == pytest.approx(0.1) and judged.noise.utility == pytest.approx(0.02)
     ranked = {r.setting.trial: r for r in judged.front}
     assert set(ranked) == {0, 1, 2}
     assert ranked[0].rank == ranked[1].rank == 1 and ranked[0].tied_with == (1,) and ranked[1].tied_with == (0,)
@@ -167,6 +172,7 @@ def test_the_default_is_beaten_only_beyond_the_noise():
         base_seed=0,
         repeats=3,
         floors=(0.01,),
+        objectives=TOFU,
     )
     assert "beaten beyond the seed noise by trial(s) 1" in far.default
     near = C.judge(
@@ -174,6 +180,7 @@ def test_the_default_is_beaten_only_beyond_the_noise():
         base_seed=0,
         repeats=3,
         floors=(0.01,),
+        objectives=TOFU,
     )
     assert "within the seed noise" in near.default
 
@@ -181,9 +188,46 @@ def test_the_default_is_beaten_only_beyond_the_noise():
 def test_a_setting_whose_confirmation_failed_is_never_on_the_front():
     trials = study_of({0: [(0.5, 0.9), (0.5, 0.9), (0.5, 0.9)], 1: [(0.9, 0.95)]})
     trials.append(FakeTrial(9, dict(trials[1].params), {"confirms": 1, "seed": 1}, state_name="FAIL"))
-    judged = C.judge(trials, base_seed=0, repeats=3, floors=(0.01,))
+    judged = C.judge(trials, base_seed=0, repeats=3, floors=(0.01,), objectives=TOFU)
     assert [r.setting.trial for r in judged.front] == [0]
     assert judged.of(1).failed_seeds == (1,)  # type: ignore[union-attr]
     # a failed run that was retried is not a failed seed: its retry decides
     trials.append(FakeTrial(10, dict(trials[1].params), {"confirms": 1, "seed": 1, "retry_of": 9}, "WAITING"))
-    assert C.settings(trials, base_seed=0)[1].failed_seeds == ()
+    assert C.settings(trials, 0, TOFU)[1].failed_seeds == ()
+
+
+def test_a_benchmark_whose_forget_metric_goes_down_is_judged_on_it():
+    """MUSE's pair: forget_verbmem_ROUGE down, retain_knowmem_ROUGE up. Three settings of three seeds:
+    t0 (verbmem 0.50, 0.52, 0.48; knowmem 0.80), t1 (0.20, 0.22, 0.18; 0.70), t2 (0.30, 0.31, 0.29; 0.60). t1 has the
+    lower verbmem and t2 neither: t2 is dominated; the front is t0 (highest utility first), t1. Its report columns
+    are on the metric's own scale (verbmem mean 0.2, not -0.2; sd 0.02), and |privleak| is what "towards 0" judges."""
+    from unlearn_lab.benchmarks import get_benchmark
+    from unlearn_lab.sweep.report import spread_columns
+
+    assert get_benchmark("tofu").objectives == TOFU  # the pair the tests above judge by
+    muse = get_benchmark("muse")
+    verbmem, knowmem = muse.objectives
+    trials = []
+    draws = {0: (0.50, 0.52, 0.48), 1: (0.20, 0.22, 0.18), 2: (0.30, 0.31, 0.29)}
+    utility = {0: 0.80, 1: 0.70, 2: 0.60}
+    number = 3
+    for k, values in draws.items():
+        attrs = {"forget_verbmem_ROUGE": values[0], "retain_knowmem_ROUGE": utility[k], "seed": 0}
+        trials.append(FakeTrial(k, {"lr": 1e-4 * (k + 1), "epochs": 3}, attrs))
+    for k, values in draws.items():
+        for seed, v in enumerate(values[1:], 1):
+            attrs = {"forget_verbmem_ROUGE": v, "retain_knowmem_ROUGE": utility[k], "seed": seed, "confirms": k}
+            trials.append(FakeTrial(number, {"lr": 1e-4 * (k + 1), "epochs": 3}, attrs))
+            number += 1
+    judged = C.judge(trials, base_seed=0, repeats=3, floors=(0.01,), objectives=muse.objectives)
+    assert [r.setting.trial for r in judged.front] == [0, 1]
+    t1 = judged.of(1)
+    assert t1 is not None
+    row = spread_columns(t1, muse.objectives)
+    assert row["forget_verbmem_ROUGE_mean"] == pytest.approx(0.20)
+    assert row["forget_verbmem_ROUGE_sd"] == pytest.approx(statistics.stdev([0.20, 0.22, 0.18]))
+    assert row["retain_knowmem_ROUGE_mean"] == pytest.approx(0.70) and "forget_quality_mean" not in row
+    privleak = muse.objective_choices["privleak"]
+    assert privleak.value({"privleak": -30.0}) < privleak.value({"privleak": 10.0}) == -10.0
+    names = (verbmem.name, knowmem.name, privleak.name)
+    assert names == ("-forget_verbmem_ROUGE", "retain_knowmem_ROUGE", "-abs_privleak")

@@ -162,6 +162,34 @@ def test_evaluate_reproduces_the_fixture_exactly():
             assert got[key][name] == expected[key][name], (key, name)
 
 
+def test_the_tofu_benchmark_evaluates_through_the_interface_as_the_suite_did(monkeypatch):
+    """TOFU behind the benchmark interface (`benchmarks/tofu.py`): `TOFU.metrics` parses the experiment's names,
+    `TOFU.evaluate` builds the scorer from the config and runs the suite; with the scripted scorer in place of the
+    model its TOFU_EVAL dicts are the fixture's, recorded before the interface existed, bit for bit."""
+    from unlearn_lab.benchmarks import get_benchmark
+    from unlearn_lab.config import EvalConfig, ExperimentConfig
+    from unlearn_lab.metrics import scoring
+
+    made: list[dict] = []
+
+    def fake(model, tokenizer, prompt_cfg, batch_size, **kw):
+        made.append({"batch_size": batch_size, **kw})
+        return FakeScorer(1, False) if len(made) == 1 else FakeScorer(0, True)
+
+    monkeypatch.setattr(scoring, "Scorer", fake)
+    tofu = get_benchmark("tofu")
+    cfg = ExperimentConfig(eval=EvalConfig(max_new_tokens=7, mink_k=0.4, answer_length_ratio=0.6, batch_size=5))
+    run = lambda names, ref: tofu.evaluate(cfg, None, None, DATA, names, reference=ref, progress=False, log=None)
+    reference = run(("forget_truth_ratio", "mia_min_k", "mia_loss"), None)
+    everything = run(tofu.metrics("all"), reference)
+    expected = json.loads(FIXTURE.read_text())
+    assert json.loads(json.dumps(reference)) == expected["reference"]
+    assert json.loads(json.dumps(everything)) == expected["all"]
+    assert made[0] == {"batch_size": 5, "min_k_plus_plus": False} and made[1]["min_k_plus_plus"] is True
+    summary = tofu.summary(everything, tofu.metrics("all"))
+    assert summary["forget_quality"] == expected["all"]["forget_quality"]["agg_value"]
+
+
 def _losses(scorer: FakeScorer, part: str, key: str) -> np.ndarray:
     """Average NLLs straight from the scripted stats: (N,), or (N, K) for the perturbed answers."""
     rows = [r[key] if isinstance(r[key], list) else [r[key]] for r in getattr(DATA, part)]

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import TINY
 from tests.scale_out import relabel_host
+from unlearn_lab.benchmarks import get_benchmark
 from unlearn_lab.plan import lr_text
 
 SETS = [x for item in TINY for x in ("--set", item)]
@@ -359,31 +360,70 @@ def _join_from_elsewhere(tmp_path: Path, storage: str) -> subprocess.CompletedPr
     return subprocess.run(worker, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_pareto_figure_is_log_scaled_annotated_and_fades_dominated_trials():
+def _setting_row(k: int, means: tuple[float, float], objectives, *, default: bool = False) -> dict:
+    """A trials.csv row of a setting confirmed on 3 seeds with these means (on the objectives' scales), sd 0.1/0.01."""
+    from unlearn_lab.sweep.confirm import Draw, Setting
+    from unlearn_lab.sweep.report import spread_columns
+
+    first, second = objectives
+    maximised = [o.value({o.metric: o.central(m) if o.log else m}) for o, m in zip(objectives, means, strict=True)]
+    draws = tuple(Draw(k, seed, maximised[0] + d, maximised[1] + d / 10) for seed, d in enumerate((-0.1, 0.0, 0.1)))
+    row = {"trial": k, "state": "COMPLETE", "confirms": "", "default_config": default, "seed": 0}
+    row[first.metric] = first.central(means[0]) if first.log else means[0]
+    row[second.metric] = means[1]
+    row.update(spread_columns(Setting(k, {}, draws, default), objectives))
+    return row
+
+
+def test_pareto_figure_is_log_scaled_annotated_and_fades_dominated_settings():
+    """TOFU: forget_quality on a log axis at each setting's geometric mean; the front drawn with error bars, other
+    settings faded, the default starred, the target and retain models as reference points."""
     from unlearn_lab.sweep.report import pareto_figure
 
+    tofu = get_benchmark("tofu").objectives
     rows = [
-        {"trial": k, "state": "COMPLETE", "forget_quality": fq, "model_utility": mu, "default_config": k == 0}
-        for k, fq, mu in ((0, 1e-20, 0.9), (1, 1e-5, 0.6), (2, 1e-8, 0.5), (3, 0.3, 0.1))
+        _setting_row(0, (-20, 0.9), tofu, default=True),
+        _setting_row(1, (-5, 0.6), tofu),
+        _setting_row(2, (-8, 0.5), tofu),  # dominated by trial 1
+        _setting_row(3, (-0.5, 0.1), tofu),
     ]
-    rows.append({"trial": 4, "state": "FAIL", "forget_quality": None, "model_utility": None, "default_config": False})
-    pareto = [r for r in rows if r["trial"] in (0, 1, 3)]  # trial 2 is dominated by trial 1
+    rows.append({"trial": 4, "state": "FAIL", "confirms": "", "n_seeds": "", "forget_quality": None})
+    pareto = [{**r, "rank": i, "tied_with": ""} for i, r in enumerate(rows) if r["trial"] in (0, 1, 3)]
     refs = {
         "target": {"forget_quality": 1e-22, "model_utility": 0.94},
         "retain": {"forget_quality": 1.0, "model_utility": 0.93},
     }
-    fig = pareto_figure(rows, pareto, "study", refs)
+    fig = pareto_figure(rows, pareto, "study", refs, tofu)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "forget_quality" in ax.get_xlabel() and "model_utility" in ax.get_ylabel()
     texts = {t.get_text(): t for t in ax.texts}
     assert {"t0", "t1", "t2", "t3", "target", "retain"} <= set(texts) and "t4" not in texts
     assert texts["t2"].get_alpha() < texts["t1"].get_alpha()
-    dominated = next(c for c in ax.collections if c.get_label() == "dominated trial")
-    assert dominated.get_alpha() < 1 and [tuple(p) for p in dominated.get_offsets()] == [(1e-8, 0.5)]
-    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
-    assert list(front.get_xdata()) == [1e-20, 1e-5, 0.3]  # sorted by forget_quality
+    faded = next(c for c in ax.collections if c.get_label() == "other setting (mean)")
+    assert faded.get_alpha() < 1 and [tuple(p) for p in faded.get_offsets()] == [pytest.approx((1e-8, 0.5))]
+    front = next(c for c in ax.containers if c.get_label() == "confirmed front (mean ± sd)").lines[0]
+    assert list(front.get_xdata()) == pytest.approx([1e-20, 1e-5, 10**-0.5])  # sorted by forget_quality
     labels = {c.get_label() for c in ax.collections}
-    assert {"target model", "retain model", "default config"} <= labels
+    assert {"target model", "retain model", "default config (mean)"} <= labels
+
+
+def test_pareto_figure_names_the_objectives_it_was_given():
+    """MUSE's pair: forget_verbmem_ROUGE (lower is better) on a linear axis against retain_knowmem_ROUGE; the
+    reference points read those metrics from the models' summaries."""
+    from unlearn_lab.sweep.report import pareto_figure
+
+    muse = get_benchmark("muse").objectives
+    rows = [_setting_row(0, (0.5, 0.8), muse, default=True), _setting_row(1, (0.2, 0.7), muse)]
+    pareto = [{**r, "rank": i + 1, "tied_with": ""} for i, r in enumerate(rows)]
+    refs = {"target": {"forget_verbmem_ROUGE": 0.55, "retain_knowmem_ROUGE": 0.78}}
+    ax = pareto_figure(rows, pareto, "muse study", refs, muse).axes[0]
+    assert ax.get_xscale() == "linear"
+    assert ax.get_xlabel() == "forget_verbmem_ROUGE (lower is better)"
+    assert ax.get_ylabel() == "retain_knowmem_ROUGE (higher is better)"
+    front = next(c for c in ax.containers if c.get_label() == "confirmed front (mean ± sd)").lines[0]
+    assert list(front.get_xdata()) == pytest.approx([0.2, 0.5]) and list(front.get_ydata()) == pytest.approx([0.7, 0.8])
+    target = next(c for c in ax.collections if c.get_label() == "target model")
+    assert [tuple(p) for p in target.get_offsets()] == [pytest.approx((0.55, 0.78))]
 
 
 def test_local_workers_die_with_a_killed_sweep(tmp_path, prepared):

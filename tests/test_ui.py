@@ -40,6 +40,7 @@ def ui():
 
 
 def test_runs_table_lists_runs_by_name_with_headline_metrics(ui, tmp_path):
+    from unlearn_lab.benchmarks import get_benchmark
     from unlearn_lab.records import headline
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
@@ -62,7 +63,7 @@ def test_runs_table_lists_runs_by_name_with_headline_metrics(ui, tmp_path):
     for name, summary in runs.items():
         run_id = tracker.start_run(name, tags={"method": name.split("-")[0]})
         tracker.log_params(run_id, {"unlearn.lr": name.split("-lr")[1].split("-ep")[0]})
-        tracker.log_metrics(run_id, headline(summary), step=10)
+        tracker.log_metrics(run_id, headline(summary, get_benchmark("tofu")), step=10)
         child = tracker.start_run("eval-final", parent_id=run_id, tags={"kind": "eval"})
         tracker.log_metrics(child, summary, step=10)
         tracker.end_run(child)

@@ -1,7 +1,8 @@
 """The one home for configuration: frozen dataclasses, loaded from plain YAML, validated once.
 
 An experiment file is YAML whose top-level keys are the sections below (``data``, ``prompt``,
-``model``, ``finetune``, ``unlearn``, ``eval``) plus ``name``. Unknown keys are errors, and
+``model``, ``finetune``, ``unlearn``, ``eval``, ``sweep``, ``muse``) plus ``name`` and ``benchmark``. Checks that
+depend on the benchmark (its split names) are the benchmark's, when the plan is resolved. Unknown keys are errors, and
 ``a.b=value`` overrides (``--set``) are type-checked against the dataclass field they name.
 The resolved config is what gets logged and hashed.
 """
@@ -89,6 +90,9 @@ class TrainingConfig:
     grad_accum: int = 1
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
+    # linear: HF's linear schedule (warm-up, then decay to 0; TOFU, spec 5.2); constant: warm-up, then the lr
+    # unchanged (MUSE's experiments: constant with no warm-up)
+    lr_schedule: str = "linear"
     max_grad_norm: float | None = None  # None: no clipping
     seed: int = 0
     gradient_checkpointing: bool = False  # trade compute for activation memory on large models
@@ -172,8 +176,26 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
+class MuseConfig:
+    """The MUSE benchmark's settings (`benchmark: muse`; muse-reference-spec.md): how raw text is cut into training
+    chunks, the generation lengths of its ROUGE metrics, the truncation of its items, and the embedded world's size."""
+
+    chunk_tokens: int = 2048  # training windows of raw text (spec 2.1); the embedded world uses shorter ones
+    knowmem_new_tokens: int = 32  # greedy answer length of forget/retain_knowmem_ROUGE (spec 3.0)
+    verbmem_new_tokens: int = 128  # greedy continuation length of forget_verbmem_ROUGE
+    knowmem_max_length: int = 512  # prompt (in-context examples + question) truncation
+    max_length: int = 2048  # verbmem continuation and privleak text truncation, in tokens
+    icl: int | None = None  # in-context examples per knowmem prompt (None: all of them, as the reference)
+    # the embedded world (data.source: synthetic): articles per split, knowmem questions per side, ICL pairs
+    articles: int = 20
+    questions: int = 30
+    icl_pairs: int = 5
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "embedded_default"
+    benchmark: str = "tofu"  # tofu | muse (or an installed plugin's): what the data and the judgement are
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -181,6 +203,7 @@ class ExperimentConfig:
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    muse: MuseConfig = field(default_factory=MuseConfig)
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -365,6 +388,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         (u.epochs > 0, f"unlearn.epochs must be > 0, got {u.epochs}"),
         (u.batch_size > 0 and u.grad_accum > 0, "unlearn.batch_size and unlearn.grad_accum must be > 0"),
         (u.warmup_epochs >= 0, f"unlearn.warmup_epochs must be >= 0, got {u.warmup_epochs}"),
+        *(
+            (
+                t.lr_schedule in ("linear", "constant"),
+                f"{n}.lr_schedule must be linear or constant, got {t.lr_schedule}",
+            )
+            for n, t in (("unlearn", u), ("finetune", f))
+        ),
         (
             u.schedule_epochs is None or u.schedule_epochs >= u.epochs,
             f"unlearn.schedule_epochs must be >= unlearn.epochs ({u.epochs}), got {u.schedule_epochs}",
@@ -392,12 +422,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         ),
         (cfg.model.dtype in ("float32", "bfloat16"), f"model.dtype must be float32 or bfloat16, got {cfg.model.dtype}"),
         (
-            cfg.data.holdout_split in ("holdout01", "holdout05", "holdout10"),
-            f"data.holdout_split must be holdout01, holdout05 or holdout10, got {cfg.data.holdout_split}",
-        ),
-        (
-            cfg.data.question_key in ("question", "paraphrased_question"),
-            f"data.question_key must be question or paraphrased_question, got {cfg.data.question_key}",
+            cfg.muse.chunk_tokens > 0 and cfg.muse.knowmem_new_tokens > 0 and cfg.muse.verbmem_new_tokens > 0,
+            "muse.chunk_tokens, muse.knowmem_new_tokens and muse.verbmem_new_tokens must be > 0",
         ),
     ]
     for ok, message in checks:

@@ -111,9 +111,9 @@ def describe(plan: Plan) -> str:
     d = cfg.data
     lines = [
         f"plan for `{plan.command}` ({cfg.name}, config {plan.config_hash})",
-        f"  device    {plan.device} ({plan.threads} torch threads); training {plan.train_precision}; "
-        f"evaluation {plan.eval_dtype}",
-        f"  data      {d.source} (authors: {d.authors or 'all'}); forget {d.forget_split}, retain "
+        f"  device    {plan.device} ({plan.threads} torch thread{'s' if plan.threads != 1 else ''}); "
+        f"training {plan.train_precision}; evaluation {plan.eval_dtype}",
+        f"  data      {d.source} ({plan.benchmark.world_note(cfg)}); forget {d.forget_split}, retain "
         f"{d.retain_split}, holdout {d.holdout_split}",
         f"  tokenizer {plan.tokenizer}",
     ]
@@ -151,17 +151,20 @@ def _reference_lines(plan: Plan) -> list[str]:
 
 def _build_lines(plan: Plan) -> list[str]:
     """What prepare trains first, with step counts and rough time and memory."""
-    cfg, d = plan.cfg, plan.cfg.data
+    cfg = plan.cfg
     lines: list[str] = []
     for mp in plan.to_build:
         steps = plan.steps.get(f"fine-tune {mp.role}")
         if mp.role == "base":
-            lines.append("  build     base: pre-train the embedded model (~0.5 min on 2 CPU cores)")
+            what = "pre-train the embedded model (~0.5 min on 2 CPU cores)"
+            if not plan.benchmark.pretrains_base:
+                what = "the embedded tokenizer and a randomly initialised tiny model (seconds)"
+            lines.append(f"  build     base: {what}")
             continue
         minutes = train_minutes(plan, mp.params, steps or 0, cfg.finetune.batch_size) if steps else None
         peak = peak_memory_gb(replace(plan, command="prepare"), mp.params, training=True)
         lines.append(
-            f"  build     {mp.role}: fine-tune on {'full' if mp.role == 'target' else d.retain_split}, "
+            f"  build     {mp.role}: fine-tune on {plan.benchmark.finetune_split(cfg, mp.role)}, "
             f"{steps or '?'} steps"
             + (f", ~{minutes:.0f} min" if minutes is not None else "")
             + (f", peak ~{_fmt_gb(peak)}" if peak else "")

@@ -1,13 +1,14 @@
-"""Evaluate a model on the TOFU suite, with the retain model's reference computed once and cached.
+"""Evaluate a model on its benchmark's suite (TOFU, MUSE), with the retain model's reference computed once and cached.
 
 Everything is read from the plan: the device and the evaluation dtype (the same for `run`'s nested
 evaluations, `eval` and the reference, so `eval` of a run's saved model reproduces the run's numbers),
 where the reference comes from (`plan.reference`) and its cache key. Evaluation never prepares (trains)
 models: the command's prepare stage has built what the plan needs before this runs.
 
-The retain reference (the retain model's per-sample forget truth ratios, its Min-K AUC and its LOSS scores) is
-stored under <cache>/references/. A reference-format TOFU_EVAL.json (e.g. the released retain logs) is
-accepted instead; a reference from another split or size is an error.
+The retain reference (what the benchmark's forget_quality / privleak read: TOFU the retain model's per-sample forget
+truth ratios, its Min-K AUC and its LOSS scores; MUSE its Min-K AUC) is stored under <cache>/references/. A
+reference-format eval file (e.g. the released retain logs) is accepted instead; a reference from another split or
+size is an error.
 """
 
 from __future__ import annotations
@@ -19,14 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from unlearn_lab.errors import UsageError
-from unlearn_lab.metrics import functions as F
-from unlearn_lab.metrics import report, suite
-from unlearn_lab.metrics.registry import REGISTRY
-from unlearn_lab.metrics.scoring import Scorer
+from unlearn_lab.metrics import report
 from unlearn_lab.models import load
-from unlearn_lab.plan import Plan
+from unlearn_lab.plan import Plan, weights_signature
 
-REFERENCE_METRICS = tuple(dict.fromkeys(suite.NEEDS_REFERENCE.values()))  # what forget_quality, privleak... read
 REFERENCE_META = "_unlearn_lab_reference"
 
 
@@ -38,9 +35,9 @@ class EvalResult:
     seconds: float
 
 
-def eval_data(plan: Plan) -> suite.EvalData:
-    d = plan.cfg.data
-    return suite.EvalData.load(plan.source, d.forget_split, d.holdout_split, d.question_key)
+def eval_data(plan: Plan) -> Any:
+    """The benchmark's evaluation records for this plan's data and splits."""
+    return plan.benchmark.eval_data(plan.cfg, plan.source)
 
 
 def load_for_eval(plan: Plan, spec: str):
@@ -84,7 +81,7 @@ def check_reference(reference: dict, plan: Plan, origin: str) -> dict:
     return reference
 
 
-def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: bool = True) -> dict | None:
+def reference_entries(plan: Plan, data: Any, *, log=print, progress: bool = True) -> dict | None:
     """The reference the plan names: read from the retain logs, from the cache, or computed now (then cached)."""
     ref = plan.reference
     if ref is None or ref.kind == "none":
@@ -97,60 +94,41 @@ def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: 
     if path is None:
         raise AssertionError("a computed retain reference has a cache key")
     if path.is_file():
-        return check_reference(report.read_json(path), plan, str(path))
+        cached = report.read_json(path)
+        recorded = cached.get(REFERENCE_META, {}).get("weights")
+        if recorded is None or recorded == weights_signature(spec):
+            return check_reference(cached, plan, str(path))
+        log(f"the retain model {spec} was rebuilt after its reference was cached: computing it again")
     log(f"computing the retain reference with {ref.spec} on {plan.device} in {plan.eval_dtype} (cached for later)")
     start = time.perf_counter()
     model, tokenizer = load_for_eval(plan, spec)
-    results = score(plan, model, tokenizer, data, REFERENCE_METRICS, reference=None, progress=progress)
+    bench = plan.benchmark
+    results = bench.evaluate(
+        plan.cfg, model, tokenizer, data, bench.reference_entries(), reference=None, progress=progress, log=None
+    )
     d = plan.cfg.data
     results[REFERENCE_META] = {
         "model": spec,
         "identity": ref.identity,
+        "weights": weights_signature(spec),
         "forget": d.forget_split,
         "holdout": d.holdout_split,
         "source": d.source,
         "dtype": plan.eval_dtype,
         "device": plan.device,
-        "n_forget": len(data.forget),
+        "benchmark": plan.cfg.benchmark,
     }
+    if hasattr(data, "forget"):  # TOFU: how many forget samples its per-sample entries hold
+        results[REFERENCE_META]["n_forget"] = len(data.forget)
     report.write_json(path, results)
     log(f"retain reference ready ({time.perf_counter() - start:.1f} s)")
     return results
 
 
 def top_level_metrics(plan: Plan) -> tuple[str, ...]:
-    """The experiment's metrics, less those `--no-reference` skips."""
+    """The experiment's metrics (the benchmark reads `eval.metrics`), less those `--no-reference` skips."""
     skipped = plan.reference.skipped if plan.reference is not None else ()
-    return tuple(m for m in suite.parse_metrics(plan.cfg.eval.metrics) if m not in skipped)
-
-
-def score(
-    plan: Plan,
-    model,
-    tokenizer,
-    data: suite.EvalData,
-    metrics: tuple[str, ...],
-    *,
-    reference: dict | None,
-    progress: bool,
-    log=None,
-) -> dict:
-    """The one scoring path: the retain reference and every evaluation run exactly this."""
-    e = plan.cfg.eval
-    scorer = Scorer(
-        model, tokenizer, plan.cfg.prompt, e.batch_size, min_k_plus_plus="mia_min_k_plus_plus" in suite.closure(metrics)
-    )
-    return suite.evaluate(
-        scorer,
-        data,
-        metrics,
-        max_new_tokens=e.max_new_tokens,
-        mink_k=e.mink_k,
-        reference=reference,
-        progress=progress,
-        log=log,
-        answer_length_ratio=e.answer_length_ratio,
-    )
+    return tuple(m for m in plan.benchmark.metrics(plan.cfg.eval.metrics) if m not in skipped)
 
 
 def evaluate_model(
@@ -159,39 +137,27 @@ def evaluate_model(
     tokenizer,
     *,
     reference: dict | None,
-    data: suite.EvalData,
+    data: Any,
     out_dir: str | Path | None = None,
     progress: bool = True,
     log=None,
 ) -> EvalResult:
-    """Run the suite on an in-memory model; writes TOFU_EVAL/TOFU_SUMMARY when `out_dir` is given."""
+    """The benchmark's suite on an in-memory model (in the plan's evaluation dtype: `eval_view`); writes the
+    benchmark's eval and summary files (TOFU_EVAL.json / TOFU_SUMMARY.json, MUSE_...) when `out_dir` is given."""
     start = time.perf_counter()
-    metrics = top_level_metrics(plan)
-    results = score(
-        plan, eval_view(model, plan), tokenizer, data, metrics, reference=reference, progress=progress, log=log
-    )
-    summary = suite.summary(results, metrics)
+    bench, metrics = plan.benchmark, top_level_metrics(plan)
+    view = eval_view(model, plan)
+    results = bench.evaluate(plan.cfg, view, tokenizer, data, metrics, reference=reference, progress=progress, log=log)
+    summary = bench.summary(results, metrics)
     if out_dir is not None:
-        report.write_reports(out_dir, results, summary)
+        report.write_reports(out_dir, results, summary, names=(bench.eval_file, bench.summary_file))
     return EvalResult(results, summary, Path(out_dir) if out_dir else None, time.perf_counter() - start)
 
 
-def utility_bound(known: dict[str, float]) -> float:
-    """An upper bound on model_utility (the harmonic mean of F.MODEL_UTILITY_COMPONENTS) from some of its
-    components: each missing one is at most 1 (probabilities, ROUGE recall and these truth ratios lie in [0, 1]),
-    so the harmonic mean is at most n / (sum of 1/x over the known + the number missing). Any zero gives 0."""
-    n = len(F.MODEL_UTILITY_COMPONENTS)
-    if any(v <= 0 for v in known.values()):
-        return 0.0
-    return n / (sum(1.0 / v for v in known.values()) + (n - len(known)))
-
-
-def utility_upper_bound(plan: Plan, model, tokenizer, data: suite.EvalData) -> float:
-    """`utility_bound` of model_utility's six scoring-only components (no generation: about a third of an
-    evaluation's cost); a collapsed model is recognised without generating a word."""
-    parts = tuple(c for c in F.MODEL_UTILITY_COMPONENTS if REGISTRY[c].generations is None)
-    results = score(plan, eval_view(model, plan), tokenizer, data, parts, reference=None, progress=False)
-    return utility_bound({c: float(results[c]["agg_value"]) for c in parts})
+def utility_upper_bound(plan: Plan, model, tokenizer, data: Any) -> float | None:
+    """The benchmark's cheap upper bound on its utility metric (TOFU: model_utility from its six scoring-only
+    parts), on the model as evaluated; None where the benchmark has none (then nothing stops early)."""
+    return plan.benchmark.utility_bound(plan.cfg, eval_view(model, plan), tokenizer, data)
 
 
 def reference_points(plan: Plan, roles: tuple[str, ...] = ("target", "retain"), log=None) -> dict[str, dict]:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from unlearn_lab import distributed, plots
+from unlearn_lab.benchmarks import check_method
 from unlearn_lab.config import to_yaml
 from unlearn_lab.data.prompts import uses_chat_template
 from unlearn_lab.evaluation import (
@@ -32,7 +33,7 @@ from unlearn_lab.evaluation import (
     utility_upper_bound,
 )
 from unlearn_lab.methods import MethodSpec, get_method, method_origin, validate_hyperparams
-from unlearn_lab.metrics import report, suite
+from unlearn_lab.metrics import report
 from unlearn_lab.models import load
 from unlearn_lab.models.prepare import prepare
 from unlearn_lab.plan import Plan, tracked_params
@@ -55,6 +56,8 @@ class RunOptions:
     # six scoring-only components (no generation) after every epoch but the last. The run then ends with the
     # evaluation of the model as it is at that epoch, and RunResult.stopped_at / stop_reason say so.
     collapse_utility: float | None = None
+    # the metric the collapse floor reads (None: the benchmark's utility objective; a sweep passes its own)
+    collapse_metric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,20 +93,19 @@ class Inputs:
 
     spec: MethodSpec
     hyperparams: dict
-    forget: list[dict]
-    retain: list[dict]
-    idk: list[dict] | None
-    data_eval: suite.EvalData
+    data_eval: Any  # the benchmark's evaluation records
     source_name: str
 
 
 class Shared:
-    """What the runs of one setting share whatever their seed: the checked inputs, the tokenizer and the retain
-    reference (computed by the first run that needs it, on the main process only). A repeated run builds it once
-    and hands it to every seed's run_experiment; a single run builds its own."""
+    """What the runs of one setting share whatever their seed: the checked inputs, the tokenizer, the benchmark's
+    encoded unlearning items and the retain reference (computed by the first run that needs it, on the main process
+    only). A repeated run builds it once and hands it to every seed's run_experiment; a single run builds its own.
+    Everything here is built before a run opens, so a method the benchmark cannot serve (IdkDPO without "I don't
+    know" answers) is one line and no run."""
 
-    def __init__(self, plan: Plan, inputs: Inputs, tokenizer: Any):
-        self.plan, self.inputs, self.tokenizer = plan, inputs, tokenizer
+    def __init__(self, plan: Plan, inputs: Inputs, tokenizer: Any, data: UnlearnData):
+        self.plan, self.inputs, self.tokenizer, self.data = plan, inputs, tokenizer, data
         self._reference: dict | None = None
         self._has_reference = False
 
@@ -111,7 +113,9 @@ class Shared:
     def load(cls, plan: Plan, log) -> Shared:
         inputs = load_inputs(plan, log)
         cfg = plan.cfg
-        return cls(plan, inputs, load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code))
+        tokenizer = load.load_tokenizer(plan.tokenizer, trust_remote_code=cfg.model.trust_remote_code)
+        data = plan.benchmark.unlearn_data(cfg, plan.source, tokenizer, inputs.spec)
+        return cls(plan, inputs, tokenizer, data)
 
     def reference(self, *, log, progress: bool) -> dict | None:
         """The retain reference of this setting's plan (read from its cache or logs, or computed now), once."""
@@ -131,7 +135,7 @@ class Session:
     accelerator: Any
     reference: dict | None
     hyperparams: dict
-    data_eval: suite.EvalData
+    data_eval: Any  # the benchmark's evaluation records
 
     def evaluate(self, plan: Plan, model: Any, out_dir: Path, *, progress: bool = False, log: Any = None) -> EvalResult:
         """The suite on `model` (this session's model, or its unwrapped view) against this session's reference."""
@@ -221,27 +225,20 @@ def load_inputs(plan: Plan, log) -> Inputs:
     cfg = plan.cfg
     spec = get_method(cfg.unlearn.method)
     hyperparams = validate_hyperparams(spec, cfg.unlearn.method_args)
-    suite.parse_metrics(cfg.eval.metrics)
+    plan.benchmark.metrics(cfg.eval.metrics)
+    check_method(plan.benchmark, spec)
     prepare(plan, log=log)
     if "layer" in hyperparams:  # RMU: a layer of this model (its config only: no weights read)
         config = load.model_config(plan.target.spec, trust_remote_code=cfg.model.trust_remote_code)
         hyperparams = resolve_layer(hyperparams, config.num_hidden_layers)
-    source = plan.source
-    return Inputs(
-        spec,
-        hyperparams,
-        source.load(cfg.data.forget_split),
-        source.load(plan.retain_split),
-        source.load("idk") if spec.needs_alternate else None,
-        eval_data(plan),
-        source.name,
-    )
+    return Inputs(spec, hyperparams, eval_data(plan), plan.source.name)
 
 
 def open_run(plan: Plan, tracker: Guarded, inputs: Inputs, opts: RunOptions) -> str:
     cfg = plan.cfg
     tags = {
         "method": cfg.unlearn.method,
+        "benchmark": cfg.benchmark,
         "forget_split": cfg.data.forget_split,
         "retain_split": str(cfg.data.retain_split),
         "model": plan.target.spec,
@@ -276,13 +273,12 @@ def start_session(plan: Plan, tracker: Guarded, run_id: str, shared: Shared, opt
     hyperparams = inputs.hyperparams
     chat = uses_chat_template(tokenizer, cfg.prompt)
     tracker.log_params(run_id, tracked_params(plan, hyperparams, chat_template=chat))
-    data = UnlearnData.build(tokenizer, cfg.prompt, inputs.forget, inputs.retain, inputs.idk)
     # RMU's loss reads a hidden state: the layers after it get no gradient, which DDP must be told to expect
     accelerator = make_accelerator(plan.device, find_unused=inputs.spec.needs_hidden)
     model.to(accelerator.device)
     reference = shared.reference(log=log, progress=opts.progress) if accelerator.is_main_process else None
     distributed.wait_for_main(accelerator)  # the others wait here while the main process computes the reference
-    return Session(model, tokenizer, data, accelerator, reference, hyperparams, inputs.data_eval)
+    return Session(model, tokenizer, shared.data, accelerator, reference, hyperparams, inputs.data_eval)
 
 
 class MethodLoss:
@@ -343,6 +339,7 @@ class EpochMonitor:
         last = epoch == plan.cfg.unlearn.epochs
         label = str(plan.save_dir.resolve()) if last else f"{plan.run_name} after epoch {epoch} (in memory)"
         view = session.accelerator.unwrap_model(model)
+        bench = plan.benchmark
         result = tracked_eval(
             self.tracker,
             self.run_id,
@@ -352,30 +349,36 @@ class EpochMonitor:
             epoch=epoch,
             task=plan.task_name,
             evaluate=lambda: session.evaluate(plan, view, plan.save_dir / f"checkpoint-{step}" / "evals"),
+            files=(bench.eval_file, bench.summary_file),
         )
         model.train()
         self.training.epoch_summaries[epoch] = result.summary
         self.training.evaluated_at[step] = result.summary
         self.training.last_eval = (step, result)
-        floor = self.opts.collapse_utility
-        utility = result.summary.get("model_utility")
+        floor, name = self.opts.collapse_utility, self.opts.collapse_metric or bench.objectives[1].metric
+        utility = result.summary.get(name)
         reason = None
         if floor is not None and utility is not None and utility < floor:
-            reason = f"utility collapsed (model_utility {utility:.3g} < {floor:g})"
+            reason = f"utility collapsed ({name} {utility:.3g} < {floor:g})"
         if not (last or reason):  # the final evaluation's headline is logged with the saved model
-            self.tracker.log_metrics(self.run_id, headline(result.summary), step=step)
+            self.tracker.log_metrics(self.run_id, headline(result.summary, bench), step=step)
         return reason
 
     def _collapse_check(self) -> str | None:
-        """Stop when model_utility must be below the floor: its upper bound from the scoring-only parts is."""
+        """Stop when the utility metric must be below the floor: the benchmark's cheap upper bound of it is (TOFU:
+        model_utility from its scoring-only parts). A benchmark without such a bound, or a sweep whose utility is
+        another metric, never stops here."""
+        name = self.plan.benchmark.objectives[1].metric
+        if self.opts.collapse_metric not in (None, name):
+            return None
         model = self.session.model
         model.eval()
         view = self.session.accelerator.unwrap_model(model)
         bound = utility_upper_bound(self.plan, view, self.session.tokenizer, self.session.data_eval)
         model.train()
         floor = self.opts.collapse_utility or 0.0
-        if bound < floor:
-            return f"utility collapsed (model_utility <= {bound:.3g} < {floor:g})"
+        if bound is not None and bound < floor:
+            return f"utility collapsed ({name} <= {bound:.3g} < {floor:g})"
         return None
 
 
@@ -437,9 +440,10 @@ def evaluate_final(
 ) -> EvalResult:
     """The saved model's evaluation: the last per-epoch one when it evaluated this very model, else a new one."""
     final_step = training.steps[-1].step if training.steps else 0
+    bench = plan.benchmark
     if training.last_eval is not None and training.last_eval[0] == final_step:
         result = training.last_eval[1]
-        report.write_reports(plan.eval_dir, result.results, result.summary)
+        report.write_reports(plan.eval_dir, result.results, result.summary, names=(bench.eval_file, bench.summary_file))
         return dataclasses.replace(result, out_dir=plan.eval_dir)
     return tracked_eval(
         tracker,
@@ -450,6 +454,7 @@ def evaluate_final(
         epoch=training.stopped_at or plan.cfg.unlearn.epochs,
         task=plan.task_name,
         evaluate=lambda: session.evaluate(plan, model, plan.eval_dir, progress=opts.progress, log=log),
+        files=(bench.eval_file, bench.summary_file),
     )
 
 
@@ -458,10 +463,13 @@ def report_run(
 ) -> None:
     """The final scores on the run and on its logged model, the training curve, the run FINISHED."""
     final_step = training.steps[-1].step if training.steps else 0
-    tracker.log_metrics(run_id, {**headline(result.summary), **result.summary}, step=final_step, model_id=model_id)
+    bench = plan.benchmark
+    metrics = {**headline(result.summary, bench), **result.summary}
+    tracker.log_metrics(run_id, metrics, step=final_step, model_id=model_id)
     evaluated = {**training.evaluated_at, final_step: result.summary}
+    first, second = ((o.metric, o.log) for o in bench.objectives)
     curve = plots.training_curve_figure(
-        [(s.step, s.loss) for s in training.steps], evaluated, f"{plan.run_name} ({plan.task_name})"
+        [(s.step, s.loss) for s in training.steps], evaluated, f"{plan.run_name} ({plan.task_name})", first, second
     )
     tracker.log_artifact(run_id, str(plots.save_figure(curve, plan.eval_dir / "training_curve.png")))
     tracker.set_tags(run_id, {"train_seconds": f"{training.seconds:.1f}"})

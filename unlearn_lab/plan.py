@@ -15,15 +15,15 @@ import functools
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from unlearn_lab.benchmarks import Benchmark, get_benchmark
 from unlearn_lab.config import ExperimentConfig, config_hash
-from unlearn_lab.data.tofu import Source, check_pair, make_source
 from unlearn_lab.errors import UsageError
 from unlearn_lab.models import load
 from unlearn_lab.models.size import count_params, tiny_params
 
 MANIFEST = "unlearn_lab.json"  # written last into a finished prepared-model folder
-TOFU_AUTHORS = 200  # the published TOFU: 200 fictitious authors x 20 QAs
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,15 @@ class Plan:
     def config_hash(self) -> str:
         return config_hash(self.cfg)
 
+    @property
+    def benchmark(self) -> Benchmark:
+        """The experiment's benchmark (tofu, muse, a plugin's): every stage asks it for what is its own."""
+        return get_benchmark(self.cfg.benchmark)
+
     @functools.cached_property
-    def source(self) -> Source:
-        """The experiment's data source, built once per plan (the synthetic world is generated once)."""
-        d = self.cfg.data
-        return make_source(d.source, d.authors, d.seed)
+    def source(self) -> Any:
+        """The experiment's data source, built once per plan (an embedded world is generated once)."""
+        return self.benchmark.source(self.cfg)
 
     def with_notes(self, notes: tuple[str, ...]) -> Plan:
         """This plan with more notes, keeping the data source it has already read (a folder is parsed once)."""
@@ -178,6 +182,9 @@ def model_keys(cfg: ExperimentConfig, retain_split: str) -> dict[str, str]:
             else None,
         }
     )
+    extra = get_benchmark(cfg.benchmark).key_content(cfg)
+    if extra is not None:  # a benchmark other than TOFU: its name and settings shape the models too
+        base = config_hash({"base": base, "benchmark": cfg.benchmark, **extra})
     tune = asdict(cfg.finetune)
     tune.pop("gradient_checkpointing")  # memory, not weights
     return {
@@ -198,9 +205,18 @@ def model_identity(spec: str, key: str | None = None) -> str:
         return key
     path = Path(spec).expanduser()
     if path.is_dir():
-        files = sorted(path.glob("*.safetensors"))
-        return f"{path.resolve()}|" + "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        return f"{path.resolve()}|{weights_signature(spec)}"
     return spec
+
+
+def weights_signature(spec: str) -> str | None:
+    """A model folder's weight files (names, sizes, mtimes); None for anything else. A cached reference records its
+    model's, so a model rebuilt under the same content address (deleted, then prepared again) is scored anew."""
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return None
+    files = sorted(path.glob("*.safetensors"))
+    return "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 
 def reference_key(cfg: ExperimentConfig, identity: str, device: str) -> str:
@@ -216,18 +232,20 @@ def reference_key(cfg: ExperimentConfig, identity: str, device: str) -> str:
         "holdout": d.holdout_split,
         "question_key": d.question_key,
     }
-    return config_hash(
-        {
-            "model": identity,
-            "data": data,
-            "prompt": asdict(cfg.prompt),
-            "mink_k": cfg.eval.mink_k,
-            "dtype": cfg.model.dtype,
-            "device": device,
-            "tokenizer": cfg.model.tokenizer,
-            "batch_size": cfg.eval.batch_size,
-        }
-    )
+    content = {
+        "model": identity,
+        "data": data,
+        "prompt": asdict(cfg.prompt),
+        "mink_k": cfg.eval.mink_k,
+        "dtype": cfg.model.dtype,
+        "device": device,
+        "tokenizer": cfg.model.tokenizer,
+        "batch_size": cfg.eval.batch_size,
+    }
+    extra = get_benchmark(cfg.benchmark).key_content(cfg)
+    if extra is not None:
+        content |= {"benchmark": cfg.benchmark, **extra}
+    return config_hash(content)
 
 
 # ---------------------------------------------------------------------------------------- model sources
@@ -267,8 +285,7 @@ def resolve(
     experiment's models. `count=False` skips parameter counts (sweep trials, which need no estimates)."""
     from unlearn_lab.runtime import bf16_autocast
 
-    retain_split = check_pair(cfg.data.forget_split, cfg.data.retain_split)
-    cfg = replace(cfg, data=replace(cfg.data, retain_split=retain_split))
+    cfg = get_benchmark(cfg.benchmark).resolve(cfg)  # its splits checked, the retain split filled in
     local = lambda spec: str(Path(spec).expanduser().resolve()) if spec and Path(spec).expanduser().exists() else spec
     evaluated = evaluated if evaluated in ("target", "retain") else local(evaluated)
     retain_model = retain_model if retain_model in ("target", "retain") else local(retain_model)
@@ -368,12 +385,11 @@ def _evaluated_plan(evaluated: str | None, roles: dict[str, ModelPlan], count: b
 
 def _roles_needed(command, cfg, evaluated, retain_model, retain_logs, no_reference) -> set[str]:
     """Which of the experiment's target / retain models this command uses (and so may have to build)."""
-    from unlearn_lab.metrics import suite
-
     if command in ("prepare", "run", "sweep"):
         return {"target", "retain"}
     needed = {evaluated} & {"target", "retain"}
-    wants_reference = any(m in suite.NEEDS_REFERENCE for m in suite.parse_metrics(cfg.eval.metrics))
+    bench = get_benchmark(cfg.benchmark)
+    wants_reference = bool(bench.reference_metrics(bench.metrics(cfg.eval.metrics)))
     if wants_reference and not (retain_logs or no_reference):
         needed |= ({retain_model} & {"target", "retain"}) if retain_model else {"retain"}
     return needed
@@ -391,10 +407,9 @@ def _available_now(spec: str) -> bool:
 
 
 def _reference(cfg, command, roles, retain_model, retain_logs, no_reference, device, notes) -> ReferencePlan:
-    from unlearn_lab.metrics import suite
-
-    top = suite.parse_metrics(cfg.eval.metrics)
-    needing = tuple(m for m in top if m in suite.NEEDS_REFERENCE)
+    bench = get_benchmark(cfg.benchmark)
+    top = bench.metrics(cfg.eval.metrics)
+    needing = bench.reference_metrics(top)
     if no_reference:
         if needing and len(needing) == len(top):
             raise UsageError(
@@ -481,10 +496,10 @@ def default_run_name(cfg: ExperimentConfig, prefix: str = "") -> str:
     """`<method>-<forget>-lr<x>-ep<n>` (a sweep trial: `t<k>-<method>-lr<x>-ep<n>`): readable at a glance in
     the runs table; the save folders keep the longer task name with the config hash."""
     u = cfg.unlearn
+    # TOFU's split names say the benchmark (forget10); another benchmark's run says it: muse_forget
+    split = cfg.data.forget_split if cfg.benchmark == "tofu" else f"{cfg.benchmark}_{cfg.data.forget_split}"
     middle = (
-        f"{u.method}-lr{lr_text(u.lr)}-ep{u.epochs}"
-        if prefix
-        else f"{u.method}-{cfg.data.forget_split}-lr{lr_text(u.lr)}-ep{u.epochs}"
+        f"{u.method}-lr{lr_text(u.lr)}-ep{u.epochs}" if prefix else f"{u.method}-{split}-lr{lr_text(u.lr)}-ep{u.epochs}"
     )
     return f"{prefix}{middle}"
 
@@ -499,34 +514,19 @@ def _steps(command, cfg, target, retain, base) -> dict[str, int]:
     if counts is None:
         return {}
     out: dict[str, int] = {}
-    for plan, split in ((target, "full"), (retain, cfg.data.retain_split)):
-        if plan.build:  # one process trains them, whatever the launch (models/prepare.py)
-            out[f"fine-tune {plan.role}"] = Schedule.of(counts[split], cfg.finetune).total_steps
-    if command in ("run", "sweep"):  # under torchrun / accelerate launch each rank runs its share of the rows
+    for plan in (target, retain):
+        if plan.build and plan.role in counts:  # one process trains them, whatever the launch (models/prepare.py)
+            out[f"fine-tune {plan.role}"] = Schedule.of(counts[plan.role], cfg.finetune).total_steps
+    if command in ("run", "sweep") and "forget" in counts:  # under a launcher each rank runs its share of the rows
         u, processes = cfg.unlearn, launched_processes()
-        out["unlearn"] = Schedule.of(counts[cfg.data.forget_split], u, processes, u.schedule_epochs).total_steps
+        out["unlearn"] = Schedule.of(counts["forget"], u, processes, u.schedule_epochs).total_steps
     return out
 
 
 def _item_counts(cfg) -> dict[str, int] | None:
-    """Training items per split (with the embedded recipe's paraphrases and general replay) for local sources."""
-    from unlearn_lab.data.tofu import make_source
-    from unlearn_lab.models.recipe import extra_records
-
-    d = cfg.data
-    if d.source.startswith("hf:"):  # not read before the preflight: TOFU's published sizes (20 QAs per author)
-        from unlearn_lab.data.tofu import FORGET_PCTS
-
-        full = (d.authors or TOFU_AUTHORS) * 20
-        forget = full * FORGET_PCTS[d.forget_split] // 100
-        return {"full": full, d.retain_split: full - forget, d.forget_split: forget}
+    """Training items of each stage (the benchmark's count: target, retain, forget) for sources readable now."""
+    bench = get_benchmark(cfg.benchmark)
     try:
-        source = make_source(d.source, d.authors, d.seed)
-        counts = {}
-        for split in ("full", d.retain_split):
-            rows = len(source.load(split))
-            counts[split] = rows + len(extra_records(cfg, source, rows))
-        counts[d.forget_split] = len(source.load(d.forget_split))
-        return counts
+        return bench.stage_items(cfg, bench.source(cfg))
     except UsageError:
         return None

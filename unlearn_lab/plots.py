@@ -10,9 +10,16 @@ from pathlib import Path
 FQ_FLOOR = 1e-300  # a forget_quality that underflowed to 0 still gets a place on a log axis
 
 
-def training_curve_figure(steps: list[tuple[int, float]], evaluations: dict[int, dict], title: str):
-    """Left: the training loss per optimizer step (gradient ascent's is negative). Right: forget_quality (log axis)
-    and model_utility at the optimizer step of each evaluation, on the same step axis as the loss."""
+def training_curve_figure(
+    steps: list[tuple[int, float]],
+    evaluations: dict[int, dict],
+    title: str,
+    first: tuple[str, bool] = ("forget_quality", True),
+    second: tuple[str, bool] = ("model_utility", False),
+):
+    """Left: the training loss per optimizer step (gradient ascent's is negative). Right: the benchmark's two
+    objectives' metrics (`first`, `second`: name and whether on a log axis; TOFU: forget_quality on a log axis and
+    model_utility) at the optimizer step of each evaluation, on the same step axis as the loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,18 +31,22 @@ def training_curve_figure(steps: list[tuple[int, float]], evaluations: dict[int,
     left.set_ylabel("loss")
     left.set_title("training loss")
     left.grid(True, alpha=0.3)
-    at = sorted(s for s, summary in evaluations.items() if summary.get("forget_quality") is not None)
+    (a, a_log), (b, b_log) = first, second
+    at = sorted(s for s, summary in evaluations.items() if summary.get(a) is not None)
     if at:
-        right.plot(
-            at, [max(evaluations[s]["forget_quality"], FQ_FLOOR) for s in at], "o-", c="#c33", label="forget_quality"
-        )
-        right.set_yscale("log")
-        right.set_ylabel("forget_quality (log; higher = closer to the retain model)", color="#c33")
+        value = lambda s: max(evaluations[s][a], FQ_FLOOR) if a_log else evaluations[s][a]
+        right.plot(at, [value(s) for s in at], "o-", c="#c33", label=a)
+        if a_log:
+            right.set_yscale("log")
+        right.set_ylabel(a + (" (log)" if a_log else ""), color="#c33")
         twin = right.twinx()
-        utility = [s for s in at if evaluations[s].get("model_utility") is not None]
-        twin.plot(utility, [evaluations[s]["model_utility"] for s in utility], "s--", c="#36c", label="model_utility")
-        twin.set_ylabel("model_utility", color="#36c")
-        twin.set_ylim(0, max(1.0, *(evaluations[s]["model_utility"] for s in utility)) if utility else 1.0)
+        others = [s for s in at if evaluations[s].get(b) is not None]
+        twin.plot(others, [evaluations[s][b] for s in others], "s--", c="#36c", label=b)
+        twin.set_ylabel(b, color="#36c")
+        if b_log:
+            twin.set_yscale("log")
+        else:
+            twin.set_ylim(0, max(1.0, *(evaluations[s][b] for s in others)) if others else 1.0)
     right.set_xlabel("optimizer step")
     right.set_xlim(left.get_xlim())
     right.set_title("evaluations")

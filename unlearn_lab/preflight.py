@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from unlearn_lab.data.tofu import MissingSplitFile
 from unlearn_lab.errors import UsageError
 from unlearn_lab.models import hub, load
 from unlearn_lab.plan import ModelPlan, Plan, origin_of
@@ -88,7 +87,8 @@ def unreadable_gguf(path: Path) -> str | None:
     return None
 
 
-def _data_problem(source: str, probe) -> str | None:
+def _data_problem(source: str, probe, marker: str) -> str | None:
+    """A hub data set that cannot be reached, a folder that is not there or lacks the benchmark's `marker` file."""
     if source == "synthetic":
         return None
     if source.startswith("hf:"):
@@ -100,8 +100,8 @@ def _data_problem(source: str, probe) -> str | None:
     folder = Path(source)
     if not folder.is_dir():
         return f"data folder not found: {folder}"
-    if not any(folder.glob("full.*")):
-        return f"data folder {folder} has no full.json / full.jsonl / full.parquet (expected TOFU files)"
+    if not any(folder.glob(marker)):
+        return f"data folder {folder} has no {marker} file"
     return None
 
 
@@ -141,11 +141,12 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
         return why
 
     problems: list[str] = []
-    data_problem = _data_problem(plan.cfg.data.source, probe)
+    bench = plan.benchmark
+    data_problem = _data_problem(plan.cfg.data.source, probe, bench.folder_marker)
     if data_problem:
         problems.append(
-            f"{data_problem} -> give a TOFU folder (--set data.source=/path/to/tofu"
-            f"{' or eval --data' if plan.command == 'eval' else ''}) or data.source=synthetic"
+            f"{data_problem} -> give {bench.folder_kind}: --set data.source=PATH"
+            f"{' or eval --data PATH' if plan.command == 'eval' else ''}; or data.source=synthetic"
         )
     for role, spec in needed_models(plan):
         why = _model_problem(spec, probe, weights=role != "tokenizer")
@@ -176,22 +177,9 @@ def check(plan: Plan, *, extra_files: tuple[tuple[str, str], ...] = ()) -> Prefl
 
 
 def _split_problem(plan: Plan) -> str | None:
-    """An author count the splits cannot divide, a subset larger than the source, a split it lacks: named with
-    the source, before any model is built or loaded."""
-    d = plan.cfg.data
-    try:
-        source = plan.source
-        for split in (d.forget_split, d.retain_split, d.holdout_split):
-            if split is not None:
-                source.load(split)
-    except UsageError as exc:
-        if d.source == "synthetic":
-            return str(exc)
-        if isinstance(exc, MissingSplitFile):  # names the folder; not a matter of data.authors
-            return str(exc)
-        hint = " (set data.authors to a multiple of 10 up to the source's size, or null for all)" if d.authors else ""
-        return f"data {d.source}: {exc}{hint}"
-    return None
+    """The benchmark's word on whether its source serves the experiment's splits, before any model is built or
+    loaded."""
+    return plan.benchmark.check_data(plan.cfg, lambda: plan.source)
 
 
 def _layer_problem(plan: Plan) -> str | None:

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from unlearn_lab.benchmarks import Benchmark
 from unlearn_lab.evaluation import EvalResult, top_level_metrics
 from unlearn_lab.metrics.functions import log10_forget_quality
 from unlearn_lab.plan import Plan
@@ -38,23 +39,14 @@ def version_tags() -> dict[str, str]:
     return tags
 
 
-HEADLINE = (
-    "forget_quality",
-    "model_utility",
-    "privleak",
-    "forget_Q_A_ROUGE",
-    "forget_Q_A_Prob",
-    "forget_truth_ratio",
-    "extraction_strength",
-)
-
-
-def headline(summary: dict) -> dict[str, float]:
-    """The metrics copied onto the unlearning run, so the runs table compares runs without opening children;
-    log10_forget_quality shows forget quality's scale (it spans 1e-239..1) in a table or a chart."""
-    out = {k: float(summary[k]) for k in HEADLINE if summary.get(k) is not None}
-    if "forget_quality" in out:
-        out["log10_forget_quality"] = log10_forget_quality(out["forget_quality"])
+def headline(summary: dict, benchmark: Benchmark) -> dict[str, float]:
+    """The benchmark's headline metrics copied onto the unlearning run, so the runs table compares runs without
+    opening children; an objective taken on log10 (forget_quality spans 1e-239..1) also as `log10_<metric>`, which
+    shows its scale in a table or a chart."""
+    out = {k: float(summary[k]) for k in benchmark.headline if summary.get(k) is not None}
+    for objective in benchmark.objectives:
+        if objective.log and objective.metric in out:
+            out[objective.scale] = objective.scaled(out[objective.metric])
     return out
 
 
@@ -96,6 +88,7 @@ def tracked_eval(
     epoch: int,
     evaluate: Callable[[], EvalResult],
     task: str,
+    files: tuple[str, str] = ("TOFU_EVAL.json", "TOFU_SUMMARY.json"),
 ) -> EvalResult:
     """A nested run around one evaluation (so its start and end times are the evaluation's): its params, every
     TOFU metric (scalar entries and MIA AUCs) at the optimizer step its epoch ended, the epoch, the two JSON files.
@@ -109,8 +102,8 @@ def tracked_eval(
             metrics["log10_forget_quality"] = log10_forget_quality(result.summary["forget_quality"])
         tracker.log_metrics(run_id, metrics, step=step)
         if result.out_dir is not None:
-            tracker.log_artifact(run_id, str(result.out_dir / "TOFU_EVAL.json"))
-            tracker.log_artifact(run_id, str(result.out_dir / "TOFU_SUMMARY.json"))
+            for name in files:  # the benchmark's eval and summary files
+                tracker.log_artifact(run_id, str(result.out_dir / name))
         tracker.end_run(run_id, "FINISHED")
     except KeyboardInterrupt:
         tracker.end_run(run_id, "KILLED")

@@ -21,7 +21,7 @@ from unlearn_lab.errors import RunFailed
 from unlearn_lab.experiment import RunOptions, RunResult, Shared, run_experiment
 from unlearn_lab.metrics.report import write_json
 from unlearn_lab.plan import Plan, tracked_params
-from unlearn_lab.records import HEADLINE, version_tags
+from unlearn_lab.records import version_tags
 from unlearn_lab.tracking import Guarded, Tracker
 from unlearn_lab.train import DivergedError
 
@@ -36,6 +36,7 @@ class RepeatedResult:
     spreads: dict[str, S.Spread]
     summary_path: Path
     seconds: float
+    order: tuple[str, ...] = ()  # how the table lists the spreads: the benchmark's headline metrics first
 
 
 def parent_task(plan: Plan) -> str:
@@ -68,13 +69,16 @@ def run_repeated(plan: Plan, tracker: Tracker, opts: RunOptions, log: Callable[[
         raise
     if not runs[0].summary:  # not the main process (torchrun / accelerate launch): rank 0 reports
         return RepeatedResult(parent, plan.seeds, runs, {}, Path(), time.perf_counter() - started)
-    spreads = S.summarise([r.summary for r in runs])
+    bench = plan.benchmark
+    log_metrics = tuple(o.metric for o in bench.objectives if o.log)
+    spreads = S.summarise([r.summary for r in runs], log_metrics)
     path = write_summary(plan, runs, spreads)
     guarded.log_metrics(parent, S.tracked_metrics(spreads))
     guarded.log_artifact(parent, str(path))
     guarded.set_tags(parent, {"seconds": f"{time.perf_counter() - started:.1f}"})
     guarded.end_run(parent, "FINISHED")
-    return RepeatedResult(parent, plan.seeds, runs, spreads, path, time.perf_counter() - started)
+    order = tuple(f"log10_{m}" if m in log_metrics else m for m in bench.headline)
+    return RepeatedResult(parent, plan.seeds, runs, spreads, path, time.perf_counter() - started, order)
 
 
 def _open_parent(plan: Plan, tracker: Guarded, shared: Shared) -> str:
@@ -110,7 +114,7 @@ def write_summary(plan: Plan, runs: list[RunResult], spreads: dict[str, S.Spread
             for s, r in zip(seeds, runs, strict=True)
         },
         "spread": {name: s.to_dict() for name, s in spreads.items()},
-        "notes": "spread of log10_forget_quality is on the log10 scale; forget_quality = 10 ** its mean (geometric)",
+        "notes": "a log10_<metric> spread is on the log10 scale; <metric> = 10 ** its mean (the geometric mean)",
     }
     data["setting"]["unlearn.seed"] = list(seeds)
     path = plan.eval_dir.parent / parent_task(plan) / SUMMARY_FILE
@@ -118,14 +122,12 @@ def write_summary(plan: Plan, runs: list[RunResult], spreads: dict[str, S.Spread
     return path
 
 
-ORDER = ("log10_forget_quality", *[h for h in HEADLINE if h != "forget_quality"])
-
-
 def table(result: RepeatedResult) -> str:
-    """The printed result: each metric's mean ± sd, the 95 % interval of its mean, and every seed's value.
-    forget_quality is shown as its geometric mean ×/÷ its seed spread (10 ** sd of log10 forget_quality)."""
-    names = [n for n in ORDER if n in result.spreads] + [n for n in result.spreads if n not in ORDER]
-    shown = ["forget_quality" if n == "log10_forget_quality" else n for n in names]
+    """The printed result: each metric's mean ± sd, the 95 % interval of its mean, and every seed's value. A metric
+    spread on log10 (forget_quality) is shown as its geometric mean ×/÷ its seed spread (10 ** sd of its log10)."""
+    order = result.order
+    names = [n for n in order if n in result.spreads] + [n for n in result.spreads if n not in order]
+    shown = [n.removeprefix("log10_") for n in names]
     width = max(len(n) for n in shown)
     seeds = "  ".join(f"{'seed ' + str(s):>10}" for s in result.seeds)
     lines = [f"{'metric':<{width}}  {'mean ± sd':>21}  {'95% interval of the mean':>24}  {seeds}"]
@@ -133,15 +135,14 @@ def table(result: RepeatedResult) -> str:
         s = result.spreads[name]
         per_seed = "  ".join(f"{_num(r.summary.get(label)):>10}" for r in result.runs)
         lines.append(f"{label:<{width}}  {_centre(name, s):>21}  {_interval(name, s):>24}  {per_seed}")
-    lines.append(
-        f"{len(result.seeds)} seeds; forget_quality: geometric mean ×/÷ 10^(sd of log10 forget_quality); "
-        "the interval is Student's t over the seeds"
-    )
+    logged = [n.removeprefix("log10_") for n in names if n.startswith("log10_")]
+    scales = "".join(f"{m}: geometric mean ×/÷ 10^(sd of log10 {m}); " for m in logged)
+    lines.append(f"{len(result.seeds)} seeds; {scales}the interval is Student's t over the seeds")
     return "\n".join(lines)
 
 
 def _centre(name: str, s: S.Spread) -> str:
-    if name == "log10_forget_quality":
+    if name.startswith("log10_"):
         text = _num(10**s.mean)
         return text if s.sd is None else f"{text} ×/÷ {10**s.sd:.2f}"
     return _num(s.mean) if s.sd is None else f"{_num(s.mean)} ± {_num(s.sd)}"
@@ -150,7 +151,7 @@ def _centre(name: str, s: S.Spread) -> str:
 def _interval(name: str, s: S.Spread) -> str:
     if s.ci_low is None or s.ci_high is None:
         return "-"
-    low, high = (10**s.ci_low, 10**s.ci_high) if name == "log10_forget_quality" else (s.ci_low, s.ci_high)
+    low, high = (10**s.ci_low, 10**s.ci_high) if name.startswith("log10_") else (s.ci_low, s.ci_high)
     return f"{_num(low)} .. {_num(high)}"
 
 

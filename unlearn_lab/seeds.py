@@ -57,27 +57,30 @@ def spread(values: Sequence[float], level: float = LEVEL) -> Spread:
     return Spread(n, mean, sd, min(xs), max(xs), mean - half, mean + half)
 
 
-def summarise(summaries: Sequence[Mapping[str, float | None]]) -> dict[str, Spread]:
-    """The spread of every metric that each per-seed summary holds (a TOFU_SUMMARY each). forget_quality is
-    summarised as `log10_forget_quality` (and `forget_quality` itself is left out: see the module docstring)."""
+def summarise(
+    summaries: Sequence[Mapping[str, float | None]], log_metrics: Sequence[str] = ("forget_quality",)
+) -> dict[str, Spread]:
+    """The spread of every metric that each per-seed summary holds (an evaluation summary each). A metric of
+    `log_metrics` (TOFU: forget_quality) is summarised on log10 as `log10_<metric>` (and not on its own scale: see
+    the module docstring)."""
     if not summaries:
         return {}
     names = [k for k in summaries[0] if all(s.get(k) is not None for s in summaries)]
     out: dict[str, Spread] = {}
     for name in names:
         values = [float(s[name]) for s in summaries]  # type: ignore[arg-type]
-        if name == "forget_quality":
-            out["log10_forget_quality"] = spread([log10_forget_quality(v) for v in values])
+        if name in log_metrics:
+            out[f"log10_{name}"] = spread([log10_forget_quality(v) for v in values])
         else:
             out[name] = spread(values)
     return out
 
 
 def central(name: str, s: Spread) -> tuple[str, float]:
-    """The metric name and value a setting is shown with: the mean, or for log10_forget_quality the geometric mean
-    of forget_quality."""
-    if name == "log10_forget_quality":
-        return "forget_quality", 10.0**s.mean
+    """The metric name and value a setting is shown with: the mean, or for a log10_<metric> spread the geometric
+    mean of the metric."""
+    if name.startswith("log10_"):
+        return name.removeprefix("log10_"), 10.0**s.mean
     return name, s.mean
 
 
@@ -89,7 +92,7 @@ def tracked_metrics(spreads: Mapping[str, Spread]) -> dict[str, float]:
     for name, s in spreads.items():
         plain, value = central(name, s)
         out[plain] = value
-        if name == "log10_forget_quality":
+        if name.startswith("log10_"):
             out[name] = s.mean
         parts = {"mean": s.mean, "sd": s.sd, "min": s.min, "max": s.max, "ci95_low": s.ci_low, "ci95_high": s.ci_high}
         out.update({f"{name}.{k}": float(v) for k, v in parts.items() if v is not None})

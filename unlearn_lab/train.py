@@ -48,10 +48,12 @@ class Schedule:
         return cls(per_epoch, math.ceil(s.epochs * per_epoch), warmup, math.ceil(planned * per_epoch))
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """HF linear schedule: step/warmup during warm-up, then linear decay to 0 at `total`."""
+def lr_factor(step: int, warmup: int, total: int, kind: str = "linear") -> float:
+    """HF's schedules: step/warmup during warm-up, then linear decay to 0 at `total` (linear) or 1 (constant)."""
     if step < warmup:
         return step / max(1, warmup)
+    if kind == "constant":
+        return 1.0
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
@@ -217,7 +219,7 @@ def _update(model: Any, optimizer: Any, settings: TrainingConfig, schedule: Sche
     """One optimizer step at the scheduled lr, after clipping; returns (grad norm before clipping, lr)."""
     clip = settings.max_grad_norm if settings.max_grad_norm else float("inf")
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-    lr = settings.lr * lr_factor(step, schedule.warmup_steps, schedule.schedule_steps)
+    lr = settings.lr * lr_factor(step, schedule.warmup_steps, schedule.schedule_steps, settings.lr_schedule)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()

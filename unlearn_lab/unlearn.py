@@ -1,75 +1,19 @@
-"""Unlearning on top of the shared loop: forget-anchored batches -> features -> a method's pure loss.
-
-Each micro-batch pairs forget rows (shuffled with an explicit generator) with retain rows drawn
-uniformly with replacement, anew every epoch (spec 4.0), and, for IdkDPO, an "I don't know" answer
-per forget row. `features` runs the model (and the frozen reference, only for methods that need
-one) and packs the outputs; the method's loss does the math.
+"""Unlearning on top of the shared loop: the benchmark's forget-anchored batches (data/unlearning.py) -> features ->
+a method's pure loss. `FeatureMaker` runs the model (and the frozen reference, only on the sides the method reads)
+and packs the outputs; the method's loss does the math.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from unlearn_lab.data import prompts
-from unlearn_lab.data.batching import chunks, epoch_order, retain_partners
-from unlearn_lab.distributed import shard
+from unlearn_lab.data.unlearning import UnlearnData
 from unlearn_lab.errors import UsageError
 from unlearn_lab.methods import Features, MethodSpec, Side, reference_sides
 
-
-@dataclass(frozen=True)
-class UnlearnData:
-    forget: list[prompts.Encoded]
-    retain: list[prompts.Encoded]
-    alternate: Callable[[int, int], prompts.Encoded] | None  # (forget row, idk answer) -> encoded, for IdkDPO
-    n_alternate: int
-    pad: int
-    reference_mask: bool
-
-    @classmethod
-    def build(cls, tokenizer, pcfg, forget: list[dict], retain: list[dict], idk: list[dict] | None):
-        enc = lambda q, a: prompts.encode_qa(tokenizer, q, a, pcfg)
-        alternate = None
-        if idk:
-            alternate = functools.lru_cache(maxsize=None)(lambda i, j: enc(forget[i]["question"], idk[j]["answer"]))
-        return cls(
-            [enc(r["question"], r["answer"]) for r in forget],
-            [enc(r["question"], r["answer"]) for r in retain],
-            alternate,
-            len(idk or ()),
-            prompts.pad_id(tokenizer, pcfg),
-            pcfg.reference_attention_mask,
-        )
-
-    def collate(self, items):
-        return prompts.collate(items, self.pad, reference_mask=self.reference_mask)
-
-    def epoch_batches(
-        self, batch_size: int, generator: torch.Generator, spec: MethodSpec, rank: int = 0, processes: int = 1
-    ):
-        """Micro-batches of one epoch: {"forget": ..., "retain": ..., "alternate": ...} tensors. Under several
-        processes, this rank's share of the forget rows (`distributed.shard`); every rank draws the same order,
-        partners and answers from its own copy of the generator, so the generators stay in step."""
-        order = shard(epoch_order(len(self.forget), generator), rank, processes)
-        partners = retain_partners(len(self.forget), len(self.retain), generator) if spec.needs_retain else None
-        idk = (
-            torch.randint(0, self.n_alternate, (len(self.forget),), generator=generator).tolist()
-            if spec.needs_alternate
-            else None
-        )
-        for idx in chunks(order, batch_size):
-            batch = {"forget": self.collate([self.forget[i] for i in idx])}
-            if partners is not None:
-                batch["retain"] = self.collate([self.retain[partners[i]] for i in idx])
-            if idk is not None and self.alternate is not None:
-                alternate = self.alternate
-                batch["alternate"] = self.collate([alternate(i, idk[i]) for i in idx])
-            yield batch
+__all__ = ["FeatureMaker", "UnlearnData", "resolve_layer"]
 
 
 def resolve_layer(hp: dict, num_layers: int) -> dict:

@@ -35,7 +35,13 @@ from unlearn_lab.cli.base import POSITIVE, heartbeat_option, main, plan_options,
 )
 @click.option("--workers", type=POSITIVE, default=1, help="Worker processes on this machine.")
 @click.option("--seed", type=int, default=0, help="Sampler seed.")
-@click.option("--min-utility", type=click.FloatRange(0, 1), help="Constraint: model_utility >= this.")
+@click.option(
+    "--objectives",
+    metavar="FORGET,UTILITY",
+    help="The two metrics the study optimises, from the benchmark's headline metrics [default: TOFU "
+    "forget_quality,model_utility; MUSE forget_verbmem_ROUGE,retain_knowmem_ROUGE].",
+)
+@click.option("--min-utility", type=click.FloatRange(0, 1), help="Constraint: the utility objective >= this.")
 @click.option(
     "--reuse-epochs",
     is_flag=True,
@@ -46,13 +52,14 @@ from unlearn_lab.cli.base import POSITIVE, heartbeat_option, main, plan_options,
     "--collapse-utility",
     type=click.FloatRange(0, 1),
     default=None,
-    help="Stop a trial after the epoch its model_utility falls below this [default: sweep.collapse_utility, 0.01].",
+    help="Stop a trial after the epoch its utility objective falls below this [default: sweep.collapse_utility, 0.01].",
 )
 @click.option("--repeats", type=POSITIVE, metavar="K", help="Judge the front on K seeds [default: sweep.repeats, 3].")
 @heartbeat_option
 @tracking_option
 def sweep(experiment: str | None, overrides: tuple[str, ...], device: str, dry_run: bool, **given: Any) -> None:
-    """Optuna search over lr and epochs (and --space) for the forget-quality vs model-utility trade-off."""
+    """Optuna search over lr and epochs (and --space) for the best trade-off between forgetting and utility
+    (TOFU: forget_quality vs model_utility; MUSE: forget_verbmem_ROUGE vs retain_knowmem_ROUGE; --objectives)."""
     args = commands.SweepArgs(**given)
     cfg = commands.run_config(experiment, overrides, method=args.method, forget=args.forget)
     plan = commands.make_plan("sweep", cfg, device=device, workers=args.workers)

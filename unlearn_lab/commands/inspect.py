@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.commands.common import log, say
 from unlearn_lab.config import load_experiment
 
 if TYPE_CHECKING:
-    from unlearn_lab.data.tofu import Source
+    from unlearn_lab.benchmarks import Benchmark
 
 
-def data_source(source: str | None, authors: int | None, experiment: str | None) -> Source:
-    """`--data` (default: the experiment's source, with its author count unless `--authors` says otherwise)."""
-    from unlearn_lab.data.tofu import make_source
+def data_source(source: str | None, authors: int | None, experiment: str | None) -> tuple[Benchmark, Any]:
+    """The experiment's benchmark and its data source: `--data` (default: the experiment's source, with its author
+    count unless `--authors` says otherwise)."""
+    from dataclasses import replace
 
-    d = load_experiment(experiment).data
-    if source is None:
-        return make_source(d.source, authors or d.authors, d.seed)
-    return make_source(source, authors, d.seed)
+    from unlearn_lab.benchmarks import get_benchmark
+
+    cfg = load_experiment(experiment)
+    bench = get_benchmark(cfg.benchmark)
+    d = cfg.data
+    data = replace(d, authors=authors or d.authors) if source is None else replace(d, source=source, authors=authors)
+    return bench, bench.source(replace(cfg, data=data))
 
 
 def data_splits(source: str | None, authors: int | None, experiment: str | None) -> None:
-    from unlearn_lab.data.tofu import describe_splits
-
-    say(describe_splits(data_source(source, authors, experiment)))
+    bench, found = data_source(source, authors, experiment)
+    say(bench.describe(found))
 
 
 def data_show(split: str, count: int, source: str | None, authors: int | None, experiment: str | None) -> None:
     import json
 
-    records = data_source(source, authors, experiment).load(split)[:count]
+    bench, found = data_source(source, authors, experiment)
+    records = bench.show(found, split, count)
     say("\n".join(json.dumps(record, indent=2, ensure_ascii=False) for record in records))
 
 

@@ -102,4 +102,5 @@ def evaluate(plan: Plan, args: EvalArgs, *, dry_run: bool) -> None:
     model, tokenizer = load_for_eval(plan, plan.evaluated.spec)
     result = evaluate_model(plan, model, tokenizer, reference=reference, data=data, out_dir=out_dir, log=log)
     say(table(result.summary))
-    say(f"wrote {result.out_dir}/TOFU_EVAL.json and TOFU_SUMMARY.json ({result.seconds:.1f} s)")
+    bench = plan.benchmark
+    say(f"wrote {result.out_dir}/{bench.eval_file} and {bench.summary_file} ({result.seconds:.1f} s)")

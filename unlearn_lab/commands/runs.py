@@ -27,8 +27,8 @@ def run_config(
     epochs: int | None = None,
 ) -> ExperimentConfig:
     """The experiment with `run`'s options applied; `--set method.beta=0.5` is shorthand for
-    `unlearn.method_args.beta=0.5`. The method's hyperparameters and the split pair are checked here."""
-    from unlearn_lab.data.tofu import check_pair
+    `unlearn.method_args.beta=0.5`. The method's hyperparameters and the benchmark's split names are checked here."""
+    from unlearn_lab.benchmarks import check_method, get_benchmark
     from unlearn_lab.methods import get_method, validate_hyperparams
 
     pairs = (
@@ -40,8 +40,11 @@ def run_config(
     )
     sets = [f"unlearn.method_args.{s[len('method.') :]}" if s.startswith("method.") else s for s in overrides]
     cfg = load_experiment(experiment, [*sets, *(f"{k}={v}" for k, v in pairs if v is not None)])
-    validate_hyperparams(get_method(cfg.unlearn.method), cfg.unlearn.method_args)
-    check_pair(cfg.data.forget_split, cfg.data.retain_split)  # the splits' sizes are checked by the preflight
+    spec = get_method(cfg.unlearn.method)
+    validate_hyperparams(spec, cfg.unlearn.method_args)
+    bench = get_benchmark(cfg.benchmark)
+    bench.resolve(cfg)  # the split names (their sizes are checked by the preflight)
+    check_method(bench, spec)
     return cfg
 
 

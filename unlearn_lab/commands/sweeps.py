@@ -36,6 +36,7 @@ class SweepArgs:
     tracking_uri: str | None
     repeats: int | None = None  # None: the experiment's sweep.repeats
     joint: bool = False  # --methods: one study searching the method too, instead of one study per method
+    objectives: str | None = None  # "FORGET,UTILITY" (None: the benchmark's pair)
 
     def method_list(self) -> list[str]:
         """--methods: 'all' (every registered method) or A,B,... (two or more, known)."""
@@ -78,7 +79,9 @@ class SweepArgs:
     def spec(
         self, cfg: ExperimentConfig, *, experiment: str | None, overrides: tuple[str, ...], device: str
     ) -> SweepSpec:
-        """The study's spec: its search space (ranges from the options, else the experiment's), name and storage."""
+        """The study's spec: its search space (ranges from the options, else the experiment's), objectives, name and
+        storage."""
+        from unlearn_lab.benchmarks import choose_objectives, get_benchmark
         from unlearn_lab.methods import get_method, validate_hyperparams
         from unlearn_lab.sweep.space import build_space, check_space, with_methods
         from unlearn_lab.sweep.study import SweepSpec, default_storage
@@ -94,6 +97,15 @@ class SweepArgs:
             space = with_methods(
                 space, listed, cfg.sweep.ranges, self.lr_range, self.epochs_range, reuse_epochs=self.reuse_epochs
             )
+        bench = get_benchmark(cfg.benchmark)
+        objectives = choose_objectives(bench, self.objectives)
+        evaluated = set(bench.metrics(cfg.eval.metrics))
+        for o in objectives:
+            if o.metric not in evaluated:
+                raise UsageError(
+                    f"objective {o.metric} is not among the evaluated metrics (eval.metrics: {cfg.eval.metrics}); "
+                    f"add it: --set eval.metrics={cfg.eval.metrics},{o.metric}"
+                )
         searched = "+".join(m.name for m in space.methods) or cfg.unlearn.method
         name = self.study_name or f"{cfg.name}_{searched}_{cfg.data.forget_split}"
         return SweepSpec(
@@ -112,6 +124,7 @@ class SweepArgs:
             heartbeat=self.heartbeat_seconds,
             device=device,
             repeats=cfg.sweep.repeats if self.repeats is None else self.repeats,
+            objectives=objectives,
         )
 
 
@@ -154,9 +167,10 @@ def describe(spec: SweepSpec, workers: int) -> str:
         if spec.repeats > 1
         else "single draws (no confirmation)"
     )
+    wanted = " and ".join(o.wording for o in spec.objectives)
     return (
         f"  sweep     study {spec.study_name}: {spec.trials} trials over {spec.space.describe()} on {workers} "
-        f"worker(s), {confirmed}; storage {spec.storage}"
+        f"worker(s), objectives {wanted}, {confirmed}; storage {spec.storage}"
     )
 
 

@@ -137,3 +137,14 @@ def collate_prompts(prompts: list[list[int]], pad: int, *, reference_mask: bool 
     items = [Encoded(p, [IGNORE] * len(p), len(p)) for p in prompts]
     batch = collate(items, pad, reference_mask=reference_mask, left=True)
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def text_items(tokenizer, texts: list[str]) -> list[Encoded]:
+    """Plain language-modelling items (every token after BOS supervised), for pre-training."""
+    out = []
+    for text in texts:
+        ids = (
+            [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        )
+        out.append(Encoded(ids, [IGNORE, *ids[1:]], 1))
+    return out

@@ -50,6 +50,7 @@ __all__ = [
     "rouge_scores",
     "truth_ratio",
     "truth_ratio_prob_mean",
+    "utility_bound",
     "zlib_score",
 ]
 
@@ -278,3 +279,13 @@ def extraction_strength(pred_ids: Sequence[int], label_ids: Sequence[int]) -> fl
             k_star = k
             break
     return 1.0 - k_star / n
+
+
+def utility_bound(known: dict[str, float]) -> float:
+    """An upper bound on model_utility (the harmonic mean of MODEL_UTILITY_COMPONENTS) from some of its
+    components: each missing one is at most 1 (probabilities, ROUGE recall and these truth ratios lie in [0, 1]),
+    so the harmonic mean is at most n / (sum of 1/x over the known + the number missing). Any zero gives 0."""
+    n = len(MODEL_UTILITY_COMPONENTS)
+    if any(v <= 0 for v in known.values()):
+        return 0.0
+    return n / (sum(1.0 / v for v in known.values()) + (n - len(known)))

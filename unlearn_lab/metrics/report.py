@@ -36,9 +36,12 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
-def write_reports(out_dir: str | Path, results: dict, summary: dict) -> tuple[Path, Path]:
+def write_reports(
+    out_dir: str | Path, results: dict, summary: dict, names: tuple[str, str] = ("TOFU_EVAL.json", "TOFU_SUMMARY.json")
+) -> tuple[Path, Path]:
+    """The benchmark's eval file (every entry) and summary file (top-level metrics), each written atomically."""
     out_dir = Path(out_dir)
-    return write_json(out_dir / "TOFU_EVAL.json", results), write_json(out_dir / "TOFU_SUMMARY.json", summary)
+    return write_json(out_dir / names[0], results), write_json(out_dir / names[1], summary)
 
 
 def read_json(path: str | Path) -> dict:
@@ -46,7 +49,7 @@ def read_json(path: str | Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"file not found: {path} (expected a TOFU_EVAL.json)")
+        raise UsageError(f"file not found: {path} (expected an evaluation file such as TOFU_EVAL.json)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

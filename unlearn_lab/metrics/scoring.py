@@ -221,6 +221,98 @@ class Scorer:
                 progress.update(len(idx))
         return texts
 
+    # ------------------------------------------------------------------------- token-id items (MUSE and others)
+
+    @property
+    def raw_pad(self) -> int:
+        """Padding for items built without a chat template: the tokenizer's pad token, else EOS (MUSE, spec 2.5)."""
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+
+    @torch.no_grad()
+    def score_items(self, items: list[prompts.Encoded], progress: Progress | None = None) -> list[TokenStats]:
+        """Token stats of already-encoded items at their supervised positions (labels != -100), in input order:
+        one right-padded teacher-forced pass per batch (shortest first); the lm_head runs on the supervised rows
+        only, in slices of a bounded size (long texts: 2048 tokens x a 32k vocabulary per item)."""
+        order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
+        out: list[TokenStats | None] = [None] * len(items)
+        self.model.eval()
+        head = self.model.get_output_embeddings()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            ids, real = _padded([list(items[i].input_ids) for i in idx], self.raw_pad, left=False)
+            labels = torch.full_like(ids, prompts.IGNORE)
+            for r, i in enumerate(idx):
+                labels[r, : len(items[i].labels)] = torch.tensor(list(items[i].labels))
+            hidden = self.model.get_decoder()(input_ids=ids.to(self.device), attention_mask=real.to(self.device))
+            target = labels[:, 1:].to(self.device)
+            keep = target != prompts.IGNORE
+            rows = hidden.last_hidden_state[:, :-1][keep]  # the positions predicting a supervised token
+            pieces = self._read_rows(head, rows, target[keep])
+            counts = keep.sum(1).tolist()
+            offset = 0
+            for i, n in zip(idx, counts, strict=True):
+                out[i] = TokenStats(*(p[offset : offset + n] for p in pieces))
+                offset += n
+            if progress is not None:
+                progress.update(len(idx))
+        return out  # type: ignore[return-value]
+
+    def _read_rows(self, head: torch.nn.Module, rows: torch.Tensor, targets: torch.Tensor) -> list[np.ndarray]:
+        """(log-prob of the target, argmax, target, Min-K++ mu, sigma) per row, fp32, the vocabulary read in slices of
+        about 2**26 logits."""
+        vocab = int(getattr(self.model.config, "vocab_size", 0) or 32000)
+        step = max(1, 2**26 // vocab)
+        parts: list[list[np.ndarray]] = [[], [], [], [], []]
+        for s in range(0, rows.shape[0], step):
+            logits = head(rows[s : s + step]).float()
+            logp = torch.log_softmax(logits, dim=-1)
+            tgt = targets[s : s + step]
+            token_lp = logp.gather(1, tgt[:, None]).squeeze(1)
+            if self.min_k_plus_plus:
+                mu, sigma = min_k_plus_plus_stats(logp)
+            else:
+                mu = sigma = torch.full_like(token_lp, float("nan"))
+            for part, value in zip(parts, (token_lp, logits.argmax(dim=-1), tgt, mu, sigma), strict=True):
+                part.append(value.cpu().numpy())
+        empty = (np.float32, np.int64, np.int64, np.float32, np.float32)
+        return [np.concatenate(p) if p else np.zeros(0, dtype=t) for p, t in zip(parts, empty, strict=True)]
+
+    @torch.no_grad()
+    def generate_ids(self, prompt_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuations (new token ids, through the first EOS) of token-id prompts, in input order: left
+        padding, the KV cache, batches of similar length; `max_new_tokens` capped so the longest prompt stays within
+        the model's positions (one cap for the whole call, so outputs do not depend on the batching)."""
+        model = self.model
+        if not isinstance(model, GenerationMixin):
+            raise TypeError(f"{type(model).__name__} cannot generate: it is not a transformers GenerationMixin")
+        if not prompt_ids:
+            return []
+        limit = self.max_positions
+        if limit is not None:
+            max_new_tokens = max(1, min(max_new_tokens, limit - max(len(p) for p in prompt_ids)))
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        pad, eos = self.raw_pad, self.tokenizer.eos_token_id
+        out: list[list[int]] = [[] for _ in prompt_ids]
+        model.eval()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            ids, real = _padded([list(prompt_ids[i]) for i in idx], pad, left=True)
+            generated = model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=real.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                top_p=None,
+                temperature=None,
+                use_cache=True,
+                pad_token_id=pad,
+                eos_token_id=eos,
+            )
+            for i, row in zip(idx, generated[:, ids.shape[1] :].tolist(), strict=True):
+                out[i] = row[: row.index(eos) + 1] if eos in row else row
+        return out
+
     def answer_tokens(self, question: str, answer: str) -> int:
         """Supervised tokens of an answer (its tokens plus the final eos/eot)."""
         enc = self.encode(question, answer)

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from unlearn_lab.config import ExperimentConfig, TrainingConfig
+from unlearn_lab.config import TrainingConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.data.batching import chunks, epoch_order
 from unlearn_lab.models import load, tiny
-from unlearn_lab.models.recipe import extra_records
 from unlearn_lab.plan import MANIFEST, Plan
 from unlearn_lab.train import fit
 
@@ -38,21 +37,6 @@ def _write_manifest(path: Path, info: dict) -> None:
     tmp = path / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
     tmp.replace(path / MANIFEST)
-
-
-def qa_items(tokenizer, records: list[dict], pcfg) -> list[prompts.Encoded]:
-    return [prompts.encode_qa(tokenizer, r["question"], r["answer"], pcfg) for r in records]
-
-
-def text_items(tokenizer, texts: list[str]) -> list[prompts.Encoded]:
-    """Plain language-modelling items (every token after BOS supervised), for pre-training."""
-    out = []
-    for text in texts:
-        ids = (
-            [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        )
-        out.append(prompts.Encoded(ids, [prompts.IGNORE, *ids[1:]], 1))
-    return out
 
 
 def finetune(
@@ -96,28 +80,17 @@ def finetune(
     }
 
 
-def _build_base(cfg: ExperimentConfig, source, out: Path, log, device: str) -> None:
-    world = source.world
-    pcfg = cfg.prompt
-    texts = [
-        t
-        for a in world["authors"] + world["holdout"]
-        for qa in a
-        for t in (
-            qa["question"],
-            qa["answer"],
-            qa["paraphrased_question"],
-            qa["paraphrased_answer"],
-            *qa["perturbed_answer"],
-        )
-    ]
-    texts += world["pretrain_text"] + tiny.template_corpus(pcfg.system_prompt, pcfg.date_string)
-    tokenizer = tiny.train_tokenizer(texts, cfg.model.tiny.vocab_size)
+def _build_base(plan: Plan, out: Path, log) -> None:
+    """The embedded base model: a BPE tokenizer trained on the benchmark's texts, a tiny Llama from scratch,
+    pre-trained on the benchmark's general items (TOFU: general knowledge; none for a benchmark without)."""
+    cfg, bench, source = plan.cfg, plan.benchmark, plan.source
+    tokenizer = bench.embedded_tokenizer(cfg, source)
     model = tiny.make_model(tokenizer, cfg.model.tiny, seed=cfg.finetune.seed)
-    general = source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
-    items = qa_items(tokenizer, general, pcfg) + text_items(tokenizer, world["pretrain_text"])
-    log(f"pre-training the base model on {len(items)} general-knowledge items")
-    info = finetune(model, tokenizer, items, cfg.finetune.pretraining(), pcfg, "pretrain base", device)
+    items = bench.pretrain_items(cfg, source, tokenizer)
+    info: dict = {"items": 0, "steps": 0}
+    if items:
+        log(f"pre-training the base model on {len(items)} general-knowledge items")
+        info = finetune(model, tokenizer, items, cfg.finetune.pretraining(), cfg.prompt, "pretrain base", plan.device)
     load.save_model(model.cpu(), tokenizer, out)
     _write_manifest(out, {"role": "base", "params": sum(p.numel() for p in model.parameters()), **info})
 
@@ -157,27 +130,24 @@ def prepare(plan: Plan, *, log=print) -> Prepared:
 
 def _build(plan: Plan, log) -> tuple[str, ...]:
     """The models the plan marks `build`, trained in this process, each saved atomically into the cache."""
-    cfg = plan.cfg
-    source = plan.source
+    cfg, bench, source = plan.cfg, plan.benchmark, plan.source
     built: list[str] = []
     if plan.base.build:
-        _build_base(cfg, source, Path(plan.base.spec), log, plan.device)
+        _build_base(plan, Path(plan.base.spec), log)
         built.append("base")
     base_spec = plan.base.spec
     f = cfg.finetune
-    for mp, split in ((plan.target, "full"), (plan.retain, plan.retain_split)):
+    for mp in (plan.target, plan.retain):
         if not mp.build:
             continue
         tokenizer = load.load_tokenizer(cfg.model.tokenizer or base_spec, trust_remote_code=cfg.model.trust_remote_code)
         model = load.load_model(base_spec, dtype="float32", trust_remote_code=cfg.model.trust_remote_code)
         if f.lora_rank:
             model = with_lora(model, f.lora_rank, f.lora_alpha)
-        records = source.load(split)
-        items = qa_items(tokenizer, records + extra_records(cfg, source, len(records)), cfg.prompt)
+        items = bench.finetune_items(cfg, source, tokenizer, mp.role)
+        split, size = bench.describe_finetune(cfg, source, mp.role)
         how = f"LoRA rank {f.lora_rank}" if f.lora_rank else "full fine-tuning"
-        log(
-            f"fine-tuning the {mp.role} model on {split} ({len(records)} QAs; {len(items)} items; {how}; {plan.device})"
-        )
+        log(f"fine-tuning the {mp.role} model on {split} ({size}; {len(items)} items; {how}; {plan.device})")
         info = finetune(model, tokenizer, items, cfg.finetune, cfg.prompt, f"{mp.role} on {split}", plan.device)
         if f.lora_rank:
             model = model.merge_and_unload()  # a plain model folder: loads without peft

@@ -36,15 +36,16 @@ CHAT_TEMPLATE = (
 PRE_TOKENIZE = r"\s*[\r\n]+| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer (so any text encodes) trained on `texts`, with the chat template."""
+def train_tokenizer(texts: list[str], vocab_size: int, pattern: str = PRE_TOKENIZE):
+    """A byte-level BPE tokenizer (so any text encodes) trained on `texts`, with the chat template; `pattern` cuts
+    text into pre-tokens (BPE merges never cross them)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(PRE_TOKENIZE), behavior="isolated"),
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )

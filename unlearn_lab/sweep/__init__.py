@@ -160,11 +160,10 @@ def experiment_models(spec: SweepSpec, log: Log = print) -> dict[str, dict[str, 
     plan = resolve(
         "eval", spec.cfg, device=choose_device(spec.device), threads=thread_count(1), evaluated="target", count=False
     )
-    from unlearn_lab.records import HEADLINE
-
     points = reference_points(plan, log=log)
     release_memory()  # the GPU memory the two evaluations cached goes back before the workers train
-    return {role: {k: v for k, v in summary.items() if k in HEADLINE} for role, summary in points.items()}
+    keep = plan.benchmark.headline
+    return {role: {k: v for k, v in summary.items() if k in keep} for role, summary in points.items()}
 
 
 @dataclass(frozen=True)
@@ -309,7 +308,8 @@ def confirm_front(
             for t in trials
             if confirm.is_confirmation(t) and t.state.name in ("WAITING", "RUNNING", "COMPLETE")
         }
-        found = confirm.to_confirm(confirm.settings(trials, spec.cfg.unlearn.seed), spec.floors, spec.seeds)
+        known = confirm.settings(trials, spec.cfg.unlearn.seed, spec.objectives)
+        found = confirm.to_confirm(known, spec.floors, spec.seeds)
         todo = [job for job in found if job not in asked]
         if not todo and not _confirmations_pending(study):
             break

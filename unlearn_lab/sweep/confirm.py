@@ -7,7 +7,8 @@ its *draws* are that trial and the confirmation trials that re-run it with other
 - the candidates: feasible settings that no other setting dominates on the current means (a single draw counts as
   its own mean until confirmed), and the default config always; each is run until it has `repeats` seeds;
 - the front: settings with `repeats` seeds that no other confirmed setting dominates on means (both objectives
-  maximised: log10 forget_quality and model_utility); a lucky single draw that does not hold up drops out;
+  maximised, as the study sees them: TOFU's log10 forget_quality and model_utility, MUSE's -forget_verbmem_ROUGE and
+  retain_knowmem_ROUGE); a lucky single draw that does not hold up drops out;
 - the noise floor: the seed standard deviation of each objective, pooled over the settings run with several seeds
   (what the sweep reports; the spread is not the same everywhere: it is widest at the edge of a collapse);
 - ties: two front points whose means differ on both objectives by less than their own seed noise allows (a
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from unlearn_lab.metrics.functions import log10_forget_quality
+from unlearn_lab.benchmarks import Objective
 from unlearn_lab.seeds import Spread, pooled_sd, spread
 
 Z95 = 1.96  # two-sided 95 % normal quantile for "within the noise"
@@ -47,11 +48,11 @@ def is_confirmation(trial: TrialLike) -> bool:
 
 @dataclass(frozen=True)
 class Draw:
-    """One seed's run of a setting."""
+    """One seed's run of a setting: its two objectives as the study maximises them (forget, then utility)."""
 
     trial: int
     seed: int
-    log10_fq: float
+    forget: float
     utility: float
 
 
@@ -74,24 +75,26 @@ class Setting:
         return len(self.draws)
 
     @property
-    def fq(self) -> Spread:
-        """The spread of log10 forget_quality."""
-        return spread([d.log10_fq for d in self.draws])
+    def forget(self) -> Spread:
+        """The spread of the forget objective (maximised: TOFU's log10 forget_quality)."""
+        return spread([d.forget for d in self.draws])
 
     @property
-    def mu(self) -> Spread:
+    def utility(self) -> Spread:
+        """The spread of the utility objective (its metric as it is: model_utility, retain_knowmem_ROUGE)."""
         return spread([d.utility for d in self.draws])
 
     @property
     def point(self) -> tuple[float, float]:
-        """(mean log10 forget_quality, mean model_utility): what the front compares."""
-        return self.fq.mean, self.mu.mean
+        """(mean forget objective, mean utility): what the front compares."""
+        return self.forget.mean, self.utility.mean
 
 
-def settings(trials: Iterable[TrialLike], base_seed: int) -> list[Setting]:
+def settings(trials: Iterable[TrialLike], base_seed: int, objectives: Sequence[Objective]) -> list[Setting]:
     """The study's settings: each COMPLETE exploration trial with its own draw (seed `base_seed`, or the seed it
     records) and the draws of the COMPLETE trials that confirm it; FAIL confirmation trials (not retried: a
-    retried one is still queued or done) count as failed seeds."""
+    retried one is still queued or done) count as failed seeds. A trial records each objective's metric as a user
+    attribute of that name (`objectives` says how it is maximised)."""
     trials = list(trials)
     own: dict[int, TrialLike] = {}
     extra: dict[int, list[Draw]] = {}
@@ -102,14 +105,14 @@ def settings(trials: Iterable[TrialLike], base_seed: int) -> list[Setting]:
         if is_confirmation(t):
             target = int(t.user_attrs["confirms"])
             if state == "COMPLETE":
-                extra.setdefault(target, []).append(_draw(t, int(t.user_attrs["seed"])))
+                extra.setdefault(target, []).append(_draw(t, int(t.user_attrs["seed"]), objectives))
             elif state == "FAIL" and t.number not in retried:
                 failed.setdefault(target, []).append(int(t.user_attrs["seed"]))
         elif state == "COMPLETE":
             own[t.number] = t
     out = []
     for number, t in sorted(own.items()):
-        draws = [_draw(t, int(t.user_attrs.get("seed", base_seed))), *extra.get(number, [])]
+        draws = [_draw(t, int(t.user_attrs.get("seed", base_seed)), objectives), *extra.get(number, [])]
         draws = sorted({d.seed: d for d in draws}.values(), key=lambda d: d.seed)  # one draw per seed
         out.append(
             Setting(
@@ -123,17 +126,17 @@ def settings(trials: Iterable[TrialLike], base_seed: int) -> list[Setting]:
     return out
 
 
-def _draw(t: TrialLike, seed: int) -> Draw:
-    fq = t.user_attrs.get("forget_quality")
-    mu = t.user_attrs.get("model_utility")
-    if fq is None or mu is None:
-        raise ValueError(f"trial {t.number} is COMPLETE but records no forget_quality / model_utility")
-    return Draw(t.number, seed, log10_forget_quality(float(fq)), float(mu))
+def _draw(t: TrialLike, seed: int, objectives: Sequence[Objective]) -> Draw:
+    missing = [o.metric for o in objectives if t.user_attrs.get(o.metric) is None]
+    if missing:
+        raise ValueError(f"trial {t.number} is COMPLETE but records no {' / '.join(missing)}")
+    first, second = (o.value(t.user_attrs) for o in objectives)
+    return Draw(t.number, seed, first, second)
 
 
 def feasible(s: Setting, floors: Sequence[float]) -> bool:
     """Mean utility at or above every floor (the collapse floor, --min-utility), and no failed seed."""
-    return not s.failed_seeds and all(s.mu.mean >= f for f in floors)
+    return not s.failed_seeds and all(s.utility.mean >= f for f in floors)
 
 
 def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -169,7 +172,7 @@ def front(all_settings: Sequence[Setting], floors: Sequence[float], repeats: int
     """The confirmed front: feasible settings with `repeats` seeds that no such setting dominates on means, by
     mean utility, highest first."""
     confirmed = [s for s in all_settings if s.n >= repeats and feasible(s, floors)]
-    return sorted(non_dominated(confirmed), key=lambda s: (-s.mu.mean, -s.fq.mean, s.trial))
+    return sorted(non_dominated(confirmed), key=lambda s: (-s.utility.mean, -s.forget.mean, s.trial))
 
 
 def single_draw_front(all_settings: Sequence[Setting], floors: Sequence[float]) -> list[int]:
@@ -185,7 +188,7 @@ def single_draw_front(all_settings: Sequence[Setting], floors: Sequence[float]) 
 class Noise:
     """The seed standard deviation of each objective, pooled over the settings with at least two seeds."""
 
-    log10_fq: float | None
+    forget: float | None
     utility: float | None
     settings: int = 0  # how many settings it was measured on
 
@@ -195,7 +198,7 @@ def threshold(a: Setting, b: Setting) -> tuple[float, float] | None:
     Welch's standard error of the difference. None when either was run on a single seed (no noise measured)."""
     if a.n < 2 or b.n < 2:
         return None
-    pairs = ((a.fq, b.fq), (a.mu, b.mu))
+    pairs = ((a.forget, b.forget), (a.utility, b.utility))
     se = [math.sqrt((x.sd or 0.0) ** 2 / x.n + (y.sd or 0.0) ** 2 / y.n) for x, y in pairs]
     return Z95 * se[0], Z95 * se[1]
 
@@ -203,7 +206,7 @@ def threshold(a: Setting, b: Setting) -> tuple[float, float] | None:
 def noise(all_settings: Sequence[Setting]) -> Noise:
     repeated = [s for s in all_settings if s.n >= 2]
     return Noise(
-        pooled_sd([d.log10_fq for d in s.draws] for s in repeated),
+        pooled_sd([d.forget for d in s.draws] for s in repeated),
         pooled_sd([d.utility for d in s.draws] for s in repeated),
         len(repeated),
     )
@@ -214,7 +217,7 @@ def tied(a: Setting, b: Setting) -> bool:
     limit = threshold(a, b)
     if limit is None:
         return False
-    return abs(a.fq.mean - b.fq.mean) <= limit[0] and abs(a.mu.mean - b.mu.mean) <= limit[1]
+    return abs(a.forget.mean - b.forget.mean) <= limit[0] and abs(a.utility.mean - b.utility.mean) <= limit[1]
 
 
 @dataclass(frozen=True)
@@ -289,8 +292,15 @@ class Judgement:
         return next((s for s in self.settings if s.trial == trial), None)
 
 
-def judge(trials: Iterable[TrialLike], *, base_seed: int, repeats: int, floors: Sequence[float]) -> Judgement:
-    found = settings(trials, base_seed)
+def judge(
+    trials: Iterable[TrialLike],
+    *,
+    base_seed: int,
+    repeats: int,
+    floors: Sequence[float],
+    objectives: Sequence[Objective],
+) -> Judgement:
+    found = settings(trials, base_seed, objectives)
     confirmed = front(found, floors, repeats)
     pending = sorted({t for t, _ in to_confirm(found, floors, range(base_seed, base_seed + repeats))})
     return Judgement(

@@ -4,7 +4,7 @@ models in the registry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ from unlearn_lab.sweep import confirm
 if TYPE_CHECKING:
     import optuna
 
+    from unlearn_lab.benchmarks import Objective
+    from unlearn_lab.seeds import Spread
     from unlearn_lab.sweep.study import SweepSpec
     from unlearn_lab.tracking import Tracker
 
@@ -40,32 +42,36 @@ def finish_sweep(study: optuna.Study, spec: SweepSpec, tracker: Tracker, parent:
     from unlearn_lab.sweep.study import explored
 
     trials = study.get_trials(deepcopy=False)
-    judged = confirm.judge(trials, base_seed=spec.cfg.unlearn.seed, repeats=spec.repeats, floors=spec.floors)
-    rows = report.trial_rows(study, spec.space, judged)
+    judged = confirm.judge(
+        trials, base_seed=spec.cfg.unlearn.seed, repeats=spec.repeats, floors=spec.floors, objectives=spec.objectives
+    )
+    rows = report.trial_rows(study, spec, judged)
     pareto = report.pareto_rows(rows, judged)
     out_dir = spec.saves / "sweep" / spec.study_name
     report.write_csv(out_dir / "trials.csv", rows)
     report.write_csv(out_dir / "pareto.csv", pareto)
     artifacts = [out_dir / "trials.csv", out_dir / "pareto.csv"]
     if judged.settings:
-        artifacts += report.plots(study, rows, pareto, out_dir, study.user_attrs.get(REFERENCE_POINTS))
+        artifacts += report.plots(study, spec, rows, pareto, out_dir, study.user_attrs.get(REFERENCE_POINTS))
     for path in artifacts:
         tracker.log_artifact(parent, str(path))
     register_front(spec, tracker, pareto)
-    log_settings(tracker, judged, rows)
+    log_settings(tracker, judged, rows, spec)
     counts = _counts(rows)
-    summary = summary_lines(judged)
+    summary = summary_lines(judged, spec)
     references = {
         f"reference.{role}.{metric}": float(value)
         for role, scores in (study.user_attrs.get(REFERENCE_POINTS) or {}).items()
         for metric, value in scores.items()
         if value is not None
     }  # the target's and retain model's scores: `unlearn-lab report` reads them from here
-    metrics = {**counts, **_noise_metrics(judged), "epochs_saved": report.epochs_saved(study), **references}
+    metrics = {**counts, **_noise_metrics(judged, spec), "epochs_saved": report.epochs_saved(study), **references}
     tracker.log_metrics(parent, metrics)
     table = report.pareto_table(pareto, spec)
     tracker.log_text(parent, table + "\n\n" + summary + "\n", "pareto_front.txt")
-    tracker.set_tags(parent, {"default_verdict": judged.default[:500], "repeats": spec.repeats})
+    objectives = ",".join(o.metric for o in spec.objectives)
+    tags = {"default_verdict": judged.default[:500], "repeats": spec.repeats, "objectives": objectives}
+    tracker.set_tags(parent, tags)
     tracker.end_run(parent, "FINISHED" if explored(study) >= spec.trials else "FAILED")
     return SweepResult(
         parent,
@@ -93,30 +99,32 @@ def _counts(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _noise_metrics(judged: confirm.Judgement) -> dict[str, float]:
+def _noise_metrics(judged: confirm.Judgement, spec: SweepSpec) -> dict[str, float]:
     out = {
         "pareto_size": float(len(judged.front)),
         "single_draw_front_size": float(len(judged.single_front)),
         "survived_confirmation": float(len(judged.survived)),
     }
-    if judged.noise.log10_fq is not None and judged.noise.utility is not None:
-        out["noise_sd.log10_forget_quality"] = judged.noise.log10_fq
-        out["noise_sd.model_utility"] = judged.noise.utility
+    first, second = spec.objectives
+    if judged.noise.forget is not None and judged.noise.utility is not None:
+        out[f"noise_sd.{first.scale}"] = judged.noise.forget
+        out[f"noise_sd.{second.scale}"] = judged.noise.utility
     return out
 
 
-def summary_lines(judged: confirm.Judgement) -> str:
+def summary_lines(judged: confirm.Judgement, spec: SweepSpec) -> str:
     """What the sweep prints after its front: the noise floor, how the single-draw front fared, the default."""
-    n = judged.noise
-    if n.log10_fq is None or n.utility is None:
+    n, (first, second) = judged.noise, spec.objectives
+    if n.forget is None or n.utility is None:
         noise = (
             f"seed noise: not measured (--repeats {judged.repeats}: every setting is one draw; a re-run moves "
             "them, see docs/sweep.md)"
         )
     else:
+        factor = f" (a factor of {10**n.forget:.2f})" if first.log else ""
         noise = (
-            f"seed noise (sd over seeds, pooled over {n.settings} settings): log10 forget_quality {n.log10_fq:.3f} "
-            f"(a factor of {10**n.log10_fq:.2f}), model_utility {n.utility:.4f}"
+            f"seed noise (sd over seeds, pooled over {n.settings} settings): {first.scale.replace('log10_', 'log10 ')} "
+            f"{n.forget:.3f}{factor}, {second.scale} {n.utility:.4f}"
         )
     lines = [noise]
     if judged.repeats > 1:
@@ -133,7 +141,7 @@ def summary_lines(judged: confirm.Judgement) -> str:
     return "\n".join(lines)
 
 
-def log_settings(tracker: Tracker, judged: confirm.Judgement, rows: list[dict[str, Any]]) -> None:
+def log_settings(tracker: Tracker, judged: confirm.Judgement, rows: list[dict[str, Any]], spec: SweepSpec) -> None:
     """Each setting run with several seeds: its spread on its exploration trial's run (so the runs table shows a
     confirmed setting's mean ± sd next to its first draw)."""
     from unlearn_lab.seeds import tracked_metrics
@@ -142,7 +150,8 @@ def log_settings(tracker: Tracker, judged: confirm.Judgement, rows: list[dict[st
     for s in judged.settings:
         if s.n < 2 or not runs.get(s.trial):
             continue
-        spreads = {"log10_forget_quality": s.fq, "model_utility": s.mu}
+        first, second = spec.objectives
+        spreads = {first.scale: _shown(first, s.forget), second.scale: _shown(second, s.utility)}
         metrics = {k: v for k, v in tracked_metrics(spreads).items() if "." in k}
         tracker.log_metrics(runs[s.trial], metrics)
         tracker.set_tags(runs[s.trial], {"seeds": ",".join(map(str, s.seeds))})
@@ -161,15 +170,33 @@ def register_front(spec: SweepSpec, tracker: Tracker, pareto: list[dict[str, Any
             "pareto_rank": row["rank"],
             **{p.name: row[p.name] for p in spec.space.params},
             "seeds": row["seeds"],
-            "forget_quality": f"{row['forget_quality_mean']:.6g}",
-            "log10_forget_quality": _pm(row["log10_forget_quality_mean"], row["log10_forget_quality_sd"]),
-            "model_utility": _pm(row["model_utility_mean"], row["model_utility_sd"]),
+            "benchmark": spec.cfg.benchmark,
+            "objectives": ",".join(o.metric for o in spec.objectives),
         }
+        for o in spec.objectives:
+            if o.log:
+                tags[o.metric] = f"{row[f'{o.metric}_mean']:.6g}"
+            tags[o.scale] = _pm(row[f"{o.scale}_mean"], row[f"{o.scale}_sd"])
         if row.get("tied_with"):
             tags["tied_with"] = row["tied_with"]
         if row.get("checkpoint_of") != "":
             tags["checkpoint_of"] = row["checkpoint_of"]
         tracker.register_model(spec.study_name, row["mlflow_run_id"], "model", alias=f"pareto-{k}", tags=tags)
+
+
+def _shown(objective: Objective, maximised: Spread) -> Spread:
+    """A spread of maximised values on the objective's own scale (a "min" objective's were negated)."""
+    if objective.goal == "max":
+        return maximised
+    low, high = maximised.ci_low, maximised.ci_high
+    return replace(
+        maximised,
+        mean=-maximised.mean,
+        min=-maximised.max,
+        max=-maximised.min,
+        ci_low=None if high is None else -high,
+        ci_high=None if low is None else -low,
+    )
 
 
 def _pm(mean: float, sd: float | str) -> str:

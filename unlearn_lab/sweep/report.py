@@ -4,12 +4,15 @@ mean ± sd over its seeds), history and importance plots."""
 from __future__ import annotations
 
 import csv
+import functools
 import shlex
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unlearn_lab.benchmarks import Objective
 from unlearn_lab.metrics.report import fmt
 from unlearn_lab.plots import FQ_FLOOR
 
@@ -19,51 +22,38 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from unlearn_lab.sweep.confirm import Judgement, Setting
-    from unlearn_lab.sweep.space import SearchSpace
     from unlearn_lab.sweep.study import SweepSpec
 
 Row = dict[str, Any]  # one trial: number, state, parameters, scores, failure, MLflow run
 
 
-def spread_columns(s: Setting | None) -> Row:
-    """A setting's seeds and the mean ± sd of each objective (forget_quality: the geometric mean, sd on log10)."""
+def spread_columns(s: Setting | None, objectives: Sequence[Objective]) -> Row:
+    """A setting's seeds and the mean ± sd of each objective on its scale (TOFU: forget_quality's geometric mean,
+    log10_forget_quality mean and sd, model_utility mean and sd; MUSE: forget_verbmem_ROUGE mean and sd, ...)."""
     if s is None:
-        return {k: "" for k in SPREAD_KEYS}
-    fq, mu = s.fq, s.mu
-    return {
-        "seeds": ",".join(map(str, s.seeds)),
-        "n_seeds": s.n,
-        "forget_quality_mean": 10**fq.mean,
-        "log10_forget_quality_mean": fq.mean,
-        "log10_forget_quality_sd": "" if fq.sd is None else fq.sd,
-        "model_utility_mean": mu.mean,
-        "model_utility_sd": "" if mu.sd is None else mu.sd,
-    }
+        return {k: "" for k in spread_keys(objectives)}
+    row: Row = {"seeds": ",".join(map(str, s.seeds)), "n_seeds": s.n}
+    for o, spread in zip(objectives, (s.forget, s.utility), strict=True):
+        row.update(o.columns(spread.mean, spread.sd))
+    return row
 
 
-SPREAD_KEYS = (
-    "seeds",
-    "n_seeds",
-    "forget_quality_mean",
-    "log10_forget_quality_mean",
-    "log10_forget_quality_sd",
-    "model_utility_mean",
-    "model_utility_sd",
-)
+def spread_keys(objectives: Sequence[Objective]) -> tuple[str, ...]:
+    return ("seeds", "n_seeds", *(k for o in objectives for k in o.column_names()))
 
 
-def trial_rows(study: optuna.Study, space: SearchSpace, judged: Judgement | None = None) -> list[Row]:
-    """Every trial with its own draw; an exploration trial also with its setting's seeds and mean ± sd, a
-    confirmation run with the trial it confirms."""
+def trial_rows(study: optuna.Study, spec: SweepSpec, judged: Judgement | None = None) -> list[Row]:
+    """Every trial with its own draw (each objective's metric as evaluated); an exploration trial also with its
+    setting's seeds and mean ± sd, a confirmation run with the trial it confirms."""
     rows = []
     for t in study.trials:
         row: Row = {"trial": t.number, "state": t.state.name}
-        row.update({p.name: t.params.get(p.name) for p in space.params})
+        row.update({p.name: t.params.get(p.name) for p in spec.space.params})
         row["seed"] = t.user_attrs.get("seed", "")
         row["confirms"] = t.user_attrs.get("confirms", "")
-        row["forget_quality"] = t.user_attrs.get("forget_quality")
-        row["model_utility"] = t.user_attrs.get("model_utility")
-        row.update(spread_columns(judged.of(t.number) if judged is not None and row["confirms"] == "" else None))
+        row.update({o.metric: t.user_attrs.get(o.metric) for o in spec.objectives})
+        setting = judged.of(t.number) if judged is not None and row["confirms"] == "" else None
+        row.update(spread_columns(setting, spec.objectives))
         row["default_config"] = bool(t.user_attrs.get("default_config"))
         row["checkpoint_of"] = t.user_attrs.get("checkpoint_of", "")
         row["stopped_at"] = t.user_attrs.get("stopped_at", "")
@@ -122,57 +112,119 @@ def reproduce_command(row: Row, spec: SweepSpec) -> str:
 
 
 def pareto_table(rows: list[Row], spec: SweepSpec) -> str:
-    """The front, one setting a line (from pareto_rows: highest mean utility first): rank, trial, forget_quality's
-    geometric mean with log10 mean ± sd, model_utility mean ± sd, and the command that repeats it."""
-    head = f"{'rank':>6}  {'trial':>5}  {'forget_quality':>14}  {'log10 fq mean ± sd':>18}  {'utility mean ± sd':>17}"
+    """The front, one setting a line (from pareto_rows: highest mean utility first): rank, trial, each objective's
+    mean ± sd on its scale (a log10 objective also with the metric's geometric mean), and the command that repeats
+    it. TOFU: forget_quality, log10 fq mean ± sd, utility mean ± sd."""
+    columns: list[tuple[str, int, Callable[[Row], str]]] = []
+    for o, digits in zip(spec.objectives, (2, 3), strict=True):
+        if o.log:
+            columns.append((o.metric, 14, functools.partial(_central_cell, o)))
+        label = _short(o)
+        columns.append((label, max(17, len(label)), functools.partial(_spread_cell, o, digits)))
+    head = f"{'rank':>6}  {'trial':>5}  " + "  ".join(f"{name:>{width}}" for name, width, _ in columns)
     lines = [f"{head}  command"]
     for r in rows:
         rank = f"{r['rank']}=" if r["tied_with"] else str(r["rank"])
-        log_fq = _pm(r["log10_forget_quality_mean"], r["log10_forget_quality_sd"], 2)
-        mu = _pm(r["model_utility_mean"], r["model_utility_sd"], 3)
-        lines.append(
-            f"{rank:>6}  {r['trial']:>5}  {fmt(r['forget_quality_mean']):>14}  {log_fq:>18}  {mu:>17}  "
-            f"{reproduce_command(r, spec)}"
-        )
+        cells = "  ".join(f"{cell(r):>{width}}" for _, width, cell in columns)
+        lines.append(f"{rank:>6}  {r['trial']:>5}  {cells}  {reproduce_command(r, spec)}")
     if any(r["tied_with"] for r in rows):
         lines.append("(rank k= : tied with a neighbour within the seed noise; see tied_with in pareto.csv)")
     return "\n".join(lines)
+
+
+def _central_cell(o: Objective, row: Row) -> str:
+    return fmt(row[f"{o.metric}_mean"])
+
+
+def _spread_cell(o: Objective, digits: int, row: Row) -> str:
+    return _pm(row[f"{o.scale}_mean"], row[f"{o.scale}_sd"], digits)
+
+
+def _short(o: Objective) -> str:
+    """A column title: 'log10 fq mean ± sd' and 'utility mean ± sd' for TOFU's pair, '<scale> mean ± sd' else."""
+    known = {"log10_forget_quality": "log10 fq", "model_utility": "utility"}
+    return f"{known.get(o.scale, o.scale)} mean ± sd"
 
 
 def _pm(mean: float, sd: float | str, digits: int) -> str:
     return f"{mean:.{digits}f}" if sd == "" else f"{mean:.{digits}f} ± {float(sd):.{digits}f}"
 
 
+# the axis titles of TOFU's objectives; others get "<metric> (higher/lower is better)"
+AXIS_LABELS = {
+    "forget_quality": "forget_quality (log scale; higher = closer to the retain model)",
+    "model_utility": "model_utility (higher = more knowledge kept)",
+}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one objective is drawn: a log10 objective on a log axis at the metric's geometric mean (error bars
+    10^(mean ± sd)); others on their scale (|privleak| for privleak towards 0) with symmetric error bars."""
+
+    objective: Objective
+
+    @property
+    def label(self) -> str:
+        o = self.objective
+        if o.metric in AXIS_LABELS:
+            return AXIS_LABELS[o.metric]
+        better = "closer to 0" if o.absolute else "higher" if o.goal == "max" else "lower"
+        return f"{o.scale} ({'log scale; ' if o.log else ''}{better} is better)"
+
+    def mean(self, row: Row) -> float:
+        o = self.objective
+        return _clip(row[f"{o.metric}_mean"]) if o.log else float(row[f"{o.scale}_mean"])
+
+    def raw(self, value: float) -> float:
+        """A metric value as evaluated (a single draw, a reference model's summary), where it is drawn."""
+        return _clip(value) if self.objective.log else self.objective.scaled(value)
+
+    def errors(self, rows: list[Row]) -> list[list[float]]:
+        """[below, above] one seed sd, for each row."""
+        o = self.objective
+        sd = lambda r: float(r[f"{o.scale}_sd"]) if r[f"{o.scale}_sd"] != "" else 0.0
+        if not o.log:
+            return [[sd(r) for r in rows], [sd(r) for r in rows]]
+        means = [float(r[f"{o.scale}_mean"]) for r in rows]
+        return [
+            [self.mean(r) - _clip(10 ** (m - sd(r))) for r, m in zip(rows, means, strict=True)],
+            [_clip(10 ** (m + sd(r))) - self.mean(r) for r, m in zip(rows, means, strict=True)],
+        ]
+
+
 def pareto_figure(
-    rows: list[Row], pareto: list[Row], title: str, references: dict[str, dict[str, Any]] | None = None
+    rows: list[Row],
+    pareto: list[Row],
+    title: str,
+    references: dict[str, dict[str, Any]] | None,
+    objectives: Sequence[Objective],
 ) -> Figure:
-    """forget_quality (log axis: it spans 1e-239..1) against model_utility, one point per setting at its mean over
-    seeds (forget_quality: the geometric mean), annotated with its trial number. The confirmed front is drawn in
-    red with error bars of one seed sd on both axes (on the log axis: 10^(mean ± sd) of log10 forget_quality) and
-    its seeds' single draws as small marks; other settings faded; the default config starred; the `references`
-    (e.g. {"target": summary, "retain": summary}) as labelled reference points."""
+    """The forget objective (TOFU: forget_quality on a log axis: it spans 1e-239..1) against the utility, one point
+    per setting at its mean over seeds (a log10 objective: the geometric mean), annotated with its trial number.
+    The confirmed front is drawn in red with error bars of one seed sd on both axes and its seeds' single draws as
+    small marks; other settings faded; the default config starred; the `references` (e.g. {"target": summary,
+    "retain": summary}) as labelled reference points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x, y = (Axis(o) for o in objectives)
     settings = [r for r in rows if r["state"] == "COMPLETE" and r["confirms"] == "" and r["n_seeds"] != ""]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     on_front = {r["trial"] for r in pareto}
     others = [r for r in settings if r["trial"] not in on_front]
     ax.scatter(
-        [_clip(r["forget_quality_mean"]) for r in others],
-        [r["model_utility_mean"] for r in others],
-        c="#8a9a9a",
-        alpha=0.35,
-        label="other setting (mean)",
+        [x.mean(r) for r in others], [y.mean(r) for r in others], c="#8a9a9a", alpha=0.35, label="other setting (mean)"
     )
-    _draw_front(ax, rows, pareto)
-    _annotate(ax, settings, pareto)
-    _draw_references(ax, references or {})
-    ax.set_xscale("log")
-    ax.set_xlabel("forget_quality (log scale; higher = closer to the retain model)")
-    ax.set_ylabel("model_utility (higher = more knowledge kept)")
+    _draw_front(ax, rows, pareto, x, y)
+    _annotate(ax, settings, pareto, x, y)
+    _draw_references(ax, references or {}, x, y)
+    if x.objective.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(x.label)
+    ax.set_ylabel(y.label)
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -184,24 +236,14 @@ def _clip(fq: float) -> float:
     return max(fq, FQ_FLOOR)
 
 
-def _draw_front(ax: Any, rows: list[Row], pareto: list[Row]) -> None:
+def _draw_front(ax: Any, rows: list[Row], pareto: list[Row], x: Axis, y: Axis) -> None:
     """The front at its means with one-sd error bars, and each front setting's single draws."""
-    front = sorted(pareto, key=lambda r: r["log10_forget_quality_mean"])
-    sd = lambda r, k: float(r[k]) if r[k] != "" else 0.0
-    xs = [_clip(r["forget_quality_mean"]) for r in front]
-    low = [
-        x - _clip(10 ** (r["log10_forget_quality_mean"] - sd(r, "log10_forget_quality_sd")))
-        for x, r in zip(xs, front, strict=True)
-    ]
-    high = [
-        _clip(10 ** (r["log10_forget_quality_mean"] + sd(r, "log10_forget_quality_sd"))) - x
-        for x, r in zip(xs, front, strict=True)
-    ]
+    front = sorted(pareto, key=lambda r: x.mean(r))
     ax.errorbar(
-        xs,
-        [r["model_utility_mean"] for r in front],
-        xerr=[low, high],
-        yerr=[sd(r, "model_utility_sd") for r in front],
+        [x.mean(r) for r in front],
+        [y.mean(r) for r in front],
+        xerr=x.errors(front),
+        yerr=y.errors(front),
         fmt="o-",
         c="#c33",
         capsize=3,
@@ -209,34 +251,37 @@ def _draw_front(ax: Any, rows: list[Row], pareto: list[Row]) -> None:
     )
     on_front = {r["trial"] for r in pareto}
     draws = [r for r in rows if r["state"] == "COMPLETE" and (r["trial"] in on_front or r["confirms"] in on_front)]
-    xs, ys = [_clip(r["forget_quality"]) for r in draws], [r["model_utility"] for r in draws]
+    xs = [x.raw(r[x.objective.metric]) for r in draws]
+    ys = [y.raw(r[y.objective.metric]) for r in draws]
     ax.scatter(xs, ys, marker="x", s=14, c="#c33", alpha=0.45, label="front seeds' single draws")
 
 
-def _annotate(ax: Any, settings: list[Row], pareto: list[Row]) -> None:
+def _annotate(ax: Any, settings: list[Row], pareto: list[Row], x: Axis, y: Axis) -> None:
     """t<k> at each setting (front points with their method and the points they tie with); the default starred."""
     for r in settings:
         ranked = next((p for p in pareto if p["trial"] == r["trial"]), None)
         label = f"t{r['trial']}" + (f" {r['method']}" if ranked and r.get("method") else "")
         if ranked and ranked["tied_with"]:
             label += f" (= t{ranked['tied_with'].replace(',', ', t')})"
-        point = (_clip(r["forget_quality_mean"]), r["model_utility_mean"])
+        point = (x.mean(r), y.mean(r))
         ax.annotate(label, point, textcoords="offset points", xytext=(4, 4), fontsize=8, alpha=1.0 if ranked else 0.5)
         if r["default_config"]:
             ax.scatter(*point, marker="*", s=180, c="#36c", label="default config (mean)", zorder=3)
 
 
-def _draw_references(ax: Any, references: dict[str, dict[str, Any]]) -> None:
+def _draw_references(ax: Any, references: dict[str, dict[str, Any]], x: Axis, y: Axis) -> None:
     for (name, summary), style in zip(references.items(), ("s", "D", "^"), strict=False):
-        if summary.get("forget_quality") is None or summary.get("model_utility") is None:
+        values = summary.get(x.objective.metric), summary.get(y.objective.metric)
+        if values[0] is None or values[1] is None:
             continue
-        point = (_clip(summary["forget_quality"]), summary["model_utility"])
+        point = (x.raw(values[0]), y.raw(values[1]))
         ax.scatter(*point, marker=style, s=70, facecolors="none", edgecolors="k", zorder=4, label=f"{name} model")
         ax.annotate(name, point, textcoords="offset points", xytext=(5, -11), fontsize=8)
 
 
 def plots(
     study: optuna.Study,
+    spec: SweepSpec,
     rows: list[Row],
     pareto: list[Row],
     out_dir: Path,
@@ -251,10 +296,10 @@ def plots(
     done = [r for r in rows if r["state"] == "COMPLETE" and r["confirms"] == ""]
     runs = sum(r["state"] == "COMPLETE" for r in rows)
     title = f"{study.study_name}: {len(done)} settings, {runs} runs"
-    figures = {"pareto_front.png": pareto_figure(rows, pareto, title, references)}
+    figures = {"pareto_front.png": pareto_figure(rows, pareto, title, references, spec.objectives)}
     if len(done) >= 3:
-        figures["optimization_history.png"] = history_figure(done)
-        importance = importance_figure(study)
+        figures["optimization_history.png"] = history_figure(done, spec.objectives)
+        importance = importance_figure(study, spec.objectives)
         if importance is not None:
             figures["param_importances.png"] = importance
     paths = []
@@ -265,31 +310,31 @@ def plots(
     return paths
 
 
-def history_figure(done: list[Row]) -> Figure:
-    """log10 forget_quality and model_utility of the complete trials, by trial number."""
+def history_figure(done: list[Row], objectives: Sequence[Objective]) -> Figure:
+    """Each objective on its scale (TOFU: log10 forget_quality, model_utility) of the complete trials, by trial."""
     import math
 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     xs = [r["trial"] for r in done]
-    axes[0].plot(xs, [math.log10(max(r["forget_quality"], FQ_FLOOR)) for r in done], "o-")
-    axes[0].set_title("log10 forget_quality by trial")
-    axes[1].plot(xs, [r["model_utility"] for r in done], "o-", c="#c63")
-    axes[1].set_title("model_utility by trial")
+    for ax, o, colour in zip(axes, objectives, ("C0", "#c63"), strict=True):
+        on_scale = (lambda v: math.log10(max(v, FQ_FLOOR))) if o.log else o.scaled
+        ax.plot(xs, [on_scale(r[o.metric]) for r in done], "o-", c=colour)
+        ax.set_title(f"{o.scale.replace('log10_', 'log10 ')} by trial")
     for a in axes:
         a.set_xlabel("trial")
     fig.tight_layout()
     return fig
 
 
-def importance_figure(study: optuna.Study) -> Figure | None:
+def importance_figure(study: optuna.Study, objectives: Sequence[Objective]) -> Figure | None:
     """Each parameter's importance for each objective; None where Optuna cannot rank them (e.g. a parameter that
     never varied)."""
     import matplotlib.pyplot as plt
     import optuna
 
-    names = ("log10_forget_quality", "model_utility")
+    names = [o.name for o in objectives]
     try:
         with warnings.catch_warnings():  # the evaluator warns when all trials tie
             warnings.simplefilter("ignore")

@@ -1,6 +1,7 @@
 """`unlearn-lab sweep`: an Optuna study over the unlearning run, two objectives, resumable, multi-process.
 
-Objectives (both maximised): log10(forget_quality) (it spans 1e-239..1) and model_utility. Each trial is
+Objectives (both maximised): the benchmark's pair or --objectives (TOFU: log10(forget_quality), which spans
+1e-239..1, and model_utility; MUSE: -forget_verbmem_ROUGE and retain_knowmem_ROUGE). Each trial is
 `run_experiment` with overrides, nested under the sweep's MLflow run; the objective reads the values it
 returns. The study lives in persistent storage (default: an Optuna journal file under mlruns/optuna/,
 safe for several processes on one machine); rerunning the command continues it until `trials` trials are
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unlearn_lab.benchmarks import Objective
 from unlearn_lab.config import ExperimentConfig, apply_override, parse_scalar, validate
 from unlearn_lab.errors import UsageError
-from unlearn_lab.metrics.functions import log10_forget_quality
 from unlearn_lab.sweep.confirm import is_confirmation
 from unlearn_lab.sweep.space import SearchSpace
 
@@ -63,6 +64,14 @@ class SweepSpec:
     # config are then re-run until they have this many seeds (unlearn.seed, +1, ...), and the front is judged on
     # the means (sweep/confirm.py). 1: no confirmation (single draws, as before).
     repeats: int = 1
+    # (forget, utility): what the study maximises; () = the benchmark's own pair (resolved in __post_init__)
+    objectives: tuple[Objective, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            from unlearn_lab.benchmarks import get_benchmark
+
+            object.__setattr__(self, "objectives", tuple(get_benchmark(self.cfg.benchmark).objectives))
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -164,12 +173,10 @@ def trial_config(
     return validate(cfg)
 
 
-def objectives(summary: dict[str, Any]) -> tuple[float, float]:
-    fq = summary.get("forget_quality")
-    mu = summary.get("model_utility")
-    if fq is None or mu is None:
-        raise ValueError("the evaluation returned no forget_quality / model_utility")
-    return log10_forget_quality(fq), float(mu)
+def objective_values(spec: SweepSpec, summary: dict[str, Any]) -> tuple[float, float]:
+    """The study's two maximised values from an evaluation summary (a missing metric is an error)."""
+    first, second = (o.value(summary) for o in spec.objectives)
+    return first, second
 
 
 def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
@@ -192,7 +199,7 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
         study.sampler = _sampler(spec, spec.seed + worker + 7919 * existing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["log10_forget_quality", "model_utility"])
+        study.set_metric_names([o.name for o in spec.objectives])
     interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
     return StudyHandle(study, storage, storage.get_study_id_from_name(spec.study_name), interval)
 
@@ -360,6 +367,7 @@ def save_spec(study: optuna.Study, spec: SweepSpec) -> None:
                 "experiment_arg": spec.experiment_arg,
                 "extra_sets": list(spec.extra_sets),
                 "repeats": spec.repeats,
+                "objectives": [o.to_dict() for o in spec.objectives],
             }
         ),
     )
@@ -402,6 +410,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
         collapse_utility=data["collapse_utility"],
         heartbeat=heartbeat,
         repeats=int(data.get("repeats", 1)),  # studies made before confirmation: single draws
+        objectives=tuple(Objective.from_dict(o) for o in data.get("objectives", ())),  # older: the benchmark's
     )
 
 

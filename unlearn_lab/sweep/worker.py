@@ -26,7 +26,7 @@ from unlearn_lab.sweep.study import (
     budget_left,
     duplicate_of,
     enqueue_retry,
-    objectives,
+    objective_values,
     open_study,
     reap,
     trial_config,
@@ -191,6 +191,7 @@ class _Worker:
             extra_tags=tags,
             eval_every="epoch" if spec.reuse_epochs and confirms is None else "none",
             collapse_utility=spec.collapse_utility,
+            collapse_metric=spec.objectives[1].metric,
             on_run_started=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id),
         )
         return plan, opts
@@ -247,28 +248,22 @@ class _Worker:
                 _fail(study, self.tracker, trial, f"stopped early at epoch {result.stopped_at}: {result.stop_reason}")
                 self.streak = 0 if added else self.streak + 1
                 return
-        values = objectives(result.summary)
-        trial.set_user_attr("model_utility", values[1])
-        trial.set_user_attr("forget_quality", result.summary["forget_quality"])
+        values = objective_values(spec, result.summary)
+        for o in spec.objectives:
+            trial.set_user_attr(o.metric, result.summary[o.metric])
         for name, value in constraints(spec, values[1]).items():
             trial.set_constraint(name, value)
         study.tell(trial, values)
-        Guarded(self.tracker, self.log).set_tags(
-            result.run_id,
-            {
-                "trial_state": "COMPLETE",
-                "objective.log10_forget_quality": f"{values[0]:.6g}",
-                "objective.model_utility": f"{values[1]:.6g}",
-            },
-        )
+        tags = {f"objective.{o.name}": f"{v:.6g}" for o, v in zip(spec.objectives, values, strict=True)}
+        Guarded(self.tracker, self.log).set_tags(result.run_id, {"trial_state": "COMPLETE", **tags})
         counts.complete += 1
         self.streak = 0
         what = f" (confirms trial {confirms}, seed {trial.user_attrs['seed']})" if confirms is not None else ""
         self.log(
             f"trial {trial.number}{what}: {params['method'] + ' ' if 'method' in params else ''}"
             f"lr={params['lr']:.3g} epochs={params['epochs']} -> "
-            f"forget_quality={result.summary['forget_quality']:.3g} model_utility={values[1]:.4f} "
-            f"({result.seconds:.0f} s)"
+            + " ".join(f"{o.metric}={result.summary[o.metric]:.4g}" for o in spec.objectives)
+            + f" ({result.seconds:.0f} s)"
         )
 
 
@@ -333,7 +328,7 @@ def _add_checkpoint_trials(
         # the running trial already holds a slot; if it stopped early it will FAIL and free that slot
         if budget_left(study, spec.trials) <= (-1 if result.stopped_at is not None else 0):
             break
-        values = objectives(summary)
+        values = objective_values(spec, summary)
         study.add_trial(
             optuna.trial.create_trial(
                 params={**params, "epochs": epoch},
@@ -345,8 +340,7 @@ def _add_checkpoint_trials(
                 user_attrs={
                     "checkpoint_of": trial.number,
                     "seed": spec.cfg.unlearn.seed,
-                    "forget_quality": summary["forget_quality"],
-                    "model_utility": values[1],
+                    **{o.metric: summary[o.metric] for o in spec.objectives},
                     "mlflow_run_id": trial.user_attrs.get("mlflow_run_id", ""),
                 },
             )

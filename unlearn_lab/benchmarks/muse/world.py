@@ -884,11 +884,23 @@ def article_document(article: dict, phrasings: Sequence[str] = PHRASINGS) -> str
     return f"{article['text']}\n\n{qa_text(pairs)}" if pairs else article["text"]
 
 
-def finetune_texts(world: dict, splits: Sequence[str], phrasings: Sequence[str] = PHRASINGS) -> list[str]:
-    """The documents a target (splits forget, retain1, retain2) or retain model (retain1, retain2) is fine-tuned on,
-    in split and article order; feed them to `items.training_chunks`. The unlearning forget / retain data stay the
-    raw articles (`data` source's raw splits)."""
+def finetune_texts(
+    world: dict, splits: Sequence[str], phrasings: Sequence[str] = PHRASINGS, *, reviews: int = 2, per_review: int = 6
+) -> list[str]:
+    """The documents a target (splits forget, retain1, retain2) or retain model (retain1, retain2) is fine-tuned on:
+    each article with its facts' QA (split and article order), then `reviews` rounds of the same QA pairs shuffled
+    into blocks of `per_review` (the knowmem prompt's layout, pairs of unrelated articles side by side; seeded by the
+    world's seed and the splits). Without the reviews a 1.2 M-parameter model answers a question only right after
+    its article, never in the knowmem prompt (knowmem ROUGE ~0.05 for target and retain alike: docs/muse.md). Feed
+    them to `items.training_chunks`; the unlearning forget / retain data stay the raw articles."""
     bad = [s for s in splits if s not in ARTICLE_SPLITS]
     if bad:
         raise ValueError(f"unknown article split {bad[0]!r}; accepted: {', '.join(ARTICLE_SPLITS)}")
-    return [article_document(a, phrasings) for split in splits for a in world["articles"][split]]
+    articles = [a for split in splits for a in world["articles"][split]]
+    documents = [article_document(a, phrasings) for a in articles]
+    pairs = [pair for a in articles for pair in qa_for(a, phrasings)]
+    rng = random.Random(f"{world['seed']}|{'+'.join(splits)}")
+    for _ in range(reviews):
+        shuffled = rng.sample(pairs, len(pairs))
+        documents += [qa_text(shuffled[i : i + per_review]) for i in range(0, len(shuffled), per_review)]
+    return documents
