@@ -93,7 +93,7 @@ def reference_entries(plan: Plan, data: suite.EvalData, *, log=print, progress: 
     log(f"computing the retain reference with {ref.spec} on {plan.device} in {plan.eval_dtype} (cached for later)")
     start = time.perf_counter()
     model, tokenizer = load_for_eval(plan, spec)
-    results = score(plan, model, tokenizer, data, REFERENCE_METRICS, reference=None, progress=progress)
+    results = score(plan, model, tokenizer, data, REFERENCE_METRICS, reference=None, progress=progress, log=log)
     d = plan.cfg.data
     results[REFERENCE_META] = {
         "model": spec,
@@ -130,7 +130,12 @@ def score(
     """The one scoring path: the retain reference and every evaluation run exactly this."""
     e = plan.cfg.eval
     scorer = Scorer(
-        model, tokenizer, plan.cfg.prompt, e.batch_size, min_k_plus_plus="mia_min_k_plus_plus" in suite.closure(metrics)
+        model,
+        tokenizer,
+        plan.cfg.prompt,
+        e.batch_size,
+        min_k_plus_plus="mia_min_k_plus_plus" in suite.closure(metrics),
+        log=log,
     )
     return suite.evaluate(
         scorer,
