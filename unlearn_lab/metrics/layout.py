@@ -97,64 +97,70 @@ def group_by_prompt(rows: Sequence[Row]) -> list[list[int]]:
 
 
 def _common(inputs: list[tuple[int, ...]], start: int) -> int:
-    """End of the longest common prefix of `inputs` (all share [:start])."""
-    end, shortest = start, min(len(s) for s in inputs)
-    while end < shortest and all(s[end] == inputs[0][end] for s in inputs):
+    """End of the longest common prefix of `inputs` (all share [:start]): that of the first and last in
+    lexicographic order (min and max compare in C; the one loop in Python is over the shared tokens)."""
+    low, high = min(inputs), max(inputs)
+    end = start
+    while end < len(low) and low[end] == high[end]:
         end += 1
     return end
 
 
-def _partition(rows: Sequence[Row], members: list[int], start: int, depth: int, answer_levels: int) -> list[list[int]]:
+def _partition(
+    inputs: dict[int, tuple[int, ...]], groups: list[list[int]], members: list[int], start: int, depth: int, levels: int
+) -> list[list[int]]:
     """How the rows sharing [:start] split at tree depth `depth`: all together (the window's common prefix), by
-    prompt, by next token for `answer_levels` levels of answer prefixes, then one row each."""
-    live = [m for m in members if len(rows[m].ids) - 1 > start]  # a row whose input ends here is done
-    keys: dict[object, list[int]] = {}
+    prompt (`groups`), by next token for `levels` levels of answer prefixes, then one row each."""
+    live = [m for m in members if len(inputs[m]) > start]  # a row whose input ends here is done
+    if depth == 0:
+        return [live] if live else []
+    if depth == 1:
+        alive = set(live)
+        return [kept for kept in ([m for m in g if m in alive] for g in groups) if kept]
+    if depth > levels + 1:
+        return [[m] for m in live]
+    keys: dict[int, list[int]] = {}
     for m in live:
-        if depth == 0:
-            key: object = None
-        elif depth == 1:
-            key = rows[m].ids[: rows[m].prompt_len]
-        elif depth <= answer_levels + 1:
-            key = rows[m].ids[start]
-        else:
-            key = m
-        keys.setdefault(key, []).append(m)
+        keys.setdefault(inputs[m][start], []).append(m)
     return list(keys.values())
 
 
-def _tree(rows: Sequence[Row], members: list[int], answer_levels: int) -> tuple[list[Segment], dict[int, list[int]]]:
-    """One window's radix tree over the rows' inputs (conversations less their last token): segments in creation
-    order (parents first; ids local to the window) and each row's path of segment ids, root first."""
+def _tree(rows: Sequence[Row], groups: list[list[int]], levels: int) -> tuple[list[Segment], dict[int, list[int]]]:
+    """One window's radix tree over its prompt `groups`' inputs (conversations less their last token): segments in
+    creation order (parents first; ids local to the window) and each row's path of segment ids, root first."""
+    inputs = {m: rows[m].ids[:-1] for g in groups for m in g}
     segments: list[Segment] = []
-    paths: dict[int, list[int]] = {m: [] for m in members}
-    todo = deque([(members, 0, -1, 0)])  # rows sharing [:start], start, their last segment (-1: none), depth
+    paths: dict[int, list[int]] = {m: [] for m in inputs}
+    todo = deque([(list(inputs), 0, -1, 0)])  # rows sharing [:start], start, their last segment (-1: none), depth
     while todo:
         group, start, parent, depth = todo.popleft()
-        for part in _partition(rows, group, start, depth, answer_levels):
-            inputs = [rows[m].ids[:-1] for m in part]
-            stop = _common(inputs, start)
+        for part in _partition(inputs, groups, group, start, depth, levels):
+            stop = _common([inputs[m] for m in part], start)
             node = parent
             if stop > start:  # an empty segment (nothing more shared) is skipped
                 chain = (*segments[parent].chain, parent) if parent >= 0 else ()
                 first = max(0, min(rows[m].prompt_len for m in part) - 1 - start)
-                segments.append(Segment(inputs[0][start:stop], start, chain, len(chain), first))
+                segments.append(Segment(inputs[part[0]][start:stop], start, chain, len(chain), first))
                 node = len(segments) - 1
                 for m in part:
                     paths[m].append(node)
-            if any(len(x) > stop for x in inputs):
+            if any(len(inputs[m]) > stop for m in part):
                 todo.append((part, stop, node, depth + 1))
     return segments, paths
 
 
-def _windows(rows: Sequence[Row], groups: list[list[int]], window_rows: int) -> list[list[int]]:
-    """Rows in windows of about `window_rows` (whole prompt groups; a larger group alone), groups ordered by their
-    first conversation's length so that a window's segments are of similar lengths."""
+def _windows(rows: Sequence[Row], groups: list[list[int]], window_rows: int) -> list[list[list[int]]]:
+    """Prompt groups in windows of about `window_rows` rows (a larger group alone), ordered by their first
+    conversation's length so that a window's segments are of similar lengths."""
     ordered = sorted(groups, key=lambda g: (len(rows[g[0]].ids), g[0]))
-    windows: list[list[int]] = [[]]
+    windows: list[list[list[int]]] = [[]]
+    size = 0
     for group in ordered:
-        if windows[-1] and len(windows[-1]) + len(group) > window_rows:
+        if windows[-1] and size + len(group) > window_rows:
             windows.append([])
-        windows[-1] += group
+            size = 0
+        windows[-1].append(group)
+        size += len(group)
     return windows
 
 

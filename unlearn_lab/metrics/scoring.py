@@ -216,7 +216,7 @@ class Scorer:
         sinks = _Sinks.empty(len(plan.entry_site), plan.sites, self.device)
         label = torch.as_tensor(plan.entry_label, device=self.device)
         site = torch.as_tensor(plan.entry_site, device=self.device)
-        held: dict[int, torch.Tensor] = {}
+        held: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for batch in plan.batches:
             hidden = self._run_segments(plan, batch, held)
             rows, cols = (torch.as_tensor(a, device=self.device) for a in (batch.site_rows, batch.site_cols))
@@ -228,7 +228,9 @@ class Scorer:
                 progress.update(batch.rows_done)
         return sinks.stats(plan.entry_site, plan.entry_label, plan.bounds)
 
-    def _run_segments(self, plan: layout.Layout, batch: layout.Batch, held: dict[int, torch.Tensor]) -> torch.Tensor:
+    def _run_segments(
+        self, plan: layout.Layout, batch: layout.Batch, held: dict[int, tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         """One forward over a batch's segments (right-padded), continuing their ancestors' keys and values (their
         prefixes, left-padded); keeps the prefixes of segments that later batches continue. Returns hidden states."""
         device, decoder = self.device, self.model.get_decoder()
@@ -240,7 +242,7 @@ class Scorer:
         positions = torch.minimum(torch.tensor([s.start for s in segments])[:, None] + torch.arange(ids.shape[1]), last)
         cache, past = None, 0
         if segments[0].chain:
-            cache, past_mask = self._past(plan, segments, held)
+            cache, past_mask = self._past(segments, held)
             mask, past = torch.cat([past_mask, mask], 1), past_mask.shape[1]
         elif batch.keep:
             cache = DynamicCache(config=self.model.config)
@@ -259,24 +261,24 @@ class Scorer:
             kv = _stacked(cache, torch.tensor(kept, device=device))
             for n, r in enumerate(kept):
                 seg = segments[r]
-                held[batch.segments[r]] = kv[:, :, n, :, past - seg.start : past + len(seg.tokens)].clone()
+                cols = slice(past - seg.start, past + len(seg.tokens))  # its whole prefix, less the left padding
+                held[batch.segments[r]] = (kv[:, :, n, :, cols].clone(), mask[r, cols].clone())
         return out.last_hidden_state
 
     def _past(
-        self, plan: layout.Layout, segments: Sequence[layout.Segment], held: dict[int, torch.Tensor]
+        self, segments: Sequence[layout.Segment], held: dict[int, tuple[torch.Tensor, torch.Tensor]]
     ) -> tuple[DynamicCache, torch.Tensor]:
-        """The batch's past: each segment's prefix (its parent's held keys/values), left-padded, and its mask."""
+        """The batch's past: each segment's prefix (its parent's held keys/values and mask), left-padded."""
         width = max(s.start for s in segments)
-        first = held[segments[0].chain[-1]]
+        first = held[segments[0].chain[-1]][0]
         kv = first.new_zeros((*first.shape[:2], len(segments), first.shape[2], width, first.shape[4]))
-        ids = torch.full((len(segments), width), self.pad, dtype=torch.long)
-        real = torch.zeros((len(segments), width), dtype=torch.long)
+        mask = torch.zeros((len(segments), width), dtype=torch.long)
         for r, seg in enumerate(segments):
-            kv[:, :, r, :, width - seg.start :] = held[seg.chain[-1]]
-            ids[r, width - seg.start :] = torch.tensor([t for a in seg.chain for t in plan.segments[a].tokens])
-            real[r, width - seg.start :] = 1
+            prefix, visible = held[seg.chain[-1]]
+            kv[:, :, r, :, width - seg.start :] = prefix
+            mask[r, width - seg.start :] = visible
         cache = DynamicCache(ddp_cache_data=[(layer[0], layer[1]) for layer in kv], config=self.model.config)
-        return cache, self._mask(ids, real)
+        return cache, mask
 
     def _read(
         self,
