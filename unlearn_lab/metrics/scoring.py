@@ -143,6 +143,10 @@ class _Sinks:
 
 @dataclass(frozen=True)
 class Scorer:
+    """Runs one model for an evaluation: token stats of (question, answer) pairs, greedy generations, GradNorm's
+    per-sample gradients. Holds only what it derives from its inputs: the encodings it has made (so a pair is
+    tokenised once per evaluation) and the lines it has said."""
+
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     prompt_cfg: PromptConfig
@@ -181,6 +185,7 @@ class Scorer:
         return encoded
 
     def _say_once(self, line: str) -> None:
+        """`line` through `log` (a logging warning without one), the first time only."""
         if line in self._said:
             return
         self._said.add(line)
