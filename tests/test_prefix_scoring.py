@@ -328,3 +328,20 @@ def test_nothing_to_score(tiny_cfg, tiny, shared):
     from unlearn_lab.metrics.scoring import Scorer
 
     assert Scorer(*tiny, tiny_cfg.prompt, 4, shared_prefix=shared).score_pairs([]) == []
+
+
+def test_learned_positions_continue_too(tiny_cfg, tiny):
+    """GPT-2 (learned absolute positions, its own attention code) continues its cache: positions are those of the
+    unpadded conversation, so the numbers equal a plain forward per row."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from unlearn_lab.metrics.scoring import Scorer
+
+    _, tok = tiny
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2)
+    model = GPT2LMHeadModel(config).eval()
+    pairs = tricky_pairs()
+    scorer = Scorer(model, tok, tiny_cfg.prompt, 5)
+    assert scorer.obstacle is None
+    assert_matches(scorer.score_pairs(pairs), oracle(model, tok, tiny_cfg.prompt, pairs), pairs)
