@@ -275,13 +275,18 @@ class Scorer:
     ) -> tuple[DynamicCache, torch.Tensor]:
         """The batch's past: each segment's prefix (its parent's held keys/values and mask), left-padded."""
         width = max(s.start for s in segments)
-        first = held[segments[0].chain[-1]][0]
-        kv = first.new_zeros((*first.shape[:2], len(segments), first.shape[2], width, first.shape[4]))
-        mask = torch.zeros((len(segments), width), dtype=torch.long)
-        for r, seg in enumerate(segments):
-            prefix, visible = held[seg.chain[-1]]
-            kv[:, :, r, :, width - seg.start :] = prefix
-            mask[r, width - seg.start :] = visible
+        first, first_mask = held[segments[0].chain[-1]]
+        shape = (*first.shape[:2], len(segments), first.shape[2], width, first.shape[4])
+        if all(s.chain[-1] == segments[0].chain[-1] for s in segments):  # one parent (a window's root): no padding
+            kv, mask = first.unsqueeze(2).expand(shape), first_mask.expand(len(segments), width)
+        else:
+            kv = first.new_zeros(shape)
+            mask = torch.zeros((len(segments), width), dtype=torch.long)
+            for r, seg in enumerate(segments):
+                prefix, visible = held[seg.chain[-1]]
+                kv[:, :, r, :, width - seg.start :] = prefix
+                mask[r, width - seg.start :] = visible
+        # the cache copies each layer's keys and values once (DynamicLayer concatenates onto an empty tensor)
         cache = DynamicCache(ddp_cache_data=[(layer[0], layer[1]) for layer in kv], config=self.model.config)
         return cache, mask
 
