@@ -5,9 +5,10 @@ conversation starts with the same chat-templated prompt; the perturbed answers a
 paraphrase they perturb. Running every row as a full sequence repeats that work. This module plans it once:
 
 - rows are grouped by their exact prompt token ids (two questions that template to the same ids share a group);
-- each group becomes a small radix tree of *segments*: the root is the prompt (plus whatever all the group's rows
-  share after it), then up to `answer_levels` levels of answer prefixes that several rows share, then each row's
-  own remainder. A segment runs once, as a continuation of its ancestors' keys and values;
+- the groups of a window (below) form one radix tree of *segments*: the root is what all its rows share (on TOFU
+  the chat template's system turn and date), then one segment per prompt (the rest of it, plus whatever the
+  group's rows share after it), then up to `answer_levels` levels of answer beginnings that several rows share,
+  then each row's own remainder. A segment runs once, as a continuation of its ancestors' keys and values;
 - a row's forward input is its conversation without the last token (nothing is predicted from it), so a row
   whose input ends inside a shared segment needs no segment of its own;
 - every position from the prompt's last token on is a *site*: its hidden state predicts the next token. A site
@@ -70,6 +71,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Layout:
+    """The plan of one `score_pairs` call: segments, the passes that run them, and where each entry is read."""
+
     segments: tuple[Segment, ...]
     batches: tuple[Batch, ...]
     entry_site: np.ndarray  # (E,) the site predicting each supervised token; rows in input order
