@@ -185,7 +185,7 @@ def test_the_tofu_benchmark_evaluates_through_the_interface_as_the_suite_did(mon
     expected = json.loads(FIXTURE.read_text())
     assert json.loads(json.dumps(reference)) == expected["reference"]
     assert json.loads(json.dumps(everything)) == expected["all"]
-    assert made[0] == {"batch_size": 5, "min_k_plus_plus": False} and made[1]["min_k_plus_plus"] is True
+    assert made[0] == {"batch_size": 5, "min_k_plus_plus": False, "log": None} and made[1]["min_k_plus_plus"] is True
     summary = tofu.summary(everything, tofu.metrics("all"))
     assert summary["forget_quality"] == expected["all"]["forget_quality"]["agg_value"]
 

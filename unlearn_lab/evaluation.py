@@ -104,7 +104,7 @@ def reference_entries(plan: Plan, data: Any, *, log=print, progress: bool = True
     model, tokenizer = load_for_eval(plan, spec)
     bench = plan.benchmark
     results = bench.evaluate(
-        plan.cfg, model, tokenizer, data, bench.reference_entries(), reference=None, progress=progress, log=None
+        plan.cfg, model, tokenizer, data, bench.reference_entries(), reference=None, progress=progress, log=log
     )
     d = plan.cfg.data
     results[REFERENCE_META] = {

@@ -237,7 +237,7 @@ class Tofu:
 
         e = cfg.eval
         plus_plus = "mia_min_k_plus_plus" in suite.closure(tuple(metrics))
-        scorer = Scorer(model, tokenizer, cfg.prompt, e.batch_size, min_k_plus_plus=plus_plus)
+        scorer = Scorer(model, tokenizer, cfg.prompt, e.batch_size, min_k_plus_plus=plus_plus, log=log)
         return suite.evaluate(
             scorer,
             data,

@@ -214,7 +214,7 @@ class Muse:
         from unlearn_lab.metrics.scoring import Scorer
 
         plus = "mia_min_k_plus_plus" in metrics
-        scorer = Scorer(model, tokenizer, cfg.prompt, cfg.eval.batch_size, min_k_plus_plus=plus)
+        scorer = Scorer(model, tokenizer, cfg.prompt, cfg.eval.batch_size, min_k_plus_plus=plus, log=log)
         run = suite.Suite(scorer, tokenizer, data, cfg.muse, cfg.eval.mink_k, progress)
         return suite.evaluate(run, metrics, reference)
 
