@@ -152,3 +152,46 @@ def test_broken_plugins_are_one_line_each_and_the_built_ins_still_work(tmp_path,
         assert len(lines) == 3 and all("\n" not in line for line in lines)
     finally:
         plugins.refresh()
+
+
+def test_benchmark_plugins_are_checked_against_the_interface(tmp_path, monkeypatch, caplog):
+    """Benchmarks from entry points: one that implements the interface (a TOFU variant under its own name) is
+    found by get_benchmark; one lacking the interface's members is one warning naming what it lacks; one taking
+    a built-in's name is refused; tofu and muse still resolve."""
+    (tmp_path / "bench_mod.py").write_text(
+        "from unlearn_lab.benchmarks.tofu import Tofu\n"
+        "class Copy(Tofu):\n    name = 'tofu_copy'\n"
+        "COPY = Copy()\n"
+        "class Half:\n    name = 'half'\n    eval_file = 'HALF.json'\n"
+        "    def evaluate(self, *a, **k):\n        return {}\n"
+        "HALF = Half()\n"
+        "class Clash(Tofu):\n    name = 'muse'\n"
+        "CLASH = Clash()\n"
+    )
+    info = tmp_path / "bench_plugin-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-plugin\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text(
+        "[unlearn_lab.benchmarks]\ntofu_copy = bench_mod:COPY\nhalf = bench_mod:HALF\nmuse = bench_mod:CLASH\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.refresh()
+    try:
+        from unlearn_lab.benchmarks import all_benchmarks, get_benchmark
+
+        with caplog.at_level(logging.WARNING, logger="unlearn_lab.plugins"):
+            found = all_benchmarks()
+        lines = [r.getMessage() for r in caplog.records]
+        assert set(found) == {"tofu", "muse", "tofu_copy"}
+        assert get_benchmark("tofu_copy").eval_file == "TOFU_EVAL.json"
+        assert type(get_benchmark("muse")).__name__ == "Muse"
+        half = [line for line in lines if "half = bench_mod:HALF (bench-plugin 2.0)" in line]
+        assert len(half) == 1 and "without the Benchmark interface's " in half[0]
+        # names what is missing, and not what it has
+        assert "summary" in half[0] and "resolve" in half[0] and "eval_file" not in half[0].split("interface's")[1]
+        assert any("'muse' is already registered" in line for line in lines)
+        assert len(lines) == 2 and all("\n" not in line for line in lines)
+        with pytest.raises(UsageError, match="unknown benchmark 'half'"):
+            get_benchmark("half")
+    finally:
+        plugins.refresh()

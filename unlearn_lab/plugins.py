@@ -71,9 +71,24 @@ def load(group: str, kind: type, builtins: frozenset[str]) -> tuple[Loaded, ...]
     return tuple(rows)
 
 
+def protocol_members(kind: type) -> tuple[str, ...]:
+    """The attributes and methods a typing.Protocol declares (empty for an ordinary class)."""
+    if not getattr(kind, "_is_protocol", False):
+        return ()
+    names = set(getattr(kind, "__annotations__", {}))
+    names |= {n for n, v in vars(kind).items() if callable(v) and not n.startswith("_")}
+    return tuple(sorted(names))
+
+
 def check(obj: Any, kind: type, name: str, taken: frozenset[str] | set[str]) -> str | None:
-    """Why `obj` cannot be a row named `name`, or None."""
-    if not isinstance(obj, kind):
+    """Why `obj` cannot be a row named `name`, or None. A Protocol `kind` (the Benchmark interface) is checked by
+    its members: the object must have every attribute and method it declares."""
+    members = protocol_members(kind)
+    if members:
+        missing = [m for m in members if not hasattr(obj, m)]
+        if missing:
+            return f"is a {type(obj).__name__} without the {kind.__name__} interface's {', '.join(missing)}"
+    elif not isinstance(obj, kind):
         return f"is a {type(obj).__name__}, not a {kind.__name__}"
     own = getattr(obj, "name", name)
     if own != name:

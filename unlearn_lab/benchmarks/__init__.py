@@ -223,7 +223,7 @@ def all_benchmarks() -> dict[str, Benchmark]:
     """The built-in benchmarks and the installed plugins' (entry point group `unlearn_lab.benchmarks`)."""
     from unlearn_lab import plugins
 
-    return plugins.registry("benchmarks", object, {name: _load(ref) for name, ref in BENCHMARKS.items()})
+    return plugins.registry("benchmarks", Benchmark, {name: _load(ref) for name, ref in BENCHMARKS.items()})
 
 
 def get_benchmark(name: str) -> Benchmark:
