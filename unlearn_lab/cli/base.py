@@ -46,7 +46,11 @@ plan_options = options(
 )
 data_options = options(
     click.option(
-        "--data", "source", metavar="SOURCE", help="synthetic (default), a folder of TOFU files, or hf:locuslab/TOFU."
+        "--data",
+        "source",
+        metavar="SOURCE",
+        help="synthetic (default), a folder of the benchmark's files, or a hub data set (hf:locuslab/TOFU, "
+        "hf:muse-bench/MUSE-News).",
     ),
     click.option("--authors", type=int, help="World size (synthetic) or a consistent author subset (folder/hf)."),
     experiment_option,
@@ -55,4 +59,4 @@ data_options = options(
 
 @click.group(cls=ProjectGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main() -> None:
-    """unlearn-lab: experiment-tracked LLM unlearning on the TOFU benchmark."""
+    """unlearn-lab: experiment-tracked LLM unlearning on the TOFU and MUSE benchmarks."""

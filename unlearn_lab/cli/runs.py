@@ -34,7 +34,8 @@ def prepare(experiment: str | None, overrides: tuple[str, ...], device: str, dry
     "--data",
     "data_source",
     metavar="SOURCE",
-    help="Data source (default: the experiment's): synthetic, a folder of TOFU files, or hf:locuslab/TOFU.",
+    help="Data source (default: the experiment's): synthetic, a folder of the benchmark's files, or a hub data "
+    "set (hf:locuslab/TOFU, hf:muse-bench/MUSE-News).",
 )
 @click.option("--forget", "forget_split", help="Forget split (default: the experiment's).")
 @click.option("--holdout", "holdout_split", help="Holdout split for MIA (default: the experiment's).")
@@ -44,15 +45,21 @@ def prepare(experiment: str | None, overrides: tuple[str, ...], device: str, dry
     help="Retain model for the forget_quality / privleak reference (default: the experiment's).",
 )
 @click.option(
-    "--retain-logs", metavar="TOFU_EVAL.json", help="A retain model's TOFU_EVAL.json to use as the reference instead."
+    "--retain-logs",
+    metavar="EVAL.json",
+    help="A retain model's TOFU_EVAL.json / MUSE_EVAL.json to use as the reference instead.",
 )
-@click.option("--no-reference", is_flag=True, help="Skip forget_quality and privleak (they need a retain reference).")
+@click.option(
+    "--no-reference",
+    is_flag=True,
+    help="Skip the metrics that need a retain reference (TOFU: forget_quality, privleak; MUSE: privleak).",
+)
 @click.option("--metrics", help="default | all | comma-separated metric names.")
 @click.option("--out", "out_dir", metavar="DIR", help="Output folder (default: saves/eval/<task>).")
 @click.option("--task-name", help="Name for the default output folder.")
 @tracking_option
 def eval_command(experiment: str | None, overrides: tuple[str, ...], device: str, dry_run: bool, **given: Any) -> None:
-    """Evaluate a model on the TOFU suite; writes TOFU_EVAL.json and TOFU_SUMMARY.json."""
+    """Evaluate a model on the benchmark's suite; writes TOFU_EVAL.json and TOFU_SUMMARY.json (MUSE: MUSE_*)."""
     args = commands.EvalArgs(**given)
     commands.evaluate(args.plan(args.config(experiment, overrides), device), args, dry_run=dry_run)
 

@@ -10,7 +10,7 @@ from unlearn_lab.cli.base import POSITIVE, data_options, main, tracking_option
 
 @main.group()
 def data() -> None:
-    """Inspect TOFU splits from any source."""
+    """Inspect a benchmark's splits (TOFU, MUSE: --experiment) from any source."""
 
 
 @data.command("splits")
