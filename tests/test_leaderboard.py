@@ -10,6 +10,7 @@ from itertools import count
 
 import pytest
 
+from unlearn_lab.errors import UsageError
 from unlearn_lab.leaderboard import build
 from unlearn_lab.leaderboard import rules as R
 from unlearn_lab.leaderboard.collect import Filters, settings
@@ -168,3 +169,20 @@ def fill(tracker) -> None:
             tracker.log_params(rid, {"unlearn.lr": lr, "unlearn.epochs": 5, "unlearn.seed": seed})
             tracker.log_metrics(rid, {"forget_quality": fq, "model_utility": mu, "privleak": 1.0})
             tracker.end_run(rid)
+
+
+def test_report_and_a_methods_comparison_on_muse_say_there_is_no_leaderboard_yet():
+    """The rules read forget_quality and model_utility: report refuses MUSE in one line before opening a store, and
+    a MUSE --methods comparison's plan says no report follows (its studies still run)."""
+    from types import SimpleNamespace
+
+    from unlearn_lab.commands.sweeps import comparison_note, has_leaderboard
+    from unlearn_lab.leaderboard.command import ReportArgs
+
+    with pytest.raises(UsageError, match="muse's leaderboard is not built yet"):
+        ReportArgs(benchmark="muse", forget="forget", tracking_uri="sqlite:////nonexistent/x.db").filters()
+    spec = lambda bench: SimpleNamespace(cfg=SimpleNamespace(benchmark=bench), study_name=f"{bench}_s")
+    assert has_leaderboard([spec("tofu"), spec("tofu")]) and not has_leaderboard([spec("tofu")])
+    assert not has_leaderboard([spec("muse"), spec("muse")])
+    assert "none: the leaderboard reads TOFU runs only" in comparison_note([spec("muse"), spec("muse")])
+    assert "the leaderboard of these 2 studies" in comparison_note([spec("tofu"), spec("tofu")])

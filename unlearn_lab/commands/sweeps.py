@@ -147,18 +147,39 @@ def sweep(
         show(plan, dry_run=True)
         for spec in specs:
             say(describe(spec, args.workers))
+        if len(specs) > 1:
+            say(comparison_note(specs))
         return
     for spec in specs:
         make_storage(spec.storage, spec.heartbeat)  # a storage that does not open fails before anything is built
     on_sigterm()
     show(plan, dry_run=False)
     build_models(plan)
+    if len(specs) > 1:
+        log(comparison_note(specs).strip())
     for i, spec in enumerate(specs, 1):
         if len(specs) > 1:
             log(f"method {i} of {len(specs)}: {spec.cfg.unlearn.method} (study {spec.study_name})")
         run_study(spec, args.workers)
     if len(specs) > 1:
         leaderboard(specs, args.tracking_uri)
+
+
+def comparison_note(specs: list[SweepSpec]) -> str:
+    """What a --methods comparison ends in, for its plan."""
+    if has_leaderboard(specs):
+        return f"  report    the leaderboard of these {len(specs)} studies (unlearn-lab report; docs/leaderboard.md)"
+    return (
+        f"  report    none: the leaderboard reads TOFU runs only; {specs[0].cfg.benchmark}'s studies are compared in "
+        "the MLflow UI"
+    )
+
+
+def has_leaderboard(specs: list[SweepSpec]) -> bool:
+    """Whether a --methods comparison ends in the report (its benchmark's runs are ones the rules can read)."""
+    from unlearn_lab.leaderboard import BENCHMARKS
+
+    return len(specs) > 1 and specs[0].cfg.benchmark in BENCHMARKS
 
 
 def describe(spec: SweepSpec, workers: int) -> str:
@@ -195,6 +216,12 @@ def leaderboard(specs: list[SweepSpec], tracking_uri: str | None) -> None:
     from unlearn_lab.leaderboard.command import ReportArgs, report
 
     first = specs[0]
+    if not has_leaderboard(specs):
+        say(
+            f"no leaderboard for {first.cfg.benchmark} yet (report reads TOFU runs): compare the studies "
+            f"{', '.join(s.study_name for s in specs)} in the MLflow UI"
+        )
+        return
     args = ReportArgs(
         forget=first.cfg.data.forget_split,
         studies=tuple(s.study_name for s in specs),

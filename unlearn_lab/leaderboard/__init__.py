@@ -16,6 +16,10 @@ from unlearn_lab.leaderboard import rules as R
 from unlearn_lab.leaderboard.collect import Compute, Filters, Setting, compute, references, settings
 from unlearn_lab.tracking import TrackedRun
 
+# the benchmarks whose runs the rules can read: they judge forget_quality against model_utility (MUSE's trade-off,
+# forget_verbmem_ROUGE against retain_knowmem_ROUGE, has no leaderboard yet: its runs carry their headline metrics)
+BENCHMARKS = ("tofu",)
+
 METRICS = (  # the mean ± sd each selected setting shows (forget_quality: geometric mean, sd on log10)
     "forget_quality",
     "model_utility",

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from unlearn_lab.errors import UsageError
-from unlearn_lab.leaderboard import Leaderboard, build
+from unlearn_lab.leaderboard import BENCHMARKS, Leaderboard, build
 from unlearn_lab.leaderboard.collect import Filters
 from unlearn_lab.leaderboard.rules import Rules
 
@@ -35,6 +35,12 @@ class ReportArgs:
     tracking_uri: str | None = None
 
     def filters(self) -> Filters:
+        if self.benchmark not in BENCHMARKS:
+            raise UsageError(
+                f"report compares {', '.join(BENCHMARKS)} runs (forget_quality vs model_utility); "
+                f"{self.benchmark}'s leaderboard is not built yet: its runs carry their headline metrics, compare "
+                "them in the MLflow UI (unlearn-lab ui)"
+            )
         pairs = []
         for item in self.tags:
             key, sep, value = item.partition("=")
