@@ -10,7 +10,6 @@ from itertools import count
 
 import pytest
 
-from unlearn_lab.errors import UsageError
 from unlearn_lab.leaderboard import build
 from unlearn_lab.leaderboard import rules as R
 from unlearn_lab.leaderboard.collect import Filters, settings
@@ -171,18 +170,86 @@ def fill(tracker) -> None:
             tracker.end_run(rid)
 
 
-def test_report_and_a_methods_comparison_on_muse_say_there_is_no_leaderboard_yet():
-    """The rules read forget_quality and model_utility: report refuses MUSE in one line before opening a store, and
-    a MUSE --methods comparison's plan says no report follows (its studies still run)."""
+MUSE_TARGET = {"forget_verbmem_ROUGE": 0.50, "retain_knowmem_ROUGE": 0.80, "privleak": -100.0}
+
+
+def muse_run(method: str, lr: float, seed: int, verbmem: float, knowmem: float) -> TrackedRun:
+    """A finished MUSE unlearning run: its headline metrics instead of TOFU's."""
+    n = next(_ids)
+    tags = {"method": method, "config_hash": f"m{n}", "forget_split": "forget", "benchmark": "muse"}
+    params = {"unlearn.lr": str(lr), "unlearn.epochs": "5", "unlearn.method": method, "unlearn.seed": str(seed)}
+    metrics = {"forget_verbmem_ROUGE": verbmem, "retain_knowmem_ROUGE": knowmem, "privleak": -50.0}
+    return TrackedRun(f"m{n}", f"{method}-{lr}-s{seed}", "FINISHED", 1000 * n, 1000 * n + 9000, tags, params, metrics)
+
+
+def muse_store() -> list[TrackedRun]:
+    """Target verbmem 0.50, knowmem 0.80 (rule (a) keeps >= 0.72). GA: (0.10, 0.75) and (0.05, 0.30); NPO: (0.30,
+    0.79), (0.20, 0.74) and a dominated (0.35, 0.70); each setting 3 identical seeds. TOFU runs of the same methods
+    must not count."""
+    metrics = {f"reference.target.{k}": v for k, v in MUSE_TARGET.items()}
+    tags = {"kind": "sweep", "forget_split": "forget", "benchmark": "muse"}
+    runs = [TrackedRun("swm", "sweep-m", "FINISHED", 0, 1, tags, {}, metrics)]
+    for method, lr, verbmem, knowmem in (
+        ("GradAscent", 1e-4, 0.10, 0.75),
+        ("GradAscent", 3e-4, 0.05, 0.30),
+        ("NPO", 1e-4, 0.30, 0.79),
+        ("NPO", 2e-4, 0.20, 0.74),
+        ("NPO", 3e-4, 0.35, 0.70),
+    ):
+        runs += [muse_run(method, lr, seed, verbmem, knowmem) for seed in range(3)]
+    return runs + setting("NPO", 1e-4, [(0.9, 0.99)] * 3)  # TOFU runs: another benchmark
+
+
+def muse_rules(**kw) -> R.Rules:
+    from unlearn_lab.benchmarks import get_benchmark
+
+    muse = get_benchmark("muse")
+    return R.Rules(axes=muse.objectives, forget_threshold=kw.pop("threshold", muse.forget_threshold), **kw)
+
+
+def test_muse_rules_judge_verbmem_down_and_knowmem_up():
+    """Rule (a): lowest mean verbmem keeping knowmem >= 0.9 x 0.80 = 0.72: GA (0.10, 0.75), NPO (0.20, 0.74): GA
+    first. Rule (b) at verbmem <= 0.25: GA's best utility with verbmem <= 0.25 is 0.75 (lr 1e-4), NPO's 0.74 (lr
+    2e-4): GA first (identical seeds: sd 0, no tie). Rule (c) from (-0.50, 0): GA's front (-0.10, 0.75), (-0.05,
+    0.30): 0.40 x 0.75 + 0.45 x 0.30 - 0.40 x 0.30 = 0.315; NPO's (-0.30, 0.79), (-0.20, 0.74): 0.20 x 0.79 + 0.30 x
+    0.74 - 0.20 x 0.74 = 0.232; the dominated (-0.35, 0.70) is not on it."""
+    board = build(muse_store(), Filters(benchmark="muse", forget_split="forget"), muse_rules())
+    rows = {r.method: r for r in board.rows}
+    assert set(rows) == {"GradAscent", "NPO"} and all(r.settings in (2, 3) for r in rows.values())
+    assert rows["GradAscent"].a.param("unlearn.lr") == "0.0001"  # type: ignore[union-attr]
+    assert rows["NPO"].a.param("unlearn.lr") == "0.0002"  # type: ignore[union-attr]
+    assert board.ranks["a"] == {"GradAscent": "1", "NPO": "2"}
+    assert rows["NPO"].b.param("unlearn.lr") == "0.0002"  # type: ignore[union-attr]
+    assert board.ranks["b"] == {"GradAscent": "1", "NPO": "2"}
+    assert rows["GradAscent"].hypervolume == pytest.approx(0.315)
+    assert rows["NPO"].hypervolume == pytest.approx(0.232) and len(rows["NPO"].front) == 2
+    statement = " ".join(board.statement())
+    assert "lowest mean forget_verbmem_ROUGE with mean retain_knowmem_ROUGE >= 0.9 x" in statement
+    assert "forget_verbmem_ROUGE (mean) <= 0.25" in statement
+    # a threshold nobody meets is shown as such
+    strict = build(muse_store(), Filters(benchmark="muse", forget_split="forget"), muse_rules(threshold=0.01))
+    assert all(r.b is None for r in strict.rows) and set(strict.ranks["b"].values()) == {"-"}
+
+
+def test_muse_report_files_and_a_methods_comparison_plan(tmp_path):
+    """The report's Markdown, LaTeX and plot on MUSE's axes (verbmem as mean ± sd, never as a geometric mean);
+    a MUSE --methods comparison's plan names the report on its objectives."""
     from types import SimpleNamespace
 
-    from unlearn_lab.commands.sweeps import comparison_note, has_leaderboard
-    from unlearn_lab.leaderboard.command import ReportArgs
+    from unlearn_lab.benchmarks import get_benchmark
+    from unlearn_lab.commands.sweeps import comparison_note
+    from unlearn_lab.leaderboard.command import write
 
-    with pytest.raises(UsageError, match="muse's leaderboard is not built yet"):
-        ReportArgs(benchmark="muse", forget="forget", tracking_uri="sqlite:////nonexistent/x.db").filters()
-    spec = lambda bench: SimpleNamespace(cfg=SimpleNamespace(benchmark=bench), study_name=f"{bench}_s")
-    assert has_leaderboard([spec("tofu"), spec("tofu")]) and not has_leaderboard([spec("tofu")])
-    assert not has_leaderboard([spec("muse"), spec("muse")])
-    assert "none: the leaderboard reads TOFU runs only" in comparison_note([spec("muse"), spec("muse")])
-    assert "the leaderboard of these 2 studies" in comparison_note([spec("tofu"), spec("tofu")])
+    muse = get_benchmark("muse")
+    board = build(
+        muse_store(), Filters(benchmark="muse", forget_split="forget"), muse_rules(), headline=muse.headline
+    )
+    paths = write(board, tmp_path)
+    text = (tmp_path / "leaderboard.md").read_text()
+    assert "| rank | method | lr | epochs | forget_verbmem_ROUGE | forget_knowmem_ROUGE |" in text
+    assert "×/÷" not in text and "0.1000 ± 0.0000" in text
+    assert r"forget\_verbmem\_ROUGE & retain\_knowmem\_ROUGE" in (tmp_path / "leaderboard.tex").read_text()
+    assert {p.name for p in paths} >= {"fronts.png", "leaderboard.csv", "leaderboard.html"}
+    spec = SimpleNamespace(objectives=muse.objectives)
+    note = comparison_note([spec, spec])  # type: ignore[list-item]
+    assert "leaderboard of these 2 studies on forget_verbmem_ROUGE down vs retain_knowmem_ROUGE up" in note

@@ -21,7 +21,17 @@ DATES = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"])
 @click.option("--until", type=DATES, help="Only runs started before (UTC).")
 @click.option("--min-seeds", type=POSITIVE, default=3, help="Seeds a setting needs to compete (confirmed).")
 @click.option("--utility-ratio", type=click.FloatRange(0, 1), default=0.9, help="Rule (a): utility >= this x target's.")
-@click.option("--fq-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.05, help="Rule (b): fq >= this.")
+@click.option(
+    "--forget-threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Rule (b): the forget metric at least this good [default: the benchmark's: TOFU forget_quality >= 0.05, "
+    "MUSE forget_verbmem_ROUGE <= 0.25].",
+)
+@click.option(
+    "--objectives",
+    metavar="FORGET,UTILITY",
+    help="The two axes the rules judge, as for sweep [default: the benchmark's sweep objectives].",
+)
 @click.option("--out", metavar="DIR", help="Output folder (default: saves/report/<benchmark>_<forget>).")
 @tracking_option
 def report(**given: Any) -> None:

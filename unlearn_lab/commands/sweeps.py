@@ -167,19 +167,8 @@ def sweep(
 
 def comparison_note(specs: list[SweepSpec]) -> str:
     """What a --methods comparison ends in, for its plan."""
-    if has_leaderboard(specs):
-        return f"  report    the leaderboard of these {len(specs)} studies (unlearn-lab report; docs/leaderboard.md)"
-    return (
-        f"  report    none: the leaderboard reads TOFU runs only; {specs[0].cfg.benchmark}'s studies are compared in "
-        "the MLflow UI"
-    )
-
-
-def has_leaderboard(specs: list[SweepSpec]) -> bool:
-    """Whether a --methods comparison ends in the report (its benchmark's runs are ones the rules can read)."""
-    from unlearn_lab.leaderboard import BENCHMARKS
-
-    return len(specs) > 1 and specs[0].cfg.benchmark in BENCHMARKS
+    axes = " vs ".join(o.wording for o in specs[0].objectives)
+    return f"  report    the leaderboard of these {len(specs)} studies on {axes} (docs/leaderboard.md)"
 
 
 def describe(spec: SweepSpec, workers: int) -> str:
@@ -212,20 +201,17 @@ def run_study(spec: SweepSpec, workers: int) -> None:
 
 
 def leaderboard(specs: list[SweepSpec], tracking_uri: str | None) -> None:
-    """The report of a --methods comparison: its studies' runs only, the seeds they were confirmed on."""
+    """The report of a --methods comparison: its studies' runs only, the seeds they were confirmed on, judged on
+    the objectives the studies searched."""
     from unlearn_lab.leaderboard.command import ReportArgs, report
 
     first = specs[0]
-    if not has_leaderboard(specs):
-        say(
-            f"no leaderboard for {first.cfg.benchmark} yet (report reads TOFU runs): compare the studies "
-            f"{', '.join(s.study_name for s in specs)} in the MLflow UI"
-        )
-        return
     args = ReportArgs(
+        benchmark=first.cfg.benchmark,
         forget=first.cfg.data.forget_split,
         studies=tuple(s.study_name for s in specs),
         min_seeds=first.repeats,
+        objectives=",".join(o.metric for o in first.objectives),
         tracking_uri=tracking_uri,
         out=str(first.saves / "report" / "_".join(s.cfg.unlearn.method for s in specs)[:80]),
     )

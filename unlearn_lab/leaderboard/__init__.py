@@ -16,11 +16,7 @@ from unlearn_lab.leaderboard import rules as R
 from unlearn_lab.leaderboard.collect import Compute, Filters, Setting, compute, references, settings
 from unlearn_lab.tracking import TrackedRun
 
-# the benchmarks whose runs the rules can read: they judge forget_quality against model_utility (MUSE's trade-off,
-# forget_verbmem_ROUGE against retain_knowmem_ROUGE, has no leaderboard yet: its runs carry their headline metrics)
-BENCHMARKS = ("tofu",)
-
-METRICS = (  # the mean ± sd each selected setting shows (forget_quality: geometric mean, sd on log10)
+TOFU_HEADLINE = (  # the mean ± sd each selected setting shows when the store's benchmark is not given
     "forget_quality",
     "model_utility",
     "privleak",
@@ -51,6 +47,7 @@ class Leaderboard:
     rows: list[MethodRow]
     ranks: dict[str, dict[str, str]] = field(default_factory=dict)  # rule -> method -> rank text
     store: str = ""
+    headline: tuple[str, ...] = TOFU_HEADLINE  # the benchmark's headline metrics, each shown as mean ± sd
 
     @property
     def target(self) -> dict[str, float] | None:
@@ -61,11 +58,18 @@ class Leaderboard:
         return self.rules.describe(self.target)
 
 
-def build(runs: Sequence[TrackedRun], filters: Filters, rules: R.Rules, store: str = "") -> Leaderboard:
-    """The leaderboard of the runs `filters` admits: one row per method, ranked per rule."""
-    found = settings(runs, filters)
+def build(
+    runs: Sequence[TrackedRun],
+    filters: Filters,
+    rules: R.Rules,
+    store: str = "",
+    headline: tuple[str, ...] = TOFU_HEADLINE,
+) -> Leaderboard:
+    """The leaderboard of the runs `filters` admits: one row per method, ranked per rule on the rules' axes."""
+    forget, utility = rules.axes
+    found = settings(runs, filters, rules.axes)
     refs = references(runs, filters)
-    target_mu = (refs.get("target") or {}).get("model_utility")
+    target_utility = (refs.get("target") or {}).get(utility.metric)
     point = rules.point(refs.get("target"))
     rows = []
     for method in sorted({s.method for s in found}):
@@ -75,7 +79,7 @@ def build(runs: Sequence[TrackedRun], filters: Filters, rules: R.Rules, store: s
         rows.append(
             MethodRow(
                 method,
-                R.rule_a(mine, rules, target_mu),
+                R.rule_a(mine, rules, target_utility),
                 R.rule_b(mine, rules),
                 front,
                 hv,
@@ -85,23 +89,24 @@ def build(runs: Sequence[TrackedRun], filters: Filters, rules: R.Rules, store: s
             )
         )
     ranks = {
-        "a": R.ranks([(r.method, r.a.spread("log10_forget_quality") if r.a else None) for r in rows]),
-        "b": R.ranks([(r.method, r.b.spread("model_utility") if r.b else None) for r in rows]),
+        "a": R.ranks([(r.method, r.a.judged(forget) if r.a else None) for r in rows]),
+        "b": R.ranks([(r.method, r.b.judged(utility) if r.b else None) for r in rows]),
         "c": R.ranks([(r.method, r.hypervolume) for r in rows]),
     }
-    return Leaderboard(filters, rules, refs, rows, ranks, store)
+    return Leaderboard(filters, rules, refs, rows, ranks, store, headline)
 
 
-def setting_summary(s: Setting) -> dict[str, Any]:
-    """A setting's defining values and each headline metric's mean and sd (forget_quality: geometric mean, sd of
-    log10) for tables and CSV."""
+def setting_summary(s: Setting, headline: Sequence[str] = TOFU_HEADLINE) -> dict[str, Any]:
+    """A setting's defining values and each headline metric's mean and sd (an axis on log10, forget_quality: the
+    geometric mean, sd of log10) for tables and CSV."""
     out: dict[str, Any] = {"lr": s.param("unlearn.lr"), "epochs": s.param("unlearn.epochs")}
     out["hyperparameters"] = ", ".join(f"{k[len('method.') :]}={v}" for k, v in s.params if k.startswith("method."))
-    for metric in METRICS:
-        name = "log10_forget_quality" if metric == "forget_quality" else metric
+    logs = {a.metric: a.scale for a in s.axes if a.log}
+    for metric in headline:
+        name = logs.get(metric, metric)
         spread = s.spread(name)
         out[f"{metric}_mean"] = None if spread is None else (10**spread.mean if name != metric else spread.mean)
-        out[f"{metric}_sd"] = None if spread is None else spread.sd  # forget_quality: sd of log10
+        out[f"{metric}_sd"] = None if spread is None else spread.sd  # on log10 for a log axis
     out["seeds"] = ",".join(map(str, s.seeds))
     out["studies"] = ",".join(s.studies)
     return out

@@ -15,9 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from unlearn_lab.metrics.functions import log10_forget_quality
+from unlearn_lab.benchmarks import Objective
 from unlearn_lab.seeds import Spread, spread
 from unlearn_lab.tracking import TrackedRun
+
+Axes = tuple[Objective, Objective]  # (forget, utility): the trade-off a leaderboard judges, its benchmark's objectives
+TOFU_AXES: Axes = (Objective("forget_quality", "max", log=True), Objective("model_utility", "max"))
 
 NOT_SETTINGS = ("unlearn.seed",)  # params that tell seeds apart, not settings
 PARENT_KINDS = ("sweep", "repeated", "eval", "reference", "report")
@@ -55,12 +58,13 @@ def is_unlearning_run(run: TrackedRun) -> bool:
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration and its seeds' runs (one per seed, in seed order)."""
+    """One configuration and its seeds' runs (one per seed, in seed order), judged on `axes`."""
 
     method: str
     params: tuple[tuple[str, str], ...]  # the key: the run's params without its seed
     runs: tuple[TrackedRun, ...]
     studies: tuple[str, ...] = field(default_factory=tuple)
+    axes: Axes = TOFU_AXES
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -74,26 +78,39 @@ class Setting:
         return dict(self.params).get(name)
 
     def values(self, metric: str) -> list[float]:
-        """Each seed's value of a metric (forget_quality on log10 when asked for `log10_forget_quality`)."""
-        if metric == "log10_forget_quality":
-            return [
-                log10_forget_quality(r.metrics["forget_quality"]) for r in self.runs if "forget_quality" in r.metrics
-            ]
-        return [r.metrics[metric] for r in self.runs if metric in r.metrics and math.isfinite(r.metrics[metric])]
+        """Each seed's value of a metric, or of an axis on its scale (`log10_forget_quality`)."""
+        scaled = next((o for o in self.axes if o.scale == metric and o.scale != o.metric), None)
+        name = scaled.metric if scaled else metric
+        found = [r.metrics[name] for r in self.runs if name in r.metrics]
+        if scaled:
+            return [scaled.scaled(v) for v in found]
+        return [v for v in found if math.isfinite(v)]
 
     def spread(self, metric: str) -> Spread | None:
         """mean, sd, ... of a metric over the seeds that have it (None if none has it)."""
         values = self.values(metric)
         return spread(values) if values else None
 
+    def judged(self, axis: Objective) -> Spread | None:
+        """The spread of an axis as maximised (negated where lower is better): what the rules rank."""
+        values = [axis.value(r.metrics) for r in self.runs if axis.metric in r.metrics]
+        values = [v for v in values if math.isfinite(v)]
+        return spread(values) if values else None
+
+    @property
+    def complete(self) -> bool:
+        """At least one seed has each axis (a setting the rules can place)."""
+        return all(self.judged(a) is not None for a in self.axes)
+
     @property
     def point(self) -> tuple[float, float]:
-        """(mean log10 forget_quality, mean model_utility): the TOFU trade-off the fronts are drawn in."""
-        fq, mu = self.spread("log10_forget_quality"), self.spread("model_utility")
-        return (fq.mean if fq else -math.inf, mu.mean if mu else -math.inf)
+        """(forget, utility) means as maximised: TOFU's (mean log10 forget_quality, mean model_utility), MUSE's
+        (-mean forget_verbmem_ROUGE, mean retain_knowmem_ROUGE)."""
+        forget, utility = (self.judged(a) for a in self.axes)
+        return (forget.mean if forget else -math.inf, utility.mean if utility else -math.inf)
 
 
-def settings(runs: Iterable[TrackedRun], filters: Filters) -> list[Setting]:
+def settings(runs: Iterable[TrackedRun], filters: Filters, axes: Axes = TOFU_AXES) -> list[Setting]:
     """The settings of the finished unlearning runs `filters` admits, each seed once (its newest run)."""
     groups: dict[tuple[tuple[str, str], ...], dict[int, TrackedRun]] = {}
     for run in sorted(runs, key=lambda r: r.start_ms):
@@ -105,7 +122,7 @@ def settings(runs: Iterable[TrackedRun], filters: Filters) -> list[Setting]:
     for key, by_seed in groups.items():
         chosen = tuple(by_seed[s] for s in sorted(by_seed))
         studies = tuple(sorted({r.tags["sweep"] for r in chosen if "sweep" in r.tags}))
-        out.append(Setting(chosen[0].tags["method"], key, chosen, studies))
+        out.append(Setting(chosen[0].tags["method"], key, chosen, studies, axes))
     return sorted(out, key=lambda s: (s.method, s.runs[0].start_ms))
 
 

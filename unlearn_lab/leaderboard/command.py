@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from unlearn_lab.errors import UsageError
-from unlearn_lab.leaderboard import BENCHMARKS, Leaderboard, build
+from unlearn_lab.leaderboard import Leaderboard, build
 from unlearn_lab.leaderboard.collect import Filters
 from unlearn_lab.leaderboard.rules import Rules
 
@@ -30,17 +31,13 @@ class ReportArgs:
     until: datetime | None = None
     min_seeds: int = 3
     utility_ratio: float = 0.9
-    fq_threshold: float = 0.05
+    forget_threshold: float | None = None  # rule (b); None: the benchmark's (TOFU forget_quality 0.05)
+    objectives: str | None = None  # FORGET,UTILITY from the benchmark's choices; None: its sweep objectives
     out: str | None = None
     tracking_uri: str | None = None
 
     def filters(self) -> Filters:
-        if self.benchmark not in BENCHMARKS:
-            raise UsageError(
-                f"report compares {', '.join(BENCHMARKS)} runs (forget_quality vs model_utility); "
-                f"{self.benchmark}'s leaderboard is not built yet: its runs carry their headline metrics, compare "
-                "them in the MLflow UI (unlearn-lab ui)"
-            )
+        self.benchmark_obj()  # an unknown benchmark is one line with the accepted ones
         pairs = []
         for item in self.tags:
             key, sep, value = item.partition("=")
@@ -58,8 +55,19 @@ class ReportArgs:
             utc(self.until),
         )
 
+    def benchmark_obj(self) -> Any:
+        from unlearn_lab.benchmarks import get_benchmark
+
+        return get_benchmark(self.benchmark)
+
     def rules(self) -> Rules:
-        return Rules(self.min_seeds, self.utility_ratio, self.fq_threshold)
+        """The rules on the benchmark's axes (its sweep objectives, or --objectives) and thresholds."""
+        from unlearn_lab.benchmarks import choose_objectives
+
+        bench = self.benchmark_obj()
+        threshold = bench.forget_threshold if self.forget_threshold is None else self.forget_threshold
+        axes = choose_objectives(bench, self.objectives)
+        return Rules(self.min_seeds, self.utility_ratio, threshold, axes=axes)
 
     @property
     def out_dir(self) -> Path:
@@ -78,7 +86,7 @@ def report(args: ReportArgs, say: Callable[[str], None] = print) -> Leaderboard:
         raise UsageError(f"no tracking database at {uri[len('sqlite:///') :]}; give the store with --tracking-uri")
     tracker = MlflowTracker(uri)
     runs = tracker.search()
-    board = build(runs, filters, rules, store=uri)
+    board = build(runs, filters, rules, store=uri, headline=tuple(args.benchmark_obj().headline))
     if not board.rows:
         f = board.filters
         raise UsageError(

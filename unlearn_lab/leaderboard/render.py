@@ -19,7 +19,6 @@ from unlearn_lab.plots import FQ_FLOOR
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SHOWN = ("forget_quality", "model_utility", "privleak", "forget_Q_A_ROUGE", "forget_truth_ratio")
 RULES = {
     "a": "(a) forget most, keeping the utility",
     "b": "(b) keep most, forgetting enough",
@@ -28,14 +27,17 @@ RULES = {
 
 
 def cell(s: Setting, metric: str) -> str:
-    """mean ± sd over the seeds (forget_quality: geometric mean ×/÷ 10^sd of log10)."""
-    name = "log10_forget_quality" if metric == "forget_quality" else metric
+    """mean ± sd over the seeds (an axis on log10, forget_quality: geometric mean ×/÷ 10^sd of log10)."""
+    name = next((a.scale for a in s.axes if a.log and a.metric == metric), metric)
     spread = s.spread(name)
     if spread is None:
         return "-"
     if name != metric:
         return f"{num(10**spread.mean)} ×/÷ {10 ** (spread.sd or 0):.2f}"
-    return num(spread.mean) if spread.sd is None else f"{num(spread.mean)} ± {num(spread.sd)}"
+    if spread.sd is None:
+        return num(spread.mean)
+    sd = 0.0 if spread.sd <= 1e-12 * max(1.0, abs(spread.mean)) else spread.sd  # rounding of equal draws: 0
+    return f"{num(spread.mean)} ± {num(sd)}"
 
 
 def num(value: float | None) -> str:
@@ -87,25 +89,25 @@ def markdown(lb: Leaderboard) -> str:
 
 
 def reference_rows(lb: Leaderboard) -> list[list[str]]:
-    out = [["model", *SHOWN]]
+    out = [["model", *lb.headline]]
     for role in ("target", "retain"):
         values = lb.references.get(role)
         if values:
-            out.append([role, *(num(values.get(m)) for m in SHOWN)])
+            out.append([role, *(num(values.get(m)) for m in lb.headline)])
     return out
 
 
 def setting_rows(lb: Leaderboard, rule: str) -> list[list[str]]:
     """One row per method: its rank, the rule's setting and its mean ± sd, and what the method's search cost."""
-    out = [["rank", "method", "lr", "epochs", *SHOWN, "seeds", "runs", "compute (s)"]]
+    out = [["rank", "method", "lr", "epochs", *lb.headline, "seeds", "runs", "compute (s)"]]
     for row in sorted(lb.rows, key=lambda r: _order(lb.ranks[rule][r.method])):
         chosen: Setting | None = getattr(row, rule)
         cost = [str(row.compute.runs), f"{row.compute.seconds:.0f}"]
         if chosen is None:
             why = "rule not met by any confirmed setting" if row.confirmed else "no confirmed setting"
-            out.append(["-", row.method, why, *([""] * (len(SHOWN) + 2)), *cost])
+            out.append(["-", row.method, why, *([""] * (len(lb.headline) + 2)), *cost])
             continue
-        values = [cell(chosen, m) for m in SHOWN]
+        values = [cell(chosen, m) for m in lb.headline]
         where = [str(chosen.param("unlearn.lr")), str(chosen.param("unlearn.epochs"))]
         seeds = ",".join(map(str, chosen.seeds))
         out.append([lb.ranks[rule][row.method], row.method, *where, *values, seeds, *cost])
@@ -135,7 +137,7 @@ def csv_text(lb: Leaderboard) -> str:
         for rule in ("a", "b"):
             chosen: Setting | None = getattr(row, rule)
             out[f"{rule}_rank"] = lb.ranks[rule][row.method]
-            summary = setting_summary(chosen) if chosen else {}
+            summary = setting_summary(chosen, lb.headline) if chosen else {}
             out.update({f"{rule}_{k}": v for k, v in summary.items()})
             out[f"{rule}_command"] = command(chosen, lb.filters.forget_split) if chosen else "not met"
         out.update(
@@ -159,20 +161,21 @@ def csv_text(lb: Leaderboard) -> str:
 
 
 def latex(lb: Leaderboard) -> str:
-    """A booktabs table: per method, rule (a) and (b)'s forget_quality and model_utility (mean ± sd) and (c)."""
+    """A booktabs table: per method, rule (a) and (b)'s forget and utility metrics (mean ± sd) and (c)."""
     pm = lambda s, m: cell(s, m).replace("±", r"$\pm$").replace("×/÷", r"$\times/\div$") if s else "--"
+    forget, utility = (a.metric for a in lb.rules.axes)
+    short = lambda m: m.replace("_", r"\_")
     lines = [
         r"\begin{tabular}{l cc cc c}",
         r"\toprule",
         r" & \multicolumn{2}{c}{(a) forget most, keep utility} & \multicolumn{2}{c}{(b) keep most, forget enough}"
         r" & (c) \\",
-        r"method & FQ & MU & FQ & MU & HV \\",
+        f"method & {short(forget)} & {short(utility)} & {short(forget)} & {short(utility)} & HV \\\\",
         r"\midrule",
     ]
     for row in lb.rows:
         hv = "--" if row.hypervolume is None else f"{row.hypervolume:.3f}"
-        cells = [pm(row.a, "forget_quality"), pm(row.a, "model_utility"), pm(row.b, "forget_quality")]
-        cells += [pm(row.b, "model_utility"), hv]
+        cells = [pm(row.a, forget), pm(row.a, utility), pm(row.b, forget), pm(row.b, utility), hv]
         lines.append(f"{row.method} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
@@ -207,25 +210,32 @@ STYLES = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*")
 
 
 def figure(lb: Leaderboard) -> Figure:
-    """Every method's confirmed front (mean ± sd error bars on both axes, log-scale forget_quality), its own colour
-    and marker; the target and retain models as reference points."""
+    """Every method's confirmed front (mean ± sd error bars on both axes; a log axis, forget_quality, on a log
+    scale), its own colour and marker; the target and retain models as reference points. A forget metric that
+    should go down is drawn with its axis reversed, so better is to the right on every benchmark."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    forget, utility = lb.rules.axes
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colours = plt.get_cmap("tab10")
     for i, row in enumerate(r for r in lb.rows if r.front):
         _front(ax, row, colours(i % 10), STYLES[i % len(STYLES)])
     for role, marker in (("target", "s"), ("retain", "D")):
         values = lb.references.get(role) or {}
-        if values.get("forget_quality") is not None and values.get("model_utility") is not None:
-            point = (max(values["forget_quality"], FQ_FLOOR), values["model_utility"])
+        if values.get(forget.metric) is not None and values.get(utility.metric) is not None:
+            x = max(values[forget.metric], FQ_FLOOR) if forget.log else values[forget.metric]
+            point = (x, values[utility.metric])
             ax.scatter(*point, marker=marker, s=80, facecolors="none", edgecolors="k", zorder=4, label=f"{role} model")
-    ax.set_xscale("log")
-    ax.set_xlabel("forget_quality (log scale; geometric mean over seeds)")
-    ax.set_ylabel("model_utility (mean over seeds)")
+    if forget.log:
+        ax.set_xscale("log")
+    if forget.goal == "min":
+        ax.invert_xaxis()
+    how = "log scale; geometric mean over seeds" if forget.log else "mean over seeds"
+    ax.set_xlabel(f"{forget.metric} ({how}{'; lower to the right' if forget.goal == 'min' else ''})")
+    ax.set_ylabel(f"{utility.metric} (mean over seeds)")
     ax.set_title(f"{lb.filters.benchmark} {lb.filters.forget_split}: confirmed fronts (>= {lb.rules.min_seeds} seeds)")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -234,17 +244,24 @@ def figure(lb: Leaderboard) -> Figure:
 
 
 def _front(ax: Any, row: MethodRow, colour: Any, marker: str) -> None:
+    """A method's front on the plot's axes: forget on its own scale (10^mean of log10 for a log axis)."""
     xs: list[float] = []
     ys: list[float] = []
     yerr: list[float] = []
     xerr: list[list[float]] = [[], []]
     for s in row.front:
-        fq, mu = s.spread("log10_forget_quality"), s.spread("model_utility")
+        forget, utility = s.axes
+        fq, mu = s.spread(forget.scale), s.spread(utility.scale)
         assert fq is not None and mu is not None  # confirmed settings have both
-        x = max(10**fq.mean, FQ_FLOOR)
+        sd = fq.sd or 0
+        if forget.log:
+            x = max(10**fq.mean, FQ_FLOOR)
+            low, high = max(10 ** (fq.mean - sd), FQ_FLOOR), max(10 ** (fq.mean + sd), FQ_FLOOR)
+        else:
+            x, low, high = fq.mean, fq.mean - sd, fq.mean + sd
         xs.append(x)
         ys.append(mu.mean)
-        xerr[0].append(x - max(10 ** (fq.mean - (fq.sd or 0)), FQ_FLOOR))
-        xerr[1].append(max(10 ** (fq.mean + (fq.sd or 0)), FQ_FLOOR) - x)
+        xerr[0].append(x - low)
+        xerr[1].append(high - x)
         yerr.append(mu.sd or 0)
     ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=f"{marker}-", c=colour, capsize=3, label=row.method)

@@ -1,14 +1,16 @@
 """The leaderboard's selection rules, each a pure function of confirmed settings (docs/leaderboard.md).
 
-Only *confirmed* settings compete: those run with at least `min_seeds` seeds, judged on their means. Per method:
+Only *confirmed* settings compete: those run with at least `min_seeds` seeds, judged on their means. The two axes
+are the benchmark's sweep objectives (TOFU: forget_quality on log10 up, model_utility up; MUSE:
+forget_verbmem_ROUGE down, retain_knowmem_ROUGE up). Per method:
 
-- (a) **forget most, keep 90 %**: the highest mean forget_quality (on log10) among settings whose mean model_utility
-  is at least `utility_ratio` (0.9) x the target model's;
-- (b) **keep most, forget enough**: the highest mean model_utility among settings whose forget_quality (geometric
-  mean over seeds) is at least `fq_threshold` (0.05);
-- (c) **the whole trade-off**: the hypervolume of the method's confirmed front in (log10 forget_quality,
-  model_utility), both maximised, against a fixed reference point: log10 of the target's forget_quality and
-  utility 0 (the model before unlearning, at no utility): how much of that quadrant the front dominates.
+- (a) **forget most, keep 90 %**: the best mean forget metric (TOFU: the highest mean log10 forget_quality) among
+  settings whose mean utility is at least `utility_ratio` (0.9) x the target model's;
+- (b) **keep most, forget enough**: the highest mean utility among settings whose forget metric is at least as good
+  as `forget_threshold` (TOFU: geometric-mean forget_quality >= 0.05; MUSE: mean forget_verbmem_ROUGE <= 0.25);
+- (c) **the whole trade-off**: the hypervolume of the method's confirmed front in (forget, utility), both as
+  maximised, against a fixed reference point: the target's forget value and utility 0 (the model before
+  unlearning, at no utility): how much of that quadrant the front dominates.
 
 A rule no setting of a method meets is reported as such, never filled with the nearest miss. Methods are ranked
 per rule; two methods whose rule values differ by less than their seed noise allows (1.96 x Welch's standard error
@@ -21,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from unlearn_lab.leaderboard.collect import Setting
+from unlearn_lab.leaderboard.collect import TOFU_AXES, Axes, Setting
 from unlearn_lab.seeds import Spread
 
 Z95 = 1.96
@@ -31,38 +33,52 @@ Z95 = 1.96
 class Rules:
     min_seeds: int = 3
     utility_ratio: float = 0.9  # rule (a): mean utility >= this x the target's
-    fq_threshold: float = 0.05  # rule (b): geometric-mean forget_quality >= this
-    reference_point: tuple[float, float] | None = None  # rule (c): (log10 fq, utility); None: from the target
+    forget_threshold: float = 0.05  # rule (b): the forget metric at least this good (TOFU: forget_quality >= 0.05)
+    reference_point: tuple[float, float] | None = None  # rule (c), as maximised; None: from the target
+    axes: Axes = TOFU_AXES
 
     def describe(self, target: dict[str, float] | None) -> list[str]:
+        forget, utility = self.axes
         ref = self.point(target)
-        keep = f"{self.utility_ratio:g} x the target's model_utility"
-        if target and target.get("model_utility") is not None:
-            keep += f" ({self.utility_ratio * target['model_utility']:.4f})"
+        keep = f"{self.utility_ratio:g} x the target's {utility.metric}"
+        if target and target.get(utility.metric) is not None:
+            keep += f" ({self.utility_ratio * target[utility.metric]:.4f})"
+        best = "highest" if forget.goal == "max" else "lowest"
+        scale = " (log10)" if forget.log else ""
+        enough = (">=" if forget.goal == "max" else "<=") + f" {self.forget_threshold:g}"
+        mean = "geometric mean" if forget.log else "mean"
         return [
             f"confirmed settings only: run with >= {self.min_seeds} seeds, judged on their means",
-            f"(a) highest mean forget_quality (log10) with mean model_utility >= {keep}",
-            f"(b) highest mean model_utility with forget_quality (geometric mean) >= {self.fq_threshold:g}",
-            f"(c) hypervolume of the confirmed front in (log10 forget_quality, model_utility) from the reference "
+            f"(a) {best} mean {forget.metric}{scale} with mean {utility.metric} >= {keep}",
+            f"(b) highest mean {utility.metric} with {forget.metric} ({mean}) {enough}",
+            f"(c) hypervolume of the confirmed front in ({forget.name}, {utility.name}) from the reference "
             f"point ({ref[0]:.3f}, {ref[1]:g})"
-            + (" (the target's log10 forget_quality, utility 0)" if self.reference_point is None and target else ""),
+            + (f" (the target's {forget.name}, utility 0)" if self.reference_point is None and target else ""),
         ]
 
     def point(self, target: dict[str, float] | None) -> tuple[float, float]:
         if self.reference_point is not None:
             return self.reference_point
-        if target and target.get("forget_quality"):
-            return (math.log10(max(target["forget_quality"], 1e-300)), 0.0)
-        return (-10.0, 0.0)  # stated in the output; no target in the store
+        forget = self.axes[0]
+        if target and target.get(forget.metric) is not None:
+            return (forget.value(target), 0.0)
+        # no target in the store (stated in the output): a forget value no unlearned model is worse than
+        worst = 1e-10 if forget.log else 1.0 if forget.goal == "min" else 0.0
+        return (forget.value({forget.metric: worst}), 0.0)
+
+    def forget_floor(self) -> float:
+        """Rule (b)'s threshold as maximised on the forget axis."""
+        forget = self.axes[0]
+        return forget.value({forget.metric: self.forget_threshold})
 
 
 def confirmed(items: Sequence[Setting], min_seeds: int) -> list[Setting]:
-    return [s for s in items if s.n >= min_seeds and s.spread("model_utility") and s.spread("log10_forget_quality")]
+    return [s for s in items if s.n >= min_seeds and s.complete]
 
 
 def rule_a(items: Sequence[Setting], rules: Rules, target_utility: float | None) -> Setting | None:
-    """The setting with the highest mean log10 forget_quality among those keeping the utility; None if none does
-    (or the target's utility is unknown)."""
+    """The setting with the best mean forget value (as maximised) among those keeping the utility; None if none
+    does (or the target's utility is unknown)."""
     if target_utility is None:
         return None
     keep = [s for s in confirmed(items, rules.min_seeds) if s.point[1] >= rules.utility_ratio * target_utility]
@@ -70,14 +86,14 @@ def rule_a(items: Sequence[Setting], rules: Rules, target_utility: float | None)
 
 
 def rule_b(items: Sequence[Setting], rules: Rules) -> Setting | None:
-    """The setting with the highest mean utility among those whose geometric-mean forget_quality is enough."""
-    floor = math.log10(rules.fq_threshold)
+    """The setting with the highest mean utility among those whose forget metric is good enough."""
+    floor = rules.forget_floor()
     enough = [s for s in confirmed(items, rules.min_seeds) if s.point[0] >= floor]
     return max(enough, key=lambda s: (s.point[1], s.point[0]), default=None)
 
 
 def front(items: Sequence[Setting], min_seeds: int) -> list[Setting]:
-    """Confirmed settings no other confirmed setting dominates on means, by mean log10 forget_quality."""
+    """Confirmed settings no other confirmed setting dominates on means, ordered along the forget axis."""
     pool = confirmed(items, min_seeds)
     dominated = lambda a, b: b.point[0] >= a.point[0] and b.point[1] >= a.point[1] and b.point != a.point
     return sorted((s for s in pool if not any(dominated(s, o) for o in pool)), key=lambda s: s.point[0])
