@@ -192,7 +192,8 @@ def render_sweeps(runs: list[TrackedRun], tracker) -> str:
         m = run.metrics
         out.append(
             f"**{study}**: {int(m.get('complete_trials', 0))} trials + {int(m.get('confirmation_runs', 0))} "
-            f"confirmation runs in {fmt((run.seconds or 0) / 60)} min; {int(m.get('survived_confirmation', 0))} of "
+            f"confirmation runs in {(run.seconds or 0) / 60:.1f} min (2 workers); "
+            f"{int(m.get('survived_confirmation', 0))} of "
             f"{int(m.get('single_draw_front_size', 0))} single-draw front points survived confirmation; front "
             f"{int(m.get('pareto_size', 0))} settings; seed noise sd: log10 forget_quality "
             f"{fmt(m.get('noise_sd.log10_forget_quality'))}, model_utility {fmt(m.get('noise_sd.model_utility'))}. "
@@ -210,7 +211,13 @@ def render_sweeps(runs: list[TrackedRun], tracker) -> str:
                 f"| {row['rank']} | {row['trial']} | {lr} | {row['epochs']} | {fmt(float(row['forget_quality_mean']))} "
                 f"| {log_fq} | {mu} | {row['seeds']} | {row['tied_with'] or '-'} |"
             )
-        out.append("\n" + provenance([run]) + "\n")
+        end = run.start_ms + 1000 * (run.seconds or 0)
+        trials = [
+            r
+            for r in runs
+            if r.tags.get("sweep") == study and "kind" not in r.tags and run.start_ms <= r.start_ms <= end
+        ]
+        out.append("\n" + provenance(trials or [run]) + "\n")
     return "\n".join(out)
 
 
