@@ -169,9 +169,11 @@ def confirmed_hypervolume(
     """The hypervolume of the front a sweep with these exploration settings would report: confirm.py's rounds over
     `repeats` seeds (the first setting is the default config when `default_first`), then
     leaderboard.rules.hypervolume from (log10 target forget_quality, 0)."""
+    from unlearn_lab.benchmarks.tofu import TOFU
     from unlearn_lab.leaderboard.rules import hypervolume
     from unlearn_lab.sweep import confirm
 
+    objectives = TOFU.objectives  # (log10 forget_quality up, model_utility up): the embedded world is TOFU's
     _, _, cfg, _ = space_of(method)
     base, floors = cfg.unlearn.seed, (cfg.sweep.collapse_utility,)
     seeds = list(range(base, base + repeats))
@@ -181,13 +183,14 @@ def confirmed_hypervolume(
     unique = list(dict.fromkeys(settings))
     for _ in range(6):  # rounds, as the sweep's confirm_front
         trials = _trials(unique, draws, base, default_first)
-        todo = confirm.to_confirm(confirm.settings(trials, base), floors, seeds)
+        todo = confirm.to_confirm(confirm.settings(trials, base, objectives), floors, seeds)
         if not todo:
             break
         points = oracle.many([(method, unique[t][0], unique[t][1], s) for t, s in todo])
         for (t, s), point in zip(todo, points, strict=True):
             draws[t][s] = point
-    front = confirm.front(confirm.settings(_trials(unique, draws, base, default_first), base), floors, repeats)
+    explored = confirm.settings(_trials(unique, draws, base, default_first), base, objectives)
+    front = confirm.front(explored, floors, repeats)
     return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0))
 
 

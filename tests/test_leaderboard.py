@@ -241,9 +241,7 @@ def test_muse_report_files_and_a_methods_comparison_plan(tmp_path):
     from unlearn_lab.leaderboard.command import write
 
     muse = get_benchmark("muse")
-    board = build(
-        muse_store(), Filters(benchmark="muse", forget_split="forget"), muse_rules(), headline=muse.headline
-    )
+    board = build(muse_store(), Filters(benchmark="muse", forget_split="forget"), muse_rules(), headline=muse.headline)
     paths = write(board, tmp_path)
     text = (tmp_path / "leaderboard.md").read_text()
     assert "| rank | method | lr | epochs | forget_verbmem_ROUGE | forget_knowmem_ROUGE |" in text

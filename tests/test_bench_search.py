@@ -1,0 +1,63 @@
+"""benchmarks/bench_search.py's judgement, on a scripted oracle (no training): the grids it compares against and
+the hypervolume of the front a sweep would report after its confirmation rounds."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_search", PATH)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+class Scripted:
+    """(method, lr, epochs, seed) -> (forget_quality, model_utility) from a table; records what was asked."""
+
+    def __init__(self, table):
+        self.table, self.asked = table, []
+
+    def many(self, keys):
+        self.asked += keys
+        return [self.table(lr, epochs, seed) for _, lr, epochs, seed in keys]
+
+    def one(self, key):
+        return self.many([key])[0]
+
+
+def test_grids_span_the_method_range_at_each_budget(bench):
+    """5 = 5 lr x 1 epoch count (the middle), 10 = 5 x 2, 20 = 5 x 4, 40 = 8 x 5; both lr ends included."""
+    (lo, hi), (e_lo, e_hi), _, _ = bench.space_of("GradAscent")
+    for n in (5, 10, 20, 40):
+        points = bench.grid("GradAscent", n)
+        assert len(points) == n == len(set(points))
+        lrs = sorted({lr for lr, _ in points})
+        assert lrs[0] == pytest.approx(lo) and lrs[-1] == pytest.approx(hi)
+        assert all(e_lo <= e <= e_hi for _, e in points)
+
+
+def test_a_lucky_draw_leaves_the_front_before_the_hypervolume(bench, monkeypatch):
+    """Settings A (fq 0.1, mu 0.8) and B (0.01, 0.9) on every seed; C is drawn at (0.5, 0.95) on seed 0, dominating
+    both, but gives (0.001, 0.5) on seeds 1 and 2: its means (log10 fq -2.10, mu 0.65) are dominated by B once
+    confirmed. Front A, B from the target's log10 fq -6 and utility 0: 5 x 0.8 + 4 x (0.9 - 0.8) = 4.4; C's single
+    draw alone would have given 5.5 x 0.95 = 5.225."""
+    monkeypatch.setattr(bench, "target_forget_quality", lambda method: 1e-6)
+
+    def table(lr, epochs, seed):
+        if lr == 3e-4:
+            return (0.5, 0.95) if seed == 0 else (0.001, 0.5)
+        return (0.1, 0.8) if lr == 1e-4 else (0.01, 0.9)
+
+    oracle = Scripted(table)
+    settings = [(1e-4, 5), (2e-4, 5), (3e-4, 5)]
+    hv = bench.confirmed_hypervolume("GradAscent", settings, 3, oracle, default_first=False)
+    assert hv == pytest.approx(4.4)
+    assert {(lr, seed) for _, lr, _, seed in oracle.asked} >= {(3e-4, 1), (3e-4, 2)}  # C was confirmed
