@@ -17,9 +17,9 @@ A run is `run_experiment` on the embedded world exactly as a sweep trial (collap
 the experiment's evaluation limited to the two objectives' metrics), one torch thread per process. Runs are cached by
 (method, lr, epochs, seed) in a JSON-lines file shared by the processes, so strategies that meet the same setting
 (the default config, grid points, confirmations) pay for it once, and the benchmark resumes where it stopped.
-Prints each strategy's hypervolume (mean ± sd over sampler seeds) per budget, the ratios against the grid at the
-same budget and TPE at 20 trials against the 40-run grid (the goal: >= 1), and writes hypervolume.png and
-results.json.
+Prints each strategy's hypervolume (mean ± sd over sampler seeds) per budget with the runs it paid (exploration
+plus confirmation), the ratios against the grid at the same budget and TPE at 20 trials against the 40-run grid
+(the goal: >= 1), and writes hypervolume.png and results.json.
 """
 
 from __future__ import annotations
@@ -165,10 +165,11 @@ def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -
 
 def confirmed_hypervolume(
     method: str, settings: list[tuple[float, int]], repeats: int, oracle: Oracle, *, default_first: bool
-) -> float:
-    """The hypervolume of the front a sweep with these exploration settings would report: confirm.py's rounds over
-    `repeats` seeds (the first setting is the default config when `default_first`), then
-    leaderboard.rules.hypervolume from (log10 target forget_quality, 0)."""
+) -> tuple[float, int]:
+    """(hypervolume, runs) of the front a sweep with these exploration settings would report: confirm.py's rounds
+    over `repeats` seeds (the first setting is the default config when `default_first`), then
+    leaderboard.rules.hypervolume from (log10 target forget_quality, 0); runs = the distinct exploration settings
+    plus the confirmation runs it took (what the strategy paid)."""
     from unlearn_lab.benchmarks.tofu import TOFU
     from unlearn_lab.leaderboard.rules import hypervolume
     from unlearn_lab.sweep import confirm
@@ -191,7 +192,8 @@ def confirmed_hypervolume(
             draws[t][s] = point
     explored = confirm.settings(_trials(unique, draws, base, default_first), base, objectives)
     front = confirm.front(explored, floors, repeats)
-    return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0))
+    runs = sum(len(by_seed) for by_seed in draws.values())
+    return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0)), runs
 
 
 def _trials(unique: list[tuple[float, int]], draws: dict[int, dict[int, Point]], base: int, default: bool) -> list[Any]:
@@ -255,14 +257,17 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
     grid_points = {n: grid(method, n) for n in budgets}
     oracle.many([(method, lr, e, 0) for n in budgets for lr, e in grid_points[n]])  # the grid's runs, in parallel
     by: dict[str, dict[int, list[float]]] = {"grid": {n: [] for n in budgets}}
+    paid: dict[str, dict[int, list[int]]] = {"grid": {n: [] for n in budgets}}
     for n in budgets:
-        hv = confirmed_hypervolume(method, grid_points[n], args.repeats, oracle, default_first=False)
+        hv, runs = confirmed_hypervolume(method, grid_points[n], args.repeats, oracle, default_first=False)
         by["grid"][n].append(hv)
+        paid["grid"][n].append(runs)
     print(f"{method} grid: " + ", ".join(f"{n}: {by['grid'][n][-1]:.3f}" for n in budgets), flush=True)
     from concurrent.futures import ThreadPoolExecutor
 
     for name in ("random", "tpe"):
         by[name] = {n: [] for n in budgets}
+        paid[name] = {n: [] for n in budgets}
         with ThreadPoolExecutor(args.processes) as threads:  # sampler seeds side by side, one run each at a time
             seeds = range(args.seeds)
             explored = list(
@@ -277,25 +282,37 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
             )
         for seed, trials in enumerate(explored):
             for n in budgets:
-                hv = confirmed_hypervolume(method, trials[:n], args.repeats, oracle, default_first=True)
+                hv, runs = confirmed_hypervolume(method, trials[:n], args.repeats, oracle, default_first=True)
                 by[name][n].append(hv)
+                paid[name][n].append(runs)
             print(
                 f"{method} {name} seed {seed}: " + ", ".join(f"{n}: {by[name][n][-1]:.3f}" for n in budgets), flush=True
             )
-    return {"hypervolume": by, "target_forget_quality": target_forget_quality(method), "grids": grid_points}
+    return {
+        "hypervolume": by,
+        "runs": paid,
+        "target_forget_quality": target_forget_quality(method),
+        "grids": grid_points,
+    }
 
 
 def report(results: dict[str, Any], out: Path) -> None:
     budgets = results["budgets"]
     for method, data in results["methods"].items():
         hv = data["hypervolume"]
-        print(f"\n{method}: hypervolume of the confirmed front (mean ± sd over sampler seeds)")
-        print(f"{'trials':>7}  {'grid':>8}  {'random':>16}  {'tpe':>16}  {'tpe / grid':>10}")
+        runs = data.get("runs", {})
+        print(f"\n{method}: hypervolume of the confirmed front (mean ± sd over sampler seeds) [runs paid, with")
+        print("the confirmation runs, mean over sampler seeds]")
+        print(f"{'trials':>7}  {'grid':>14}  {'random':>22}  {'tpe':>22}  {'tpe / grid':>10}")
         for n in budgets:
-            g = hv["grid"][str(n)] if str(n) in hv["grid"] else hv["grid"][n]
+            g = _at(hv["grid"], n)
             r, t = _at(hv["random"], n), _at(hv["tpe"], n)
             ratio = statistics.mean(t) / g[0] if g[0] else math.inf
-            print(f"{n:>7}  {g[0]:8.3f}  {_pm(r):>16}  {_pm(t):>16}  {ratio:10.2f}")
+            cost = {k: f" [{statistics.mean(_at(runs[k], n)):.0f}]" if k in runs else "" for k in hv}
+            print(
+                f"{n:>7}  {g[0]:8.3f}{cost['grid']:>6}  {_pm(r):>16}{cost['random']:>6}  {_pm(t):>16}{cost['tpe']:>6}"
+                f"  {ratio:10.2f}"
+            )
         goal = statistics.mean(_at(hv["tpe"], 20)) / _at(hv["grid"], 40)[0] if 20 in budgets and 40 in budgets else None
         if goal is not None:
             print(f"tpe at 20 trials / grid at 40 runs: {goal:.2f} (goal >= 1)")

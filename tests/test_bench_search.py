@@ -58,6 +58,7 @@ def test_a_lucky_draw_leaves_the_front_before_the_hypervolume(bench, monkeypatch
 
     oracle = Scripted(table)
     settings = [(1e-4, 5), (2e-4, 5), (3e-4, 5)]
-    hv = bench.confirmed_hypervolume("GradAscent", settings, 3, oracle, default_first=False)
+    hv, runs = bench.confirmed_hypervolume("GradAscent", settings, 3, oracle, default_first=False)
     assert hv == pytest.approx(4.4)
+    assert runs == 9  # 3 settings x 3 seeds: every setting ended up confirmed
     assert {(lr, seed) for _, lr, _, seed in oracle.asked} >= {(3e-4, 1), (3e-4, 2)}  # C was confirmed
