@@ -46,6 +46,14 @@ def num(value: float | None) -> str:
     return f"{value:.2e}" if value != 0 and abs(value) < 1e-3 else f"{value:.4f}"
 
 
+def short_number(text: str | None) -> str:
+    """A param as a table shows it: 0.0007931510787466361 -> 0.000793 (the reproduce command keeps every digit)."""
+    try:
+        return f"{float(text):.3g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(text)
+
+
 def command(s: Setting, forget: str) -> str:
     """The `run` that repeats a setting over its seeds (method hyperparameters as --set)."""
     parts = ["unlearn-lab", "run", "--method", s.method, "--forget", forget]
@@ -108,7 +116,7 @@ def setting_rows(lb: Leaderboard, rule: str) -> list[list[str]]:
             out.append(["-", row.method, why, *([""] * (len(lb.headline) + 2)), *cost])
             continue
         values = [cell(chosen, m) for m in lb.headline]
-        where = [str(chosen.param("unlearn.lr")), str(chosen.param("unlearn.epochs"))]
+        where = [short_number(chosen.param("unlearn.lr")), str(chosen.param("unlearn.epochs"))]
         seeds = ",".join(map(str, chosen.seeds))
         out.append([lb.ranks[rule][row.method], row.method, *where, *values, seeds, *cost])
     return out
