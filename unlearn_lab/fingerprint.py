@@ -39,3 +39,27 @@ def platform_line(device: str = "cpu") -> str:
 
     capability = torch.backends.cpu.get_cpu_capability()
     return f"torch {torch.__version__}, CPU kernels {capability}, numerics {numerics_fingerprint(device)}"
+
+
+def software_tags(numerics: bool = True) -> dict[str, str]:
+    """The software and platform a run ran on: library versions, the commit and, with `numerics`, the numerics
+    fingerprint and CPU kernels (runs reproduce bit for bit only where they are the same). Without it nothing is
+    imported or computed (a `report` run, which trains nothing, records its versions in milliseconds)."""
+    import subprocess
+    from importlib import metadata
+    from pathlib import Path
+
+    tags = {name: metadata.version(name) for name in ("torch", "transformers", "accelerate")}
+    if numerics:
+        import torch
+
+        tags["numerics"] = numerics_fingerprint()
+        tags["cpu_kernels"] = torch.backends.cpu.get_cpu_capability()
+    try:
+        git = ["git", "rev-parse", "HEAD"]
+        found = subprocess.run(git, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
+        commit = found.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    tags["git_commit"] = commit or "unknown"
+    return tags

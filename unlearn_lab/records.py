@@ -3,9 +3,7 @@ every TOFU metric at the optimizer step their epoch ended) and the headline metr
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 from unlearn_lab.benchmarks import Benchmark
 from unlearn_lab.evaluation import EvalResult, top_level_metrics
@@ -14,29 +12,10 @@ from unlearn_lab.plan import Plan
 
 
 def version_tags() -> dict[str, str]:
-    """The software and platform a run ran on: library versions, the commit, and the numerics fingerprint (runs
-    reproduce bit for bit only where it is the same: unlearn_lab/fingerprint.py)."""
-    import accelerate
-    import torch
-    import transformers
+    """The software and platform a run ran on (fingerprint.software_tags, with the numerics fingerprint)."""
+    from unlearn_lab.fingerprint import software_tags
 
-    from unlearn_lab.fingerprint import numerics_fingerprint
-
-    tags = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "accelerate": accelerate.__version__,
-        "numerics": numerics_fingerprint(),
-        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
-    }
-    try:
-        git = ["git", "rev-parse", "HEAD"]
-        found = subprocess.run(git, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False)
-        commit = found.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    tags["git_commit"] = commit or "unknown"
-    return tags
+    return software_tags(numerics=True)
 
 
 def headline(summary: dict, benchmark: Benchmark) -> dict[str, float]:

@@ -131,7 +131,7 @@ def write(board: Leaderboard, out: Path) -> list[Path]:
 
 def log_report(tracker, board: Leaderboard, paths: list[Path]) -> str:
     """A `report` run holding the files (its HTML page is the comparison MLflow's artifact viewer shows)."""
-    from unlearn_lab.records import version_tags
+    from unlearn_lab.fingerprint import software_tags
 
     f = board.filters
     tags = {
@@ -141,7 +141,7 @@ def log_report(tracker, board: Leaderboard, paths: list[Path]) -> str:
         "methods": ",".join(r.method for r in board.rows),
         "studies": ",".join(f.studies),
         "rules": " | ".join(board.statement())[:4000],
-        **version_tags(),
+        **software_tags(numerics=False),
     }
     run_id = tracker.start_run(tracker.unique_name(f"report-{f.benchmark}-{f.forget_split}"), tags=tags)
     for path in paths:
