@@ -24,10 +24,10 @@ SETS = [x for item in TINY for x in ("--set", item)]
 def test_interrupt_marks_the_trial_and_the_study_resumes(tmp_path, prepared, sig):
     """Ctrl-C (SIGINT to the process group) or a scheduler's SIGTERM (to the process) mid-trial: the trial ends
     FAIL with the reason, its MLflow run KILLED, its parameters queued again; the rerun completes the study.
-    Trials run 12 epochs (a few seconds each, no early stop) so that the trial seen RUNNING is still running when
+    Trials run 12-13 epochs (a few seconds each, no early stop) so that the trial seen RUNNING is still running when
     the signal lands on a loaded machine (at 2 epochs the whole sweep could end between reading the study and the
     signal)."""
-    long = ("--epochs-range", "12:12", "--collapse-utility", "0")
+    long = ("--epochs-range", "12:13", "--collapse-utility", "0")
     proc = sweep_cli(tmp_path, "--trials", "3", *long, wait=False)
     deadline, sent = time.time() + 300, None
     while time.time() < deadline and sent is None:
