@@ -40,9 +40,15 @@ def sweep_cli(tmp_path: Path, *args: str, wait: bool = True) -> Any:
         *(() if "--repeats" in args else ("--repeats", "1")),  # single draws unless a test confirms on seeds
     ]
     env = {**os.environ, "UNLEARN_LAB_THREADS": "1", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db"}
-    if not wait:
+    if not wait:  # Ctrl-C reaches it even when the tests run in a background job, which ignores SIGINT
         return subprocess.Popen(
-            cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
