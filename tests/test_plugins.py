@@ -118,6 +118,15 @@ def test_a_method_from_a_module_without_packaging(tmp_path, monkeypatch):
         get_method("no_such_module:SPEC")
 
 
+def declare(folder: Path, name: str, version: str, group: str, entries: str) -> None:
+    """A distribution declared by hand: a dist-info folder with its METADATA and entry points (on sys.path once
+    `folder` is)."""
+    info = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entries}\n")
+
+
 def test_broken_plugins_are_one_line_each_and_the_built_ins_still_work(tmp_path, monkeypatch, caplog):
     """Three distributions declared by hand (dist-info folders on sys.path): one whose module fails to import, one
     whose object is not a MethodSpec, one that takes a built-in's name. Each is one warning naming the plugin and
@@ -130,10 +139,7 @@ def test_broken_plugins_are_one_line_each_and_the_built_ins_still_work(tmp_path,
         ("wrong", "Wrong = wrong_mod:THING"),
         ("clash", "NPO = clash_mod:SPEC"),
     ):
-        info = tmp_path / f"{dist}_plugin-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}-plugin\nVersion: 1.0\n")
-        (info / "entry_points.txt").write_text(f"[unlearn_lab.methods]\n{entry}\n")
+        declare(tmp_path, f"{dist}-plugin", "1.0", "unlearn_lab.methods", entry)
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.refresh()
     try:
@@ -168,12 +174,8 @@ def test_benchmark_plugins_are_checked_against_the_interface(tmp_path, monkeypat
         "class Clash(Tofu):\n    name = 'muse'\n"
         "CLASH = Clash()\n"
     )
-    info = tmp_path / "bench_plugin-2.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-plugin\nVersion: 2.0\n")
-    (info / "entry_points.txt").write_text(
-        "[unlearn_lab.benchmarks]\ntofu_copy = bench_mod:COPY\nhalf = bench_mod:HALF\nmuse = bench_mod:CLASH\n"
-    )
+    entries = "tofu_copy = bench_mod:COPY\nhalf = bench_mod:HALF\nmuse = bench_mod:CLASH"
+    declare(tmp_path, "bench-plugin", "2.0", "unlearn_lab.benchmarks", entries)
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.refresh()
     try:
