@@ -128,6 +128,13 @@ def grid(method: str, n: int) -> list[tuple[float, int]]:
     return [(float(f"{lr:.4g}"), e) for lr in lrs for e in epochs]
 
 
+def startup_of(strategy: str) -> int:
+    """The start-up length of a TPE strategy: "tpe" -> the sweep's default, "tpe-s5" -> 5."""
+    from unlearn_lab.sweep.study import STARTUP_TRIALS
+
+    return int(strategy.removeprefix("tpe-s")) if strategy.startswith("tpe-s") else STARTUP_TRIALS
+
+
 def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -> list[tuple[float, int]]:
     """n trials of the sweep's own loop in memory: the default config first, then the sampler's draws, each told
     its seed-0 draw and the collapse constraint, as worker.py does."""
@@ -136,14 +143,14 @@ def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -
     import optuna
 
     from unlearn_lab.metrics.functions import log10_forget_quality
+    from unlearn_lab.sweep import study as sweep_study
 
     _, _, cfg, space = space_of(method)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = (  # the sweep's own sampler (sweep/study.py::_sampler) against random search
-        optuna.samplers.TPESampler(seed=seed, multivariate=True)
-        if sampler_name == "tpe"
-        else optuna.samplers.RandomSampler(seed=seed)
-    )
+    if sampler_name == "random":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
+    else:  # "tpe" is the sweep's own sampler; "tpe-s5" the same with 5 start-up trials
+        sampler = sweep_study.sampler(seed, startup_of(sampler_name))
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     study.enqueue_trial({"lr": cfg.unlearn.lr, "epochs": cfg.unlearn.epochs})
     floor = cfg.sweep.collapse_utility
@@ -236,6 +243,11 @@ def main() -> None:
     parser.add_argument("--budgets", default="5,10,20,40")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--startup",
+        default="",
+        help="other start-up lengths of TPE to measure next to the sweep's default (e.g. 5: strategy tpe-s5)",
+    )
     parser.add_argument("--out", default=str(REPO / "saves" / "bench_search"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -265,7 +277,10 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
     print(f"{method} grid: " + ", ".join(f"{n}: {by['grid'][n][-1]:.3f}" for n in budgets), flush=True)
     from concurrent.futures import ThreadPoolExecutor
 
-    for name in ("random", "tpe"):
+    from unlearn_lab.sweep.study import STARTUP_TRIALS
+
+    others = [f"tpe-s{n}" for n in args.startup.split(",") if n.strip() and int(n) != STARTUP_TRIALS]
+    for name in ("random", "tpe", *others):
         by[name] = {n: [] for n in budgets}
         paid[name] = {n: [] for n in budgets}
         with ThreadPoolExecutor(args.processes) as threads:  # sampler seeds side by side, one run each at a time
@@ -293,6 +308,7 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
         "runs": paid,
         "target_forget_quality": target_forget_quality(method),
         "grids": grid_points,
+        "tpe_startup": STARTUP_TRIALS,
     }
 
 
@@ -301,21 +317,22 @@ def report(results: dict[str, Any], out: Path) -> None:
     for method, data in results["methods"].items():
         hv = data["hypervolume"]
         runs = data.get("runs", {})
+        names = list(hv)  # grid, random, tpe, then any other start-up lengths
         print(f"\n{method}: hypervolume of the confirmed front (mean ± sd over sampler seeds) [runs paid, with")
-        print("the confirmation runs, mean over sampler seeds]")
-        print(f"{'trials':>7}  {'grid':>14}  {'random':>22}  {'tpe':>22}  {'tpe / grid':>10}")
+        print(f"the confirmation runs, mean over sampler seeds]; tpe starts with {data.get('tpe_startup', 10)} random")
+        print(f"{'trials':>7}  " + "  ".join(f"{name:>22}" for name in names) + f"  {'tpe / grid':>10}")
         for n in budgets:
-            g = _at(hv["grid"], n)
-            r, t = _at(hv["random"], n), _at(hv["tpe"], n)
-            ratio = statistics.mean(t) / g[0] if g[0] else math.inf
-            cost = {k: f" [{statistics.mean(_at(runs[k], n)):.0f}]" if k in runs else "" for k in hv}
-            print(
-                f"{n:>7}  {g[0]:8.3f}{cost['grid']:>6}  {_pm(r):>16}{cost['random']:>6}  {_pm(t):>16}{cost['tpe']:>6}"
-                f"  {ratio:10.2f}"
-            )
-        goal = statistics.mean(_at(hv["tpe"], 20)) / _at(hv["grid"], 40)[0] if 20 in budgets and 40 in budgets else None
-        if goal is not None:
-            print(f"tpe at 20 trials / grid at 40 runs: {goal:.2f} (goal >= 1)")
+            cells = []
+            for name in names:
+                cost = f" [{statistics.mean(_at(runs[name], n)):.0f}]" if name in runs else ""
+                cells.append(f"{_pm(_at(hv[name], n)):>16}{cost:>6}")
+            grid_n = _at(hv["grid"], n)[0]
+            ratio = statistics.mean(_at(hv["tpe"], n)) / grid_n if grid_n else math.inf
+            print(f"{n:>7}  " + "  ".join(cells) + f"  {ratio:10.2f}")
+        if 20 in budgets and 40 in budgets:
+            for name in names[2:]:
+                goal = statistics.mean(_at(hv[name], 20)) / _at(hv["grid"], 40)[0]
+                print(f"{name} at 20 trials / grid at 40 runs: {goal:.2f} (goal >= 1)")
     plot(results, out / "hypervolume.png")
 
 
@@ -338,7 +355,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     budgets = results["budgets"]
     for ax, method in zip(axes[0], methods, strict=True):
         hv = results["methods"][method]["hypervolume"]
-        for name, style in (("grid", "s--"), ("random", "^-"), ("tpe", "o-")):
+        styles = {"grid": "s--", "random": "^-", "tpe": "o-"}
+        for name in hv:
+            style = styles.get(name, "D:")
             means = [statistics.mean(_at(hv[name], n)) for n in budgets]
             sds = [statistics.stdev(_at(hv[name], n)) if len(_at(hv[name], n)) > 1 else 0 for n in budgets]
             ax.errorbar(budgets, means, yerr=sds, fmt=style, capsize=3, label=name)

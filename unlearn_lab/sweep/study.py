@@ -190,13 +190,13 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
     study = optuna.create_study(
         study_name=spec.study_name,
         storage=storage,
-        sampler=_sampler(spec, spec.seed + worker),
+        sampler=sampler(spec.seed + worker),
         directions=["maximize", "maximize"],
         load_if_exists=True,
     )
     existing = len(study.get_trials(deepcopy=False))
     if existing:
-        study.sampler = _sampler(spec, spec.seed + worker + 7919 * existing)
+        study.sampler = sampler(spec.seed + worker + 7919 * existing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([o.name for o in spec.objectives])
@@ -204,11 +204,15 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
     return StudyHandle(study, storage, storage.get_study_id_from_name(spec.study_name), interval)
 
 
-def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.TPESampler:
-    """Multivariate TPE; it reads each trial's constraints (worker.constraints: collapsed utility, --min-utility)."""
+STARTUP_TRIALS = 10  # Optuna's default; benchmarks/bench_search.py --startup measures other lengths
+
+
+def sampler(seed: int, startup: int = STARTUP_TRIALS) -> optuna.samplers.TPESampler:
+    """The sweep's sampler: multivariate TPE after `startup` random trials; it reads each trial's constraints
+    (worker.constraints: collapsed utility, --min-utility)."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
 
 
 def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
