@@ -9,11 +9,11 @@ run reaches them. Every TOFU number is what it was before the interface (checked
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from unlearn_lab.benchmarks import Objective
+from unlearn_lab.benchmarks import tofu_scores as scores
 from unlearn_lab.config import ExperimentConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.data.unlearning import UnlearnData
@@ -35,31 +35,10 @@ class Tofu:
 
     name = "tofu"
     eval_file, summary_file = "TOFU_EVAL.json", "TOFU_SUMMARY.json"
-    headline: tuple[str, ...] = (
-        "forget_quality",
-        "model_utility",
-        "privleak",
-        "forget_Q_A_ROUGE",
-        "forget_Q_A_Prob",
-        "forget_truth_ratio",
-        "extraction_strength",
-    )
-    # forget_quality (a KS p-value against the retain model) on log10: it spans 1e-239..1
-    objectives: tuple[Objective, Objective] = (
-        Objective("forget_quality", "max", log=True),
-        Objective("model_utility", "max"),
-    )
-    # --objectives: the headline metrics with their direction (privleak: 0 is the retain model's; truth ratio's
-    # direction depends on what one wants of a retain-like model, so it is not offered)
-    objective_choices: Mapping[str, Objective] = {
-        "forget_quality": objectives[0],
-        "model_utility": objectives[1],
-        "privleak": Objective("privleak", "min", absolute=True),
-        "forget_Q_A_ROUGE": Objective("forget_Q_A_ROUGE", "min"),
-        "forget_Q_A_Prob": Objective("forget_Q_A_Prob", "min"),
-        "extraction_strength": Objective("extraction_strength", "min"),
-    }
-    forget_threshold = 0.05  # the leaderboard's rule (b): forget_quality at least this
+    headline = scores.HEADLINE
+    objectives = scores.OBJECTIVES
+    objective_choices = scores.OBJECTIVE_CHOICES
+    forget_threshold = scores.FORGET_THRESHOLD
     has_alternate = True  # "I don't know" answers (the split idk)
     pretrains_base = True  # the embedded base reads the general-knowledge corpus first
     folder_kind = "a folder of TOFU files (full.json, forget10.json, ... as .json, .jsonl or .parquet)"

@@ -12,19 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from unlearn_lab.benchmarks.tofu_scores import HEADLINE
 from unlearn_lab.leaderboard import rules as R
 from unlearn_lab.leaderboard.collect import Compute, Filters, Setting, compute, references, settings
 from unlearn_lab.tracking import TrackedRun
 
-TOFU_HEADLINE = (  # the mean ± sd each selected setting shows when the store's benchmark is not given
-    "forget_quality",
-    "model_utility",
-    "privleak",
-    "forget_Q_A_ROUGE",
-    "forget_Q_A_Prob",
-    "forget_truth_ratio",
-    "extraction_strength",
-)
+TOFU_HEADLINE = HEADLINE  # the mean ± sd each selected setting shows when the store's benchmark is not given
 
 
 @dataclass(frozen=True)

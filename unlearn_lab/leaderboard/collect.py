@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from unlearn_lab.benchmarks import Objective
+from unlearn_lab.benchmarks.tofu_scores import OBJECTIVES
 from unlearn_lab.seeds import Spread, spread
 from unlearn_lab.tracking import TrackedRun
 
 Axes = tuple[Objective, Objective]  # (forget, utility): the trade-off a leaderboard judges, its benchmark's objectives
-TOFU_AXES: Axes = (Objective("forget_quality", "max", log=True), Objective("model_utility", "max"))
+TOFU_AXES: Axes = OBJECTIVES  # the default: most stores are TOFU's
 
 NOT_SETTINGS = ("unlearn.seed",)  # params that tell seeds apart, not settings
 PARENT_KINDS = ("sweep", "repeated", "eval", "reference", "report")
