@@ -3,7 +3,10 @@ sampler (multivariate TPE with the collapse constraint), random search, and the 
 hand at the same run counts, on the embedded world, for each method asked (default GradAscent and NPO).
 
     .venv/bin/python benchmarks/bench_search.py [--methods GradAscent,NPO] [--seeds 3] [--budgets 5,10,20,40]
-        [--repeats 3] [--processes 2] [--cache saves/bench_search/runs.jsonl] [--out saves/bench_search]
+        [--strategies random,tpe] [--repeats 3] [--processes 2] [--out saves/bench_search]
+
+--strategies adds other samplers (tpe-sN: the sweep's TPE with N random start-up trials; gp, gp-sN: Optuna's
+GPSampler) to compare before changing the sweep's default.
 
 Every strategy is judged as a sweep judges itself: its first N trials are single draws on the experiment's seed,
 then sweep/confirm.py decides which settings are confirmed over `--repeats` seeds (rounds until the front on means
@@ -19,7 +22,8 @@ the experiment's evaluation limited to the two objectives' metrics), one torch t
 (the default config, grid points, confirmations) pay for it once, and the benchmark resumes where it stopped.
 Prints each strategy's hypervolume (mean ± sd over sampler seeds) per budget with the runs it paid (exploration
 plus confirmation), the ratios against the grid at the same budget and TPE at 20 trials against the 40-run grid
-(the goal: >= 1), and writes hypervolume.png and results.json.
+(the goal: >= 1), the best known hypervolume (the confirmed front over every setting measured on all seeds, by any
+strategy: how much was left to find) and each strategy's share of it, and writes hypervolume.png and results.json.
 """
 
 from __future__ import annotations
@@ -128,11 +132,22 @@ def grid(method: str, n: int) -> list[tuple[float, int]]:
     return [(float(f"{lr:.4g}"), e) for lr in lrs for e in epochs]
 
 
-def startup_of(strategy: str) -> int:
-    """The start-up length of a TPE strategy: "tpe" -> the sweep's default, "tpe-s5" -> 5."""
-    from unlearn_lab.sweep.study import STARTUP_TRIALS
+def make_sampler(strategy: str, seed: int) -> Any:
+    """A strategy's sampler: "random"; "tpe", the sweep's own (sweep/study.py::sampler); "tpe-s5", the same with
+    5 random start-up trials; "gp" / "gp-s5", Optuna's GPSampler (log constrained expected hypervolume
+    improvement) after its default / 5 start-up trials."""
+    import optuna
 
-    return int(strategy.removeprefix("tpe-s")) if strategy.startswith("tpe-s") else STARTUP_TRIALS
+    from unlearn_lab.sweep import study as sweep_study
+
+    kind, _, startup = strategy.partition("-s")
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "tpe":
+        return sweep_study.sampler(seed, int(startup) if startup else sweep_study.STARTUP_TRIALS)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=int(startup) if startup else 10)  # 10: Optuna's
+    raise SystemExit(f"unknown strategy '{strategy}': random, tpe, tpe-sN, gp or gp-sN")
 
 
 def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -> list[tuple[float, int]]:
@@ -143,15 +158,11 @@ def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -
     import optuna
 
     from unlearn_lab.metrics.functions import log10_forget_quality
-    from unlearn_lab.sweep import study as sweep_study
 
     _, _, cfg, space = space_of(method)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if sampler_name == "random":
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
-    else:  # "tpe" is the sweep's own sampler; "tpe-s5" the same with 5 start-up trials
-        sampler = sweep_study.sampler(seed, startup_of(sampler_name))
-    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=make_sampler(sampler_name, seed))
     study.enqueue_trial({"lr": cfg.unlearn.lr, "epochs": cfg.unlearn.epochs})
     floor = cfg.sweep.collapse_utility
     settings = []
@@ -203,6 +214,30 @@ def confirmed_hypervolume(
     return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0)), runs
 
 
+def best_known(method: str, repeats: int, oracle: Oracle) -> tuple[float, int]:
+    """(hypervolume, settings) of the confirmed front over every setting of `method` the cache holds on all
+    `repeats` seeds, whichever strategy ran it: the most any strategy could have reported from what was measured
+    (no new runs), so how close a strategy comes to it says how much was left to find."""
+    from unlearn_lab.benchmarks.tofu import TOFU
+    from unlearn_lab.leaderboard.rules import hypervolume
+    from unlearn_lab.sweep import confirm
+
+    _, _, cfg, _ = space_of(method)
+    base = cfg.unlearn.seed
+    seeds = range(base, base + repeats)
+    by_setting: dict[tuple[float, int], dict[int, Point]] = {}
+    for key, point in oracle.known.items():
+        name, lr, epochs, seed = key.split("|")
+        if name == method and int(seed) in seeds:
+            by_setting.setdefault((float(lr), int(epochs)), {})[int(seed)] = point
+    complete = {k: v for k, v in by_setting.items() if len(v) == repeats}
+    unique = list(complete)
+    draws = {i: complete[k] for i, k in enumerate(unique)}
+    explored = confirm.settings(_trials(unique, draws, base, False), base, TOFU.objectives)
+    front = confirm.front(explored, (cfg.sweep.collapse_utility,), repeats)
+    return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0)), len(complete)
+
+
 def _trials(unique: list[tuple[float, int]], draws: dict[int, dict[int, Point]], base: int, default: bool) -> list[Any]:
     """The draws as confirm.settings reads trials: exploration trial i (seed base), confirmation trials."""
     from types import SimpleNamespace
@@ -244,9 +279,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
-        "--startup",
-        default="",
-        help="other start-up lengths of TPE to measure next to the sweep's default (e.g. 5: strategy tpe-s5)",
+        "--strategies",
+        default="random,tpe",
+        help="samplers next to the grids: random, tpe (the sweep's own), tpe-sN (N start-up trials), gp, gp-sN",
     )
     parser.add_argument("--out", default=str(REPO / "saves" / "bench_search"))
     args = parser.parse_args()
@@ -279,31 +314,21 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
 
     from unlearn_lab.sweep.study import STARTUP_TRIALS
 
-    others = [f"tpe-s{n}" for n in args.startup.split(",") if n.strip() and int(n) != STARTUP_TRIALS]
-    for name in ("random", "tpe", *others):
-        by[name] = {n: [] for n in budgets}
-        paid[name] = {n: [] for n in budgets}
-        with ThreadPoolExecutor(args.processes) as threads:  # sampler seeds side by side, one run each at a time
-            seeds = range(args.seeds)
-            explored = list(
-                threads.map(
-                    sampled,
-                    [method] * len(seeds),
-                    [name] * len(seeds),
-                    seeds,
-                    [top] * len(seeds),
-                    [oracle] * len(seeds),
-                )
-            )
-        for seed, trials in enumerate(explored):
-            for n in budgets:
-                hv, runs = confirmed_hypervolume(method, trials[:n], args.repeats, oracle, default_first=True)
-                by[name][n].append(hv)
-                paid[name][n].append(runs)
-            print(
-                f"{method} {name} seed {seed}: " + ", ".join(f"{n}: {by[name][n][-1]:.3f}" for n in budgets), flush=True
-            )
+    names = [n for n in args.strategies.split(",") if n]
+    jobs = [(name, seed) for name in names for seed in range(args.seeds)]
+    with ThreadPoolExecutor(len(jobs)) as threads:  # every sampler seed in flight; the process pool runs 2 at a time
+        explored = list(threads.map(lambda job: sampled(method, job[0], job[1], top, oracle), jobs))
+    for (name, seed), trials in zip(jobs, explored, strict=True):
+        by.setdefault(name, {n: [] for n in budgets})
+        paid.setdefault(name, {n: [] for n in budgets})
+        for n in budgets:
+            hv, runs = confirmed_hypervolume(method, trials[:n], args.repeats, oracle, default_first=True)
+            by[name][n].append(hv)
+            paid[name][n].append(runs)
+        print(f"{method} {name} seed {seed}: " + ", ".join(f"{n}: {by[name][n][-1]:.3f}" for n in budgets), flush=True)
+    ceiling, pooled = best_known(method, args.repeats, oracle)
     return {
+        "best_known": {"hypervolume": ceiling, "settings": pooled},
         "hypervolume": by,
         "runs": paid,
         "target_forget_quality": target_forget_quality(method),
@@ -327,10 +352,26 @@ def report(results: dict[str, Any], out: Path) -> None:
                 cost = f" [{statistics.mean(_at(runs[name], n)):.0f}]" if name in runs else ""
                 cells.append(f"{_pm(_at(hv[name], n)):>16}{cost:>6}")
             grid_n = _at(hv["grid"], n)[0]
-            ratio = statistics.mean(_at(hv["tpe"], n)) / grid_n if grid_n else math.inf
+            tpe = _at(hv["tpe"], n) if "tpe" in hv else [math.nan]
+            ratio = statistics.mean(tpe) / grid_n if grid_n else math.inf
             print(f"{n:>7}  " + "  ".join(cells) + f"  {ratio:10.2f}")
+        if "best_known" in data:
+            best = data["best_known"]
+            print(
+                f"best known: {best['hypervolume']:.3f}, the confirmed front over all {best['settings']} settings "
+                "measured on every seed (any strategy); each budget's share of it:"
+            )
+            print(
+                "  "
+                + "; ".join(
+                    f"{name} at {n}: {statistics.mean(_at(hv[name], n)) / best['hypervolume']:.2f}"
+                    for name in names
+                    for n in budgets
+                    if n >= 20
+                )
+            )
         if 20 in budgets and 40 in budgets:
-            for name in names[2:]:
+            for name in [n for n in names if n not in ("grid", "random")]:
                 goal = statistics.mean(_at(hv[name], 20)) / _at(hv["grid"], 40)[0]
                 print(f"{name} at 20 trials / grid at 40 runs: {goal:.2f} (goal >= 1)")
     plot(results, out / "hypervolume.png")
@@ -361,6 +402,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
             means = [statistics.mean(_at(hv[name], n)) for n in budgets]
             sds = [statistics.stdev(_at(hv[name], n)) if len(_at(hv[name], n)) > 1 else 0 for n in budgets]
             ax.errorbar(budgets, means, yerr=sds, fmt=style, capsize=3, label=name)
+        best = results["methods"][method].get("best_known")
+        if best:
+            ax.axhline(best["hypervolume"], color="grey", linestyle=":", label="best known (all measured)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.set_xlabel("trials (runs of exploration)")

@@ -62,3 +62,40 @@ def test_a_lucky_draw_leaves_the_front_before_the_hypervolume(bench, monkeypatch
     assert hv == pytest.approx(4.4)
     assert runs == 9  # 3 settings x 3 seeds: every setting ended up confirmed
     assert {(lr, seed) for _, lr, _, seed in oracle.asked} >= {(3e-4, 1), (3e-4, 2)}  # C was confirmed
+
+
+def test_best_known_pools_every_setting_measured_on_all_seeds(bench, monkeypatch):
+    """The ceiling line: the confirmed front over all cached settings of the method, whatever strategy ran them;
+    a setting missing a seed is left out however good its draw, another method's runs are not read."""
+    monkeypatch.setattr(bench, "target_forget_quality", lambda method: 1e-3)  # reference point (-3, 0)
+    known = {}
+    for seed in (0, 1, 2):
+        known[bench.cache_key(("GradAscent", 1e-4, 4, seed))] = (0.1, 0.9)  # A: (-1, 0.9)
+        known[bench.cache_key(("GradAscent", 2e-4, 5, seed))] = (0.5, (0.4, 0.5, 0.6)[seed])  # B: (-0.301, 0.5)
+        known[bench.cache_key(("GradAscent", 1e-4, 5, seed))] = (0.05, 0.8)  # dominated by A
+        known[bench.cache_key(("NPO", 1e-4, 4, seed))] = (1.0, 0.99)  # another method
+    known[bench.cache_key(("GradAscent", 3e-4, 6, 0))] = (1.0, 0.95)  # one seed only: not confirmed
+
+    class Known:
+        pass
+
+    oracle = Known()
+    oracle.known = known
+    hv, settings = bench.best_known("GradAscent", 3, oracle)
+    # by hand: A covers (-1 - -3) x 0.9 = 1.8; B adds (log10(0.5) - -1) x 0.5
+    assert hv == pytest.approx(1.8 + (-0.30103 + 1) * 0.5, abs=1e-5)
+    assert settings == 3
+
+
+def test_strategies_name_their_samplers(bench):
+    import optuna
+
+    from unlearn_lab.sweep.study import STARTUP_TRIALS
+
+    assert isinstance(bench.make_sampler("random", 0), optuna.samplers.RandomSampler)
+    tpe, short = bench.make_sampler("tpe", 0), bench.make_sampler("tpe-s5", 0)
+    assert isinstance(tpe, optuna.samplers.TPESampler) and isinstance(short, optuna.samplers.TPESampler)
+    assert (tpe._n_startup_trials, short._n_startup_trials) == (STARTUP_TRIALS, 5)
+    assert isinstance(bench.make_sampler("gp-s5", 0), optuna.samplers.GPSampler)
+    with pytest.raises(SystemExit, match="unknown strategy 'cmaes'"):
+        bench.make_sampler("cmaes", 0)
