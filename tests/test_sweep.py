@@ -710,7 +710,7 @@ def test_a_methods_comparison_runs_a_study_per_method_then_the_leaderboard(tmp_p
         assert len(explored) == 2 and all(t.params.keys() == {"lr", "epochs"} for t in explored)
         assert any("confirms" in t.user_attrs for t in study.trials)  # confirmed on a second seed
     assert "# Leaderboard: tofu, forget10" in done.stdout and "| NPO |" in done.stdout
-    out = tmp_path / "saves" / "report" / "GradAscent_NPO"
+    out = tmp_path / "saves" / "report" / "cmp"  # the studies' name, without the method
     assert (out / "leaderboard.md").is_file() and (out / "leaderboard.html").is_file()
     _, _, runs = load(tmp_path, "cmp_NPO")
     (board,) = [r for r in runs if r.data.tags.get("kind") == "report"]

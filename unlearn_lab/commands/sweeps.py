@@ -202,7 +202,8 @@ def run_study(spec: SweepSpec, workers: int) -> None:
 
 def leaderboard(specs: list[SweepSpec], tracking_uri: str | None) -> None:
     """The report of a --methods comparison: its studies' runs only, the seeds they were confirmed on, judged on
-    the objectives the studies searched."""
+    the objectives the studies searched, written to saves/report/<the studies' name without the method> (`--study
+    cmp`: saves/report/cmp)."""
     from unlearn_lab.leaderboard.command import ReportArgs, report
 
     first = specs[0]
@@ -213,7 +214,7 @@ def leaderboard(specs: list[SweepSpec], tracking_uri: str | None) -> None:
         min_seeds=first.repeats,
         objectives=",".join(o.metric for o in first.objectives),
         tracking_uri=tracking_uri,
-        out=str(first.saves / "report" / "_".join(s.cfg.unlearn.method for s in specs)[:80]),
+        out=str(first.saves / "report" / first.study_name.replace(f"_{first.cfg.unlearn.method}", "", 1)),
     )
     report(args, say=say)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def report(args: ReportArgs, say: Callable[[str], None] = print) -> Leaderboard:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         raise UsageError(f"no tracking database at {uri[len('sqlite:///') :]}; give the store with --tracking-uri")
     tracker = MlflowTracker(uri)
-    runs = tracker.search()
+    runs = tracker.search(server_filter(filters))
     board = build(runs, filters, rules, store=uri, headline=tuple(args.benchmark_obj().headline))
     if not board.rows:
         f = board.filters
@@ -98,6 +99,14 @@ def report(args: ReportArgs, say: Callable[[str], None] = print) -> Leaderboard:
     say(paths[0].read_text())
     say(f"wrote {', '.join(p.name for p in paths)} to {args.out_dir}")
     return board
+
+
+def server_filter(filters: Filters) -> str:
+    """The part of the filters the store applies itself: the forget split (every run a report reads carries the
+    tag; evaluation runs, half of a store's runs and most of its metrics, do not). A split the filter syntax
+    cannot quote is filtered here instead."""
+    split = filters.forget_split
+    return f"tags.forget_split = '{split}'" if re.fullmatch(r"[\w.-]+", split) else ""
 
 
 def write(board: Leaderboard, out: Path) -> list[Path]:
