@@ -133,9 +133,8 @@ def grid(method: str, n: int) -> list[tuple[float, int]]:
 
 
 def make_sampler(strategy: str, seed: int) -> Any:
-    """A strategy's sampler: "random"; "tpe", the sweep's own (sweep/study.py::sampler); "tpe-s5", the same with
-    5 random start-up trials; "gp" / "gp-s5", Optuna's GPSampler (log constrained expected hypervolume
-    improvement) after its default / 5 start-up trials."""
+    """A strategy's sampler: "random"; "tpe" / "gp", the sweep's samplers (sweep/study.py::sampler, its default
+    is study.SAMPLER) after Optuna's 10 random start-up trials; "tpe-s5" / "gp-s5", the same after 5."""
     import optuna
 
     from unlearn_lab.sweep import study as sweep_study
@@ -143,10 +142,8 @@ def make_sampler(strategy: str, seed: int) -> Any:
     kind, _, startup = strategy.partition("-s")
     if strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "tpe":
-        return sweep_study.sampler(seed, int(startup) if startup else sweep_study.STARTUP_TRIALS)
-    if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=int(startup) if startup else 10)  # 10: Optuna's
+    if kind in ("tpe", "gp"):
+        return sweep_study.sampler(seed, kind, int(startup) if startup else sweep_study.STARTUP_TRIALS)
     raise SystemExit(f"unknown strategy '{strategy}': random, tpe, tpe-sN, gp or gp-sN")
 
 
@@ -312,7 +309,7 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
     print(f"{method} grid: " + ", ".join(f"{n}: {by['grid'][n][-1]:.3f}" for n in budgets), flush=True)
     from concurrent.futures import ThreadPoolExecutor
 
-    from unlearn_lab.sweep.study import STARTUP_TRIALS
+    from unlearn_lab.sweep.study import SAMPLER, STARTUP_TRIALS
 
     names = [n for n in args.strategies.split(",") if n]
     jobs = [(name, seed) for name in names for seed in range(args.seeds)]
@@ -333,7 +330,8 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
         "runs": paid,
         "target_forget_quality": target_forget_quality(method),
         "grids": grid_points,
-        "tpe_startup": STARTUP_TRIALS,
+        "startup": STARTUP_TRIALS,
+        "sweep_sampler": SAMPLER,
     }
 
 
@@ -342,18 +340,19 @@ def report(results: dict[str, Any], out: Path) -> None:
     for method, data in results["methods"].items():
         hv = data["hypervolume"]
         runs = data.get("runs", {})
-        names = list(hv)  # grid, random, tpe, then any other start-up lengths
+        names = list(hv)  # grid, random, then the samplers asked for
+        own = data.get("sweep_sampler", "tpe")  # the sweep's default sampler when this ran
         print(f"\n{method}: hypervolume of the confirmed front (mean ± sd over sampler seeds) [runs paid, with")
-        print(f"the confirmation runs, mean over sampler seeds]; tpe starts with {data.get('tpe_startup', 10)} random")
-        print(f"{'trials':>7}  " + "  ".join(f"{name:>22}" for name in names) + f"  {'tpe / grid':>10}")
+        print(f"the confirmation runs, mean over sampler seeds]; samplers start with {data.get('startup', 10)} random")
+        print(f"{'trials':>7}  " + "  ".join(f"{name:>22}" for name in names) + f"  {own + ' / grid':>10}")
         for n in budgets:
             cells = []
             for name in names:
                 cost = f" [{statistics.mean(_at(runs[name], n)):.0f}]" if name in runs else ""
                 cells.append(f"{_pm(_at(hv[name], n)):>16}{cost:>6}")
             grid_n = _at(hv["grid"], n)[0]
-            tpe = _at(hv["tpe"], n) if "tpe" in hv else [math.nan]
-            ratio = statistics.mean(tpe) / grid_n if grid_n else math.inf
+            mine = _at(hv[own], n) if own in hv else [math.nan]
+            ratio = statistics.mean(mine) / grid_n if grid_n else math.inf
             print(f"{n:>7}  " + "  ".join(cells) + f"  {ratio:10.2f}")
         if "best_known" in data:
             best = data["best_known"]
@@ -396,9 +395,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     budgets = results["budgets"]
     for ax, method in zip(axes[0], methods, strict=True):
         hv = results["methods"][method]["hypervolume"]
-        styles = {"grid": "s--", "random": "^-", "tpe": "o-"}
+        styles = {"grid": "s--", "random": "^-", "tpe": "o-", "gp": "D-"}
         for name in hv:
-            style = styles.get(name, "D:")
+            style = styles.get(name, "x:")
             means = [statistics.mean(_at(hv[name], n)) for n in budgets]
             sds = [statistics.stdev(_at(hv[name], n)) if len(_at(hv[name], n)) > 1 else 0 for n in budgets]
             ax.errorbar(budgets, means, yerr=sds, fmt=style, capsize=3, label=name)

@@ -96,6 +96,7 @@ def test_strategies_name_their_samplers(bench):
     tpe, short = bench.make_sampler("tpe", 0), bench.make_sampler("tpe-s5", 0)
     assert isinstance(tpe, optuna.samplers.TPESampler) and isinstance(short, optuna.samplers.TPESampler)
     assert (tpe._n_startup_trials, short._n_startup_trials) == (STARTUP_TRIALS, 5)
-    assert isinstance(bench.make_sampler("gp-s5", 0), optuna.samplers.GPSampler)
+    gp = bench.make_sampler("gp-s5", 0)
+    assert isinstance(gp, optuna.samplers.GPSampler) and gp._n_startup_trials == 5
     with pytest.raises(SystemExit, match="unknown strategy 'cmaes'"):
         bench.make_sampler("cmaes", 0)

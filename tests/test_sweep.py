@@ -735,3 +735,29 @@ def test_the_default_is_queued_even_outside_the_searched_ranges(tiny_cfg):
     other = optuna.create_study(directions=["maximize", "maximize"])
     enqueue_default(other, SweepSpec(cfg=tiny_cfg, space=joint, study_name="j", storage="journal:unused", trials=3))
     assert other.trials == []  # GradAscent is not among the searched methods
+
+
+def test_both_samplers_read_the_constraints_and_stay_in_the_space():
+    """The sweep's sampler (multivariate TPE by default; "gp", Optuna's GPSampler, the benchmark's alternative),
+    told constrained two-objective trials as the workers tell them, keeps proposing inside the space once its
+    model is fitted."""
+    import math
+
+    import optuna
+
+    from unlearn_lab.sweep.study import SAMPLER, sampler
+
+    assert SAMPLER == "tpe" and isinstance(sampler(0), optuna.samplers.TPESampler)
+    with pytest.raises(ValueError, match="gp or tpe"):
+        sampler(0, "cmaes")
+    for kind, cls in (("tpe", optuna.samplers.TPESampler), ("gp", optuna.samplers.GPSampler)):
+        study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler(0, kind, startup=4))
+        assert isinstance(study.sampler, cls)
+        for _ in range(8):
+            trial = study.ask()
+            lr, epochs = trial.suggest_float("lr", 1e-4, 1e-3, log=True), trial.suggest_int("epochs", 2, 8)
+            utility = max(0.0, 1 - lr * epochs / 4e-3)
+            trial.set_constraint("collapse_utility", 0.01 - utility)
+            study.tell(trial, (math.log10(min(1.0, lr * epochs * 100)), utility))
+        assert len(study.trials) == 8
+        assert all(1e-4 <= t.params["lr"] <= 1e-3 and 2 <= t.params["epochs"] <= 8 for t in study.trials)

@@ -204,15 +204,24 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
     return StudyHandle(study, storage, storage.get_study_id_from_name(spec.study_name), interval)
 
 
-STARTUP_TRIALS = 10  # Optuna's default; benchmarks/bench_search.py --startup measures other lengths
+# The sweep's sampler. benchmarks/bench_search.py compares it with Optuna's GPSampler ("gp"), shorter start-ups and
+# random search (docs/sweep.md, "Does the search pay?"): on the embedded world GP and TPE differ by less than their
+# sampler-seed spread, so the default stays multivariate TPE (cheaper per trial, no model fit).
+SAMPLER = "tpe"
+STARTUP_TRIALS = 10  # random trials before the model (Optuna's default for both)
 
 
-def sampler(seed: int, startup: int = STARTUP_TRIALS) -> optuna.samplers.TPESampler:
-    """The sweep's sampler: multivariate TPE after `startup` random trials; it reads each trial's constraints
-    (worker.constraints: collapsed utility, --min-utility)."""
+def sampler(seed: int, kind: str = SAMPLER, startup: int = STARTUP_TRIALS) -> optuna.samplers.BaseSampler:
+    """The sweep's sampler: after `startup` random trials, "gp" (a Gaussian process per objective and constraint,
+    log constrained expected hypervolume improvement; batches of running trials for parallel workers) or "tpe"
+    (multivariate TPE). Both read each trial's constraints (worker.constraints: collapsed utility, --min-utility)."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
+    raise ValueError(f"unknown sampler {kind!r}: gp or tpe")
 
 
 def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
