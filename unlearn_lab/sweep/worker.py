@@ -67,14 +67,17 @@ def run_worker(
     worker: int = 0,
     workers: int = 1,
     log: Callable[[str], None] = print,
+    sweep_pid: int | None = None,
 ) -> WorkerCounts:
-    """Run trials, tracked by `tracker` under the sweep's run, until the study has `spec.trials` COMPLETE ones."""
+    """Run trials, tracked by `tracker` under the sweep's run, until the study has `spec.trials` COMPLETE ones (a
+    local worker of the `sweep` process `sweep_pid` stops before its next trial once that process is gone)."""
     from unlearn_lab.runtime import choose_device, configure_threads, use_worker_gpu
 
     threads = configure_threads(workers)
     device = choose_device(spec.device)
     use_worker_gpu(worker, device)  # worker i on visible GPU i % count, not every worker on GPU 0
-    return _Worker(spec, tracker, parent_run_id, open_study(spec, worker), worker, device, threads, log).run()
+    handle = open_study(spec, worker)
+    return _Worker(spec, tracker, parent_run_id, handle, worker, device, threads, log, sweep_pid).run()
 
 
 class _Worker:
@@ -90,8 +93,10 @@ class _Worker:
         device: str,
         threads: int,
         log: Callable[[str], None],
+        sweep_pid: int | None = None,
     ):
         self.spec, self.tracker, self.parent_run_id, self.handle = spec, tracker, parent_run_id, handle
+        self.sweep_pid = sweep_pid
         self.study = handle.study
         self.worker, self.device, self.threads, self.log = worker, device, threads, log
         self.counts = WorkerCounts()
@@ -100,6 +105,10 @@ class _Worker:
 
     def run(self) -> WorkerCounts:
         while work_left(self.study, self.spec.trials):
+            if self.sweep_pid is not None and os.getppid() != self.sweep_pid:
+                # die_with_parent's SIGTERM can be lost (an interrupt raised where Python ignores it, e.g. in a
+                # finaliser): the trial then ends normally, and the worker must not draw another
+                raise KeyboardInterrupt("the sweep process is gone")
             reap(self.handle, self.tracker, self.log)  # other workers may have died since the last trial
             if self.streak >= MAX_FAILURE_STREAK:
                 self.log(
@@ -382,7 +391,7 @@ def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int,
     tracker: Tracker | None = None
     try:
         tracker = MlflowTracker(spec.tracking_uri)
-        counts = run_worker(spec, tracker, parent_run_id, worker=worker, workers=workers)
+        counts = run_worker(spec, tracker, parent_run_id, worker=worker, workers=workers, sweep_pid=sweep_pid)
     except KeyboardInterrupt:  # the trial is marked; exit quietly (the parent reports)
         if sweep_pid is not None and os.getppid() != sweep_pid:  # orphaned: nobody else will close the sweep's run
             closer = tracker if tracker is not None else MlflowTracker(spec.tracking_uri)  # interrupted while built
