@@ -162,7 +162,8 @@ def sweep(
             log(f"method {i} of {len(specs)}: {spec.cfg.unlearn.method} (study {spec.study_name})")
         run_study(spec, args.workers)
     if len(specs) > 1:
-        leaderboard(specs, args.tracking_uri)
+        first = specs[0].cfg
+        leaderboard(specs, args.tracking_uri, args.study_name or f"{first.name}_{first.data.forget_split}")
 
 
 def comparison_note(specs: list[SweepSpec]) -> str:
@@ -200,10 +201,10 @@ def run_study(spec: SweepSpec, workers: int) -> None:
     say(f"reports: {result.out_dir}   MLflow parent run: {result.parent_run_id}")
 
 
-def leaderboard(specs: list[SweepSpec], tracking_uri: str | None) -> None:
+def leaderboard(specs: list[SweepSpec], tracking_uri: str | None, name: str) -> None:
     """The report of a --methods comparison: its studies' runs only, the seeds they were confirmed on, judged on
-    the objectives the studies searched, written to saves/report/<the studies' name without the method> (`--study
-    cmp`: saves/report/cmp)."""
+    the objectives the studies searched, written to saves/report/<name> (`--study S`: S, else
+    <experiment>_<forget>)."""
     from unlearn_lab.leaderboard.command import ReportArgs, report
 
     first = specs[0]
@@ -214,7 +215,7 @@ def leaderboard(specs: list[SweepSpec], tracking_uri: str | None) -> None:
         min_seeds=first.repeats,
         objectives=",".join(o.metric for o in first.objectives),
         tracking_uri=tracking_uri,
-        out=str(first.saves / "report" / first.study_name.replace(f"_{first.cfg.unlearn.method}", "", 1)),
+        out=str(first.saves / "report" / name),
     )
     report(args, say=say)
 

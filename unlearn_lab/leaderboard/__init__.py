@@ -17,8 +17,6 @@ from unlearn_lab.leaderboard import rules as R
 from unlearn_lab.leaderboard.collect import Compute, Filters, Setting, compute, references, settings
 from unlearn_lab.tracking import TrackedRun
 
-TOFU_HEADLINE = HEADLINE  # the mean ± sd each selected setting shows when the store's benchmark is not given
-
 
 @dataclass(frozen=True)
 class MethodRow:
@@ -40,7 +38,7 @@ class Leaderboard:
     rows: list[MethodRow]
     ranks: dict[str, dict[str, str]] = field(default_factory=dict)  # rule -> method -> rank text
     store: str = ""
-    headline: tuple[str, ...] = TOFU_HEADLINE  # the benchmark's headline metrics, each shown as mean ± sd
+    headline: tuple[str, ...] = HEADLINE  # the benchmark's headline metrics, each shown as mean ± sd
 
     @property
     def target(self) -> dict[str, float] | None:
@@ -56,7 +54,7 @@ def build(
     filters: Filters,
     rules: R.Rules,
     store: str = "",
-    headline: tuple[str, ...] = TOFU_HEADLINE,
+    headline: tuple[str, ...] = HEADLINE,
 ) -> Leaderboard:
     """The leaderboard of the runs `filters` admits: one row per method, ranked per rule on the rules' axes."""
     forget, utility = rules.axes
@@ -89,7 +87,7 @@ def build(
     return Leaderboard(filters, rules, refs, rows, ranks, store, headline)
 
 
-def setting_summary(s: Setting, headline: Sequence[str] = TOFU_HEADLINE) -> dict[str, Any]:
+def setting_summary(s: Setting, headline: Sequence[str] = HEADLINE) -> dict[str, Any]:
     """A setting's defining values and each headline metric's mean and sd (an axis on log10, forget_quality: the
     geometric mean, sd of log10) for tables and CSV."""
     out: dict[str, Any] = {"lr": s.param("unlearn.lr"), "epochs": s.param("unlearn.epochs")}

@@ -21,7 +21,6 @@ from unlearn_lab.seeds import Spread, spread
 from unlearn_lab.tracking import TrackedRun
 
 Axes = tuple[Objective, Objective]  # (forget, utility): the trade-off a leaderboard judges, its benchmark's objectives
-TOFU_AXES: Axes = OBJECTIVES  # the default: most stores are TOFU's
 
 NOT_SETTINGS = ("unlearn.seed",)  # params that tell seeds apart, not settings
 PARENT_KINDS = ("sweep", "repeated", "eval", "reference", "report")
@@ -65,7 +64,7 @@ class Setting:
     params: tuple[tuple[str, str], ...]  # the key: the run's params without its seed
     runs: tuple[TrackedRun, ...]
     studies: tuple[str, ...] = field(default_factory=tuple)
-    axes: Axes = TOFU_AXES
+    axes: Axes = OBJECTIVES
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -111,7 +110,7 @@ class Setting:
         return (forget.mean if forget else -math.inf, utility.mean if utility else -math.inf)
 
 
-def settings(runs: Iterable[TrackedRun], filters: Filters, axes: Axes = TOFU_AXES) -> list[Setting]:
+def settings(runs: Iterable[TrackedRun], filters: Filters, axes: Axes = OBJECTIVES) -> list[Setting]:
     """The settings of the finished unlearning runs `filters` admits, each seed once (its newest run)."""
     groups: dict[tuple[tuple[str, str], ...], dict[int, TrackedRun]] = {}
     for run in sorted(runs, key=lambda r: r.start_ms):

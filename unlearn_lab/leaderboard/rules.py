@@ -23,7 +23,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from unlearn_lab.leaderboard.collect import TOFU_AXES, Axes, Setting
+from unlearn_lab.benchmarks.tofu_scores import OBJECTIVES
+from unlearn_lab.leaderboard.collect import Axes, Setting
 from unlearn_lab.seeds import Spread
 
 Z95 = 1.96
@@ -35,7 +36,7 @@ class Rules:
     utility_ratio: float = 0.9  # rule (a): mean utility >= this x the target's
     forget_threshold: float = 0.05  # rule (b): the forget metric at least this good (TOFU: forget_quality >= 0.05)
     reference_point: tuple[float, float] | None = None  # rule (c), as maximised; None: from the target
-    axes: Axes = TOFU_AXES
+    axes: Axes = OBJECTIVES  # TOFU's, unless the benchmark says otherwise
 
     def describe(self, target: dict[str, float] | None) -> list[str]:
         forget, utility = self.axes
