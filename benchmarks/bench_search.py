@@ -29,6 +29,7 @@ strategy: how much was left to find) and each strategy's share of it, and writes
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -112,6 +113,7 @@ class Oracle:
 # ------------------------------------------------------------------------------------------------- strategies
 
 
+@functools.cache
 def space_of(method: str) -> tuple[tuple[float, float], tuple[int, int], Any, Any]:
     """The method's searched lr and epochs ranges (the experiment's sweep.methods, else sweep.lr/epochs), the
     experiment config and the sweep's SearchSpace."""
@@ -185,11 +187,9 @@ def confirmed_hypervolume(
     over `repeats` seeds (the first setting is the default config when `default_first`), then
     leaderboard.rules.hypervolume from (log10 target forget_quality, 0); runs = the distinct exploration settings
     plus the confirmation runs it took (what the strategy paid)."""
-    from unlearn_lab.benchmarks.tofu import TOFU
-    from unlearn_lab.leaderboard.rules import hypervolume
+    from unlearn_lab.benchmarks.tofu_scores import OBJECTIVES as objectives  # the embedded world is TOFU's
     from unlearn_lab.sweep import confirm
 
-    objectives = TOFU.objectives  # (log10 forget_quality up, model_utility up): the embedded world is TOFU's
     _, _, cfg, _ = space_of(method)
     base, floors = cfg.unlearn.seed, (cfg.sweep.collapse_utility,)
     seeds = list(range(base, base + repeats))
@@ -205,20 +205,14 @@ def confirmed_hypervolume(
         points = oracle.many([(method, unique[t][0], unique[t][1], s) for t, s in todo])
         for (t, s), point in zip(todo, points, strict=True):
             draws[t][s] = point
-    explored = confirm.settings(_trials(unique, draws, base, default_first), base, objectives)
-    front = confirm.front(explored, floors, repeats)
     runs = sum(len(by_seed) for by_seed in draws.values())
-    return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0)), runs
+    return front_hypervolume(method, unique, draws, repeats, default_first), runs
 
 
 def best_known(method: str, repeats: int, oracle: Oracle) -> tuple[float, int]:
     """(hypervolume, settings) of the confirmed front over every setting of `method` the cache holds on all
     `repeats` seeds, whichever strategy ran it: the most any strategy could have reported from what was measured
     (no new runs), so how close a strategy comes to it says how much was left to find."""
-    from unlearn_lab.benchmarks.tofu import TOFU
-    from unlearn_lab.leaderboard.rules import hypervolume
-    from unlearn_lab.sweep import confirm
-
     _, _, cfg, _ = space_of(method)
     base = cfg.unlearn.seed
     seeds = range(base, base + repeats)
@@ -230,9 +224,23 @@ def best_known(method: str, repeats: int, oracle: Oracle) -> tuple[float, int]:
     complete = {k: v for k, v in by_setting.items() if len(v) == repeats}
     unique = list(complete)
     draws = {i: complete[k] for i, k in enumerate(unique)}
-    explored = confirm.settings(_trials(unique, draws, base, False), base, TOFU.objectives)
+    return front_hypervolume(method, unique, draws, repeats, False), len(complete)
+
+
+def front_hypervolume(
+    method: str, unique: list[tuple[float, int]], draws: dict[int, dict[int, Point]], repeats: int, default: bool
+) -> float:
+    """The hypervolume of the confirmed front these draws make (confirm.py's front, leaderboard.rules'
+    hypervolume from (log10 target forget_quality, 0))."""
+    from unlearn_lab.benchmarks.tofu_scores import OBJECTIVES
+    from unlearn_lab.leaderboard.rules import hypervolume
+    from unlearn_lab.sweep import confirm
+
+    _, _, cfg, _ = space_of(method)
+    base = cfg.unlearn.seed
+    explored = confirm.settings(_trials(unique, draws, base, default), base, OBJECTIVES)
     front = confirm.front(explored, (cfg.sweep.collapse_utility,), repeats)
-    return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0)), len(complete)
+    return hypervolume([s.point for s in front], (math.log10(target_forget_quality(method)), 0.0))
 
 
 def _trials(unique: list[tuple[float, int]], draws: dict[int, dict[int, Point]], base: int, default: bool) -> list[Any]:
@@ -255,6 +263,7 @@ def _trials(unique: list[tuple[float, int]], draws: dict[int, dict[int, Point]],
     return out
 
 
+@functools.cache
 def target_forget_quality(method: str) -> float:
     """The target model's forget_quality (the hypervolume's reference point), from the evaluation cache."""
     from unlearn_lab.evaluation import reference_points
