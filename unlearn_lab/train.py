@@ -20,7 +20,7 @@ import torch
 
 from unlearn_lab import distributed
 from unlearn_lab.config import TrainingConfig
-from unlearn_lab.runtime import progress_bar
+from unlearn_lab.runtime import check_interrupted, progress_bar
 
 
 class DivergedError(RuntimeError):
@@ -131,6 +131,7 @@ def fit(
     try:
         for epoch in range(settings.epochs):
             for batch in epoch_batches(epoch):
+                check_interrupted()  # a Ctrl-C Python dropped in a finaliser stops training here
                 epoch_now = step / schedule.steps_per_epoch
                 final = (micro + 1) % settings.grad_accum == 0
                 # Under DDP, gradients are all-reduced once per optimizer step: DDP decides whether a backward

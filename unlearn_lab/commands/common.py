@@ -90,7 +90,7 @@ def build_models(plan: Plan) -> list[str]:
     ]
 
 
-def on_sigterm() -> None:
-    from unlearn_lab.runtime import interrupt_on_sigterm
+def on_signals() -> None:
+    from unlearn_lab.runtime import interrupt_on_signals
 
-    interrupt_on_sigterm()
+    interrupt_on_signals()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from unlearn_lab.commands.common import build_models, check, log, make_plan, on_sigterm, say, show
+from unlearn_lab.commands.common import build_models, check, log, make_plan, on_signals, say, show
 from unlearn_lab.config import ExperimentConfig, load_experiment
 from unlearn_lab.errors import UsageError
 
@@ -23,7 +23,7 @@ def prepare(plan: Plan, *, dry_run: bool) -> None:
     show(plan, dry_run=dry_run)
     if dry_run:
         return
-    on_sigterm()
+    on_signals()
     say("\n".join(build_models(plan)) + f" in {time.perf_counter() - start:.1f} s")
 
 
@@ -94,7 +94,7 @@ def evaluate(plan: Plan, args: EvalArgs, *, dry_run: bool) -> None:
     show(plan, dry_run=dry_run)
     if dry_run:
         return
-    on_sigterm()
+    on_signals()
     build_models(plan)
     data = eval_data(plan)
     reference = reference_entries(plan, data, log=log)

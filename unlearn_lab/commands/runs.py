@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unlearn_lab.commands.common import check, check_tracking, launched_processes, log, make_plan, on_sigterm, say, show
+from unlearn_lab.commands.common import check, check_tracking, launched_processes, log, make_plan, on_signals, say, show
 from unlearn_lab.config import ExperimentConfig, load_experiment
 from unlearn_lab.errors import RunFailed, UsageError
 
@@ -99,7 +99,7 @@ def run(plan: Plan, args: RunArgs, *, dry_run: bool) -> None:
     show(plan, dry_run=dry_run)
     if dry_run:
         return
-    on_sigterm()
+    on_signals()
     if plan.seeds:
         _run_repeated(plan, args.tracking_uri, args.eval_every)
         return

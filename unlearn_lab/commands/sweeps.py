@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from unlearn_lab.commands.common import build_models, check, check_tracking, log, on_sigterm, say, show
+from unlearn_lab.commands.common import build_models, check, check_tracking, log, on_signals, say, show
 from unlearn_lab.config import ExperimentConfig
 from unlearn_lab.errors import UsageError
 
@@ -152,7 +152,7 @@ def sweep(
         return
     for spec in specs:
         make_storage(spec.storage, spec.heartbeat)  # a storage that does not open fails before anything is built
-    on_sigterm()
+    on_signals()
     show(plan, dry_run=False)
     build_models(plan)
     if len(specs) > 1:
@@ -224,7 +224,7 @@ def worker(study: str, storage: str, *, wait_seconds: int, heartbeat: int, track
     """`worker`: join the study (waiting for it up to `wait_seconds`) and run its trials until it has enough."""
     from unlearn_lab.sweep import join_sweep
 
-    on_sigterm()
+    on_signals()
     result = join_sweep(
         study, storage, tracking_uri=tracking_uri, wait_seconds=wait_seconds, heartbeat=heartbeat, log=log
     )

@@ -40,6 +40,7 @@ from unlearn_lab.config import PromptConfig
 from unlearn_lab.data import prompts
 from unlearn_lab.metrics import layout
 from unlearn_lab.metrics.mia import min_k_plus_plus_stats
+from unlearn_lab.runtime import check_interrupted
 
 # rows of fp32 logits the lm_head produces at once: 2**26 values (256 MB), so a 128k vocabulary reads 512 rows
 HEAD_CHUNK_VALUES = 2**26
@@ -223,6 +224,7 @@ class Scorer:
         site = torch.as_tensor(plan.entry_site, device=self.device)
         held: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for batch in plan.batches:
+            check_interrupted()  # a Ctrl-C Python dropped (runtime.check_interrupted)
             hidden = self._run_segments(plan, batch, held)
             rows, cols = (torch.as_tensor(a, device=self.device) for a in (batch.site_rows, batch.site_cols))
             entries = torch.as_tensor(batch.entries, device=self.device)
@@ -383,6 +385,7 @@ class Scorer:
         texts: list[str] = [""] * len(encoded)
         model.eval()
         for start in range(0, len(order), self.batch_size):
+            check_interrupted()  # a Ctrl-C Python dropped (runtime.check_interrupted)
             idx = order[start : start + self.batch_size]
             batch = prompts.collate_prompts(
                 [encoded[i] for i in idx], pad, reference_mask=self.prompt_cfg.reference_attention_mask
@@ -423,6 +426,7 @@ class Scorer:
         self.model.eval()
         head = self.model.get_output_embeddings()
         for start in range(0, len(order), self.batch_size):
+            check_interrupted()  # a Ctrl-C Python dropped (runtime.check_interrupted)
             idx = order[start : start + self.batch_size]
             ids, real = _padded([list(items[i].input_ids) for i in idx], self.raw_pad, left=False)
             labels = torch.full_like(ids, prompts.IGNORE)
@@ -479,6 +483,7 @@ class Scorer:
         out: list[list[int]] = [[] for _ in prompt_ids]
         model.eval()
         for start in range(0, len(order), self.batch_size):
+            check_interrupted()  # a Ctrl-C Python dropped (runtime.check_interrupted)
             idx = order[start : start + self.batch_size]
             ids, real = _padded([list(prompt_ids[i]) for i in idx], pad, left=True)
             generated = model.generate(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.errors import RunFailed, UsageError
+from unlearn_lab.runtime import check_interrupted, deferred
 from unlearn_lab.sweep.study import (
     StudyHandle,
     SweepSpec,
@@ -109,7 +110,9 @@ class _Worker:
                 # die_with_parent's SIGTERM can be lost (an interrupt raised where Python ignores it, e.g. in a
                 # finaliser): the trial then ends normally, and the worker must not draw another
                 raise KeyboardInterrupt("the sweep process is gone")
-            reap(self.handle, self.tracker, self.log)  # other workers may have died since the last trial
+            check_interrupted()  # a signal whose KeyboardInterrupt Python dropped: no further trial
+            with deferred():  # the study's bookkeeping is never cut half-way (an SQLite storage would stay locked)
+                reap(self.handle, self.tracker, self.log)  # other workers may have died since the last trial
             if self.streak >= MAX_FAILURE_STREAK:
                 self.log(
                     f"worker {self.worker} gives up: {self.streak} consecutive trials failed; "
@@ -117,14 +120,16 @@ class _Worker:
                 )
                 self.counts.gave_up = True
                 break
-            drawn = self._draw()
+            with deferred():
+                drawn = self._draw()
             if drawn == STOP:
                 break
             if isinstance(drawn, tuple):
                 trial, params = drawn
-                result = self._run(trial, params)
+                result = self._run(trial, params)  # interruptible, but for its own store calls
                 if result is not None:
-                    self._record(trial, params, result)
+                    with deferred():
+                        self._record(trial, params, result)
         return self.counts
 
     def _draw(self) -> tuple[optuna.Trial, dict[str, Any]] | str:
@@ -215,8 +220,9 @@ class _Worker:
             with heartbeat(self.handle, trial):
                 return run_experiment(plan, tracker, opts, log=lambda _: None)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: mark the trial (run_experiment marked its run KILLED)
-            _fail(study, tracker, trial, f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
-            queued = enqueue_retry(study, study.get_trials(deepcopy=False)[trial.number])
+            with deferred():
+                _fail(study, tracker, trial, f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
+                queued = enqueue_retry(study, study.get_trials(deepcopy=False)[trial.number])
             self.log(
                 f"trial {trial.number} interrupted: marked FAIL{', its parameters queued again' if queued else ''}; "
                 "rerun the command to resume the study"
@@ -382,10 +388,10 @@ def die_with_parent(parent_pid: int, poll: float = 1.0) -> threading.Thread:
 
 def worker_entry(spec: SweepSpec, parent_run_id: str, worker: int, workers: int, sweep_pid: int | None = None) -> None:
     """multiprocessing entry point (spawned processes): a new process, so it builds its one tracker here."""
-    from unlearn_lab.runtime import interrupt_on_sigterm
+    from unlearn_lab.runtime import interrupt_on_signals
     from unlearn_lab.tracking.mlflow_tracker import MlflowTracker
 
-    interrupt_on_sigterm()
+    interrupt_on_signals()
     if sweep_pid is not None:
         die_with_parent(sweep_pid)
     tracker: Tracker | None = None

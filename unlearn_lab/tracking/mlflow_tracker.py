@@ -86,6 +86,28 @@ HTTP_RETRY_DEFAULTS = {
 }
 
 
+class Uninterrupted:
+    """An MlflowClient whose every call finishes before a Ctrl-C / SIGTERM lands (runtime.deferred): an interrupt
+    inside MLflow's SQLite session leaves the database locked for the rest of the process, so the run it should
+    mark KILLED would stay RUNNING."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        from unlearn_lab.runtime import deferred
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with deferred():
+                return attr(*args, **kwargs)
+
+        return call
+
+
 class MlflowTracker:
     def __init__(self, uri: str | None = None, experiment: str = "unlearn-lab"):
         from mlflow.tracking import MlflowClient
@@ -94,7 +116,7 @@ class MlflowTracker:
         check_reachable(self.uri)
         for key, value in HTTP_RETRY_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = Uninterrupted(MlflowClient(tracking_uri=self.uri))
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
@@ -116,10 +138,13 @@ class MlflowTracker:
                 self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def is_unavailable(self, exc: BaseException) -> bool:
-        """A request that failed because the server is gone or failing (after MLflow's retries), not bad data."""
+        """A request that failed because the server is gone or failing (after MLflow's retries), or a SQLite store
+        that stayed locked past MLflow's 20 s busy timeout (another process holding it), not bad data."""
         import requests
 
         if isinstance(exc, (requests.exceptions.RequestException, ConnectionError)):
+            return True
+        if getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
             return True
         text = str(exc)
         return (
