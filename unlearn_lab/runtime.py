@@ -193,9 +193,22 @@ def interrupt_on_signals() -> None:
     timeout and fails "database is locked" (a clean-clone CI run showed it; tests/test_interrupts.py reproduces it
     with timed interrupts: about 1 in 10-20 locked the database)."""
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: Any) -> None:
+    """sys.unraisablehook: an interrupt raised in a finaliser is dropped silently (check_interrupted raises it
+    again where the work can stop) instead of printing "Exception ignored ... Traceback" under the one line the
+    CLI prints for an interrupt; anything else goes to Python's own hook."""
+    import sys
+
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _Interrupts.requested is not None:
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def check_interrupted() -> None:
