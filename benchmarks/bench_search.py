@@ -127,42 +127,62 @@ def space_of(method: str) -> tuple[tuple[float, float], tuple[int, int], Any, An
 
 
 def grid(method: str, n: int) -> list[tuple[float, int]]:
-    (lo, hi), (e_lo, e_hi), _, _ = space_of(method)
-    a, b = {5: (5, 1), 10: (5, 2), 20: (5, 4), 40: (8, 5)}[n]
-    lrs = [lo * (hi / lo) ** (i / (a - 1)) for i in range(a)]
-    epochs = [round((e_lo + e_hi) / 2)] if b == 1 else [round(e_lo + (e_hi - e_lo) * j / (b - 1)) for j in range(b)]
-    return [(float(f"{lr:.4g}"), e) for lr in lrs for e in epochs]
+    """The n-run grid people run by hand (sweep/space.py::SearchSpace.grid, the one the sweep starts from)."""
+    _, _, _, space = space_of(method)
+    return [(point["lr"], point["epochs"]) for point in space.grid(n)]
 
 
 def make_sampler(strategy: str, seed: int) -> Any:
-    """A strategy's sampler: "random"; "tpe" / "gp", the sweep's samplers (sweep/study.py::sampler, its default
-    is study.SAMPLER) after Optuna's 10 random start-up trials; "tpe-s5" / "gp-s5", the same after 5."""
+    """A strategy's sampler: "random"; "tpe" / "gp", the sweep's samplers (sweep/study.py::sampler) after Optuna's
+    10 random start-up trials; "tpe-s5" / "gp-s5", the same after 5; "tpe-grid" / "gp-grid", the same after the
+    10-run grid (the start-up trials are the grid's, queued: `sampled` queues them)."""
     import optuna
 
     from unlearn_lab.sweep import study as sweep_study
 
-    kind, _, startup = strategy.partition("-s")
-    if strategy == "random":
+    kind, startup, _ = parse_strategy(strategy)
+    if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    return sweep_study.sampler(seed, kind, startup)
+
+
+def parse_strategy(strategy: str) -> tuple[str, int, bool]:
+    """strategy name -> (sampler kind, start-up trials, whether the start-up trials are the grid's)."""
+    from unlearn_lab.sweep.study import STARTUP_TRIALS
+
+    kind, _, rest = strategy.partition("-")
+    if kind == "random" and not rest:
+        return kind, 0, False
     if kind in ("tpe", "gp"):
-        return sweep_study.sampler(seed, kind, int(startup) if startup else sweep_study.STARTUP_TRIALS)
-    raise SystemExit(f"unknown strategy '{strategy}': random, tpe, tpe-sN, gp or gp-sN")
+        if not rest:
+            return kind, STARTUP_TRIALS, False
+        if rest == "grid":
+            return kind, STARTUP_TRIALS, True
+        if rest[:1] == "s" and rest[1:].isdigit():
+            return kind, int(rest[1:]), False
+    raise SystemExit(f"unknown strategy '{strategy}': random, tpe, tpe-sN, tpe-grid, gp, gp-sN or gp-grid")
 
 
 def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -> list[tuple[float, int]]:
-    """n trials of the sweep's own loop in memory: the default config first, then the sampler's draws, each told
-    its seed-0 draw and the collapse constraint, as worker.py does."""
+    """n trials of the sweep's own loop in memory: the default config first (then, for a -grid strategy, the
+    10-run grid, queued as sweep/study.py::enqueue_startup queues it), then the sampler's draws, each told its
+    seed-0 draw and the collapse constraint, as worker.py does."""
     import warnings
 
     import optuna
 
     from unlearn_lab.metrics.functions import log10_forget_quality
+    from unlearn_lab.sweep.study import startup_points
 
     _, _, cfg, space = space_of(method)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=make_sampler(sampler_name, seed))
-    study.enqueue_trial({"lr": cfg.unlearn.lr, "epochs": cfg.unlearn.epochs})
+    default = {"lr": cfg.unlearn.lr, "epochs": cfg.unlearn.epochs}
+    study.enqueue_trial(default)
+    _, startup, from_grid = parse_strategy(sampler_name)
+    for point in startup_points(space, startup, default) if from_grid else []:
+        study.enqueue_trial(point)
     floor = cfg.sweep.collapse_utility
     settings = []
     for _ in range(n):
@@ -287,7 +307,8 @@ def main() -> None:
     parser.add_argument(
         "--strategies",
         default="random,tpe",
-        help="samplers next to the grids: random, tpe (the sweep's own), tpe-sN (N start-up trials), gp, gp-sN",
+        help="samplers next to the grids: random, tpe, tpe-sN (N random start-up trials), tpe-grid (the 10-run grid "
+        "as start-up), gp, gp-sN, gp-grid",
     )
     parser.add_argument("--out", default=str(REPO / "saves" / "bench_search"))
     args = parser.parse_args()

@@ -141,6 +141,24 @@ class SearchSpace:
         values.update({p.name: p.suggest(trial) for p in self.method})
         return values
 
+    def grid(self, n: int, method: str | None = None) -> list[dict[str, Any]]:
+        """The lr x epochs grid of n settings people run by hand: b = n // 5 epoch counts (at least 1, at most 5
+        and the range's count; evenly over the range, both ends, or its middle when b = 1) times a = n // b learning
+        rates (log-spaced over the range on a log range, both ends; 4 significant digits). 5 = 5 x 1,
+        10 = 5 x 2, 20 = 5 x 4, 40 = 8 x 5. lr and epochs only: other hyperparameters are left to the sampler."""
+        lr, epochs = self.ranges(method)
+        (lo, hi), (e_lo, e_hi) = lr.bounds(), (int(v) for v in epochs.bounds())
+        b = max(1, min(n // 5, 5, e_hi - e_lo + 1))
+        a = max(1, n // b)
+
+        def spaced(i: int, count: int) -> float:
+            t = 0.5 if count == 1 else i / (count - 1)
+            return lo * (hi / lo) ** t if lr.log else lo + (hi - lo) * t
+
+        lrs = [min(hi, max(lo, float(f"{spaced(i, a):.4g}"))) for i in range(a)]
+        counts = [round((e_lo + e_hi) / 2)] if b == 1 else [round(e_lo + (e_hi - e_lo) * j / (b - 1)) for j in range(b)]
+        return [{"lr": x, "epochs": e} for x in lrs for e in counts]
+
     def contains(self, values: dict[str, Any]) -> bool:
         """Whether a configuration (e.g. the experiment's own) lies inside the space."""
         if self.methods and values.get("method") not in {m.name for m in self.methods}:

@@ -224,6 +224,13 @@ def sampler(seed: int, kind: str = SAMPLER, startup: int = STARTUP_TRIALS) -> op
     raise ValueError(f"unknown sampler {kind!r}: gp or tpe")
 
 
+def startup_points(space: SearchSpace, n: int, default: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sweep's start-up trials after the default config: the n-run lr x epochs grid (SearchSpace.grid), less
+    the default's own setting."""
+    same = (default.get("lr"), default.get("epochs"))
+    return [p for p in space.grid(n) if (p["lr"], p["epochs"]) != same]
+
+
 def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
     """The experiment's own config is the first trial, so the sweep is compared with the default (and confirms it
     on seeds like its front). A default whose lr or epochs lie outside the searched ranges is run all the same:
