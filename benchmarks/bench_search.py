@@ -197,6 +197,22 @@ def sampled(method: str, sampler_name: str, seed: int, n: int, oracle: Oracle) -
     return settings
 
 
+def first_trials(method: str, strategy: str, trials: list[tuple[float, int]], n: int) -> list[tuple[float, int]]:
+    """The exploration settings of a sweep with `--trials n`: the first n of its trials, except for a grid start-up
+    within the budget, which is the default config and the grid of n - 1 runs (sweep/study.py::enqueue_startup),
+    not the first n - 1 points of the larger grid."""
+    _, startup, from_grid = parse_strategy(strategy)
+    if not from_grid or n > startup:
+        return trials[:n]
+    from unlearn_lab.sweep.study import startup_points
+
+    _, _, cfg, space = space_of(method)
+    default = {"lr": cfg.unlearn.lr, "epochs": cfg.unlearn.epochs}
+    return [(default["lr"], default["epochs"])] + [
+        (p["lr"], p["epochs"]) for p in startup_points(space, n - 1, default)
+    ]
+
+
 # -------------------------------------------------------------------------------------------------- judgement
 
 
@@ -349,7 +365,9 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
         by.setdefault(name, {n: [] for n in budgets})
         paid.setdefault(name, {n: [] for n in budgets})
         for n in budgets:
-            hv, runs = confirmed_hypervolume(method, trials[:n], args.repeats, oracle, default_first=True)
+            hv, runs = confirmed_hypervolume(
+                method, first_trials(method, name, trials, n), args.repeats, oracle, default_first=True
+            )
             by[name][n].append(hv)
             paid[name][n].append(runs)
         print(f"{method} {name} seed {seed}: " + ", ".join(f"{n}: {by[name][n][-1]:.3f}" for n in budgets), flush=True)

@@ -82,6 +82,10 @@ def test_sweep_run_tree_and_artifacts(tmp_path, prepared):
     assert states(study) == ["COMPLETE"] * 3
     # the experiment's own config (lr 2e-4, TINY's 2 epochs) is enqueued as the first trial
     assert study.trials[0].params == {"lr": 2e-4, "epochs": 2} and study.trials[0].user_attrs["default_config"]
+    # then the start-up grid of 3 - 1 runs: lr 1e-4 and 1e-3 (the range's ends) at the middle epoch count, 2
+    assert [t.params for t in study.trials[1:]] == [{"lr": 1e-4, "epochs": 2}, {"lr": 1e-3, "epochs": 2}]
+    by_trial = {r.data.tags["trial"]: r for r in trial_runs(runs)}
+    assert [by_trial[k].data.tags.get("startup") for k in "012"] == [None, "grid", "grid"]
     parent = _check_run_tree(study, client, runs)
     best = _check_registry(study, client)
     _check_registered_models_evaluate(tmp_path, best, trial_runs(runs))
@@ -735,6 +739,59 @@ def test_the_default_is_queued_even_outside_the_searched_ranges(tiny_cfg):
     other = optuna.create_study(directions=["maximize", "maximize"])
     enqueue_default(other, SweepSpec(cfg=tiny_cfg, space=joint, study_name="j", storage="journal:unused", trials=3))
     assert other.trials == []  # GradAscent is not among the searched methods
+
+
+def test_the_grid_is_the_one_people_run_by_hand():
+    """SearchSpace.grid(n): n // 5 epoch counts (at most 5 and the range's count; the middle one alone below 10)
+    times n // that many learning rates, log-spaced over the range with both ends, to 4 significant digits."""
+    from unlearn_lab.sweep.space import build_space
+
+    space = build_space("1e-4:1e-3", "1:5", None, {})
+    decade = [1e-4, 1.778e-4, 3.162e-4, 5.623e-4, 1e-3]  # 1e-4 x 10^(i/4)
+    assert space.grid(10) == [{"lr": lr, "epochs": e} for lr in decade for e in (1, 5)]
+    assert space.grid(5) == [{"lr": lr, "epochs": 3} for lr in decade]
+    assert space.grid(3) == [{"lr": lr, "epochs": 3} for lr in (1e-4, 3.162e-4, 1e-3)]
+    forty = space.grid(40)  # 8 lrs x all 5 epoch counts of the range
+    assert len(forty) == 40 and sorted({p["epochs"] for p in forty}) == [1, 2, 3, 4, 5]
+    assert forty[-1] == {"lr": 1e-3, "epochs": 5} and forty[5]["lr"] == pytest.approx(1e-4 * 10 ** (1 / 7), rel=1e-3)
+    assert space.grid(0) == [] and space.grid(1) == [{"lr": 3.162e-4, "epochs": 3}]
+    narrow = build_space("1e-4:1e-3", "2:3", None, {})
+    assert len(narrow.grid(20)) == 20 and {p["epochs"] for p in narrow.grid(20)} == {2, 3}  # 10 lrs x 2 counts
+
+
+def test_a_new_study_starts_with_the_default_then_the_grid(tiny_cfg):
+    """The start-up trials queued after the default: the grid of min(10, trials - 1) runs, less the default's own
+    setting; none with --startup random, --joint (--methods in one study) or --reuse-epochs."""
+    from dataclasses import replace
+
+    import optuna
+
+    from unlearn_lab.sweep.space import build_space, with_methods
+    from unlearn_lab.sweep.study import SweepSpec, enqueue_default, enqueue_startup
+
+    def queued(spec):
+        study = optuna.create_study(directions=["maximize", "maximize"])
+        enqueue_default(study, spec)
+        enqueue_startup(study, spec)
+        return [(t.system_attrs["fixed_params"], t.user_attrs) for t in study.trials]
+
+    space = build_space("1e-4:1e-3", "1:2", None, {})  # the default, lr 2e-4 x 2 epochs, lies inside
+    spec = SweepSpec(cfg=tiny_cfg, space=space, study_name="s", storage="journal:unused", trials=20)
+    trials = queued(spec)
+    assert trials[0] == ({"lr": 2e-4, "epochs": 2}, {"default_config": True})
+    decade = [1e-4, 1.778e-4, 3.162e-4, 5.623e-4, 1e-3]
+    assert [t[0] for t in trials[1:]] == [{"lr": lr, "epochs": e} for lr in decade for e in (1, 2)]
+    assert all(t[1] == {"startup": "grid"} for t in trials[1:])
+    on_grid = replace(spec, cfg=replace(tiny_cfg, unlearn=replace(tiny_cfg.unlearn, lr=1e-4, epochs=1)))
+    assert len(queued(on_grid)) == 10  # the default is a grid point: it is run once
+    assert [t[0] for t in queued(replace(spec, trials=4))[1:]] == [
+        {"lr": lr, "epochs": 2}
+        for lr in (1e-4, 3.162e-4, 1e-3)  # 3 runs: the middle epoch count, round(1.5)
+    ]
+    assert len(queued(replace(spec, startup="random"))) == 1
+    assert len(queued(replace(spec, reuse_epochs=True))) == 1  # the default trains the largest count, 2: queued
+    joint = with_methods(space, "GradAscent,NPO", tiny_cfg.sweep.ranges)
+    assert len(queued(replace(spec, space=joint))) == 1
 
 
 def test_both_samplers_read_the_constraints_and_stay_in_the_space():

@@ -36,6 +36,13 @@ from unlearn_lab.cli.base import POSITIVE, heartbeat_option, main, plan_options,
 @click.option("--workers", type=POSITIVE, default=1, help="Worker processes on this machine.")
 @click.option("--seed", type=int, default=0, help="Sampler seed.")
 @click.option(
+    "--startup",
+    type=click.Choice(["grid", "random"]),
+    default="grid",
+    show_default=True,
+    help="The sampler's first trials after the default config: the 10-run lr x epochs grid, or random draws.",
+)
+@click.option(
     "--objectives",
     metavar="FORGET,UTILITY",
     help="The two metrics the study optimises, from the benchmark's headline metrics [default: TOFU "

@@ -37,6 +37,7 @@ class SweepArgs:
     repeats: int | None = None  # None: the experiment's sweep.repeats
     joint: bool = False  # --methods: one study searching the method too, instead of one study per method
     objectives: str | None = None  # "FORGET,UTILITY" (None: the benchmark's pair)
+    startup: str = "grid"  # the sampler's start-up trials: the lr x epochs grid, or random draws
 
     def method_list(self) -> list[str]:
         """--methods: 'all' (every registered method) or A,B,... (two or more, known)."""
@@ -125,6 +126,7 @@ class SweepArgs:
             device=device,
             repeats=cfg.sweep.repeats if self.repeats is None else self.repeats,
             objectives=objectives,
+            startup=self.startup,
         )
 
 

@@ -25,6 +25,7 @@ from unlearn_lab.sweep.study import (
     StudyNotReady,
     SweepSpec,
     enqueue_default,
+    enqueue_startup,
     explored,
     make_storage,
     open_study,
@@ -54,7 +55,9 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, log: Log = print) -> SweepRe
     handle = open_study(spec)
     study = handle.study
     save_spec(study, spec)
-    enqueue_default(study, spec)
+    if not study.trials:  # a new study: the default config, then the start-up grid
+        enqueue_default(study, spec)
+        enqueue_startup(study, spec)
     reap(handle, tracker, log, orphans=True)
     if REFERENCE_POINTS not in study.user_attrs:  # once per study: the Pareto plot draws them
         study.set_user_attr(REFERENCE_POINTS, experiment_models(spec, log))

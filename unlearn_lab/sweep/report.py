@@ -55,6 +55,7 @@ def trial_rows(study: optuna.Study, spec: SweepSpec, judged: Judgement | None = 
         setting = judged.of(t.number) if judged is not None and row["confirms"] == "" else None
         row.update(spread_columns(setting, spec.objectives))
         row["default_config"] = bool(t.user_attrs.get("default_config"))
+        row["startup"] = t.user_attrs.get("startup", "")  # "grid": a queued start-up trial
         row["checkpoint_of"] = t.user_attrs.get("checkpoint_of", "")
         row["stopped_at"] = t.user_attrs.get("stopped_at", "")
         # a trial Optuna failed for a silent heartbeat carries no reason of its own

@@ -146,6 +146,8 @@ class SearchSpace:
         and the range's count; evenly over the range, both ends, or its middle when b = 1) times a = n // b learning
         rates (log-spaced over the range on a log range, both ends; 4 significant digits). 5 = 5 x 1,
         10 = 5 x 2, 20 = 5 x 4, 40 = 8 x 5. lr and epochs only: other hyperparameters are left to the sampler."""
+        if n < 1:
+            return []
         lr, epochs = self.ranges(method)
         (lo, hi), (e_lo, e_hi) = lr.bounds(), (int(v) for v in epochs.bounds())
         b = max(1, min(n // 5, 5, e_hi - e_lo + 1))

@@ -66,6 +66,10 @@ class SweepSpec:
     repeats: int = 1
     # (forget, utility): what the study maximises; () = the benchmark's own pair (resolved in __post_init__)
     objectives: tuple[Objective, ...] = ()
+    # The sampler's start-up trials after the default config: "grid", the STARTUP_TRIALS-run lr x epochs grid
+    # (queued once, when the study is created); "random", Optuna's random draws. benchmarks/bench_search.py
+    # measured the choice (docs/sweep.md, "Does the search pay?").
+    startup: str = "grid"
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -208,11 +212,12 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
 # random search (docs/sweep.md, "Does the search pay?"): on the embedded world GP and TPE differ by less than their
 # sampler-seed spread, so the default stays multivariate TPE (cheaper per trial, no model fit).
 SAMPLER = "tpe"
-STARTUP_TRIALS = 10  # random trials before the model (Optuna's default for both)
+STARTUP_TRIALS = 10  # trials before the model (Optuna's default for both): the grid's (startup "grid") or random
 
 
 def sampler(seed: int, kind: str = SAMPLER, startup: int = STARTUP_TRIALS) -> optuna.samplers.BaseSampler:
-    """The sweep's sampler: after `startup` random trials, "gp" (a Gaussian process per objective and constraint,
+    """The sweep's sampler: after `startup` trials (its own random draws, or trials queued before it: the default
+    config and the start-up grid, enqueue_startup), "gp" (a Gaussian process per objective and constraint,
     log constrained expected hypervolume improvement; batches of running trials for parallel workers) or "tpe"
     (multivariate TPE). Both read each trial's constraints (worker.constraints: collapsed utility, --min-utility)."""
     import optuna
@@ -229,6 +234,22 @@ def startup_points(space: SearchSpace, n: int, default: dict[str, Any]) -> list[
     the default's own setting."""
     same = (default.get("lr"), default.get("epochs"))
     return [p for p in space.grid(n) if (p["lr"], p["epochs"]) != same]
+
+
+def enqueue_startup(study: optuna.Study, spec: SweepSpec) -> int:
+    """A new study's grid start-up (spec.startup "grid"): the lr x epochs grid of min(STARTUP_TRIALS, trials - 1)
+    runs queued after the default config, so the sampler models from a spread the grid people run by hand would
+    give, not from random draws (bench_search: at 20 trials ...). Method hyperparameters (--space) are drawn
+    by the sampler as usual. Not with --joint (each method has its own ranges) or --reuse-epochs (exploration runs
+    all train the largest epoch count). Returns the number queued; call it only on a study with no trials but the
+    default's."""
+    if spec.startup != "grid" or spec.space.methods or spec.reuse_epochs:
+        return 0
+    u = spec.cfg.unlearn
+    points = startup_points(spec.space, min(STARTUP_TRIALS, spec.trials - 1), {"lr": u.lr, "epochs": u.epochs})
+    for point in points:
+        study.enqueue_trial(point, user_attrs={"startup": "grid"})
+    return len(points)
 
 
 def enqueue_default(study: optuna.Study, spec: SweepSpec) -> None:
@@ -388,6 +409,7 @@ def save_spec(study: optuna.Study, spec: SweepSpec) -> None:
                 "extra_sets": list(spec.extra_sets),
                 "repeats": spec.repeats,
                 "objectives": [o.to_dict() for o in spec.objectives],
+                "startup": spec.startup,
             }
         ),
     )
@@ -431,6 +453,7 @@ def spec_from_study(study_name: str, storage: str, tracking_uri: str | None, hea
         heartbeat=heartbeat,
         repeats=int(data.get("repeats", 1)),  # studies made before confirmation: single draws
         objectives=tuple(Objective.from_dict(o) for o in data.get("objectives", ())),  # older: the benchmark's
+        startup=data.get("startup", "random"),  # studies made before the grid start-up
     )
 
 

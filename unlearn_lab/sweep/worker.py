@@ -185,6 +185,8 @@ class _Worker:
         seed = int(trial.user_attrs.get("seed", spec.cfg.unlearn.seed))
         cfg = trial_config(spec.cfg, spec.space, params, reuse_epochs=spec.reuse_epochs, seed=seed)
         tags = {"sweep": spec.study_name, "trial": str(trial.number), "worker": str(self.worker), "seed": str(seed)}
+        if trial.user_attrs.get("startup"):  # one of the start-up grid's trials (study.enqueue_startup)
+            tags["startup"] = str(trial.user_attrs["startup"])
         parent, name = self.parent_run_id, default_run_name(cfg, prefix=f"t{trial.number}-")
         if confirms is not None:  # nested under the run of the trial it confirms, named after it
             parent = self.study.trials[int(confirms)].user_attrs.get("mlflow_run_id") or parent
