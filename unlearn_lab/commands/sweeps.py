@@ -180,10 +180,14 @@ def describe(spec: SweepSpec, workers: int) -> str:
         if spec.repeats > 1
         else "single draws (no confirmation)"
     )
+    from unlearn_lab.sweep.study import startup_settings
+
     wanted = " and ".join(o.wording for o in spec.objectives)
+    grid = len(startup_settings(spec))
+    first = "the default config, then " + (f"a {grid}-run lr x epochs grid, then TPE" if grid else "TPE")
     return (
-        f"  sweep     study {spec.study_name}: {spec.trials} trials over {spec.space.describe()} on {workers} "
-        f"worker(s), objectives {wanted}, {confirmed}; storage {spec.storage}"
+        f"  sweep     study {spec.study_name}: {spec.trials} trials over {spec.space.describe()} ({first}) on "
+        f"{workers} worker(s), objectives {wanted}, {confirmed}; storage {spec.storage}"
     )
 
 

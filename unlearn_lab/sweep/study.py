@@ -236,17 +236,21 @@ def startup_points(space: SearchSpace, n: int, default: dict[str, Any]) -> list[
     return [p for p in space.grid(n) if (p["lr"], p["epochs"]) != same]
 
 
-def enqueue_startup(study: optuna.Study, spec: SweepSpec) -> int:
+def startup_settings(spec: SweepSpec) -> list[dict[str, Any]]:
     """A new study's grid start-up (spec.startup "grid"): the lr x epochs grid of min(STARTUP_TRIALS, trials - 1)
-    runs queued after the default config, so the sampler models from a spread the grid people run by hand would
-    give, not from random draws (bench_search: at 20 trials ...). Method hyperparameters (--space) are drawn
-    by the sampler as usual. Not with --joint (each method has its own ranges) or --reuse-epochs (exploration runs
-    all train the largest epoch count). Returns the number queued; call it only on a study with no trials but the
-    default's."""
+    runs after the default config, so the sampler models from the spread a grid run by hand gives, not from random
+    draws (benchmarks/bench_search.py measured both, docs/sweep.md). Method hyperparameters (--space) are drawn by
+    the sampler as usual. None with --joint (each method has its own ranges) or --reuse-epochs (exploration runs
+    all train the largest epoch count)."""
     if spec.startup != "grid" or spec.space.methods or spec.reuse_epochs:
-        return 0
+        return []
     u = spec.cfg.unlearn
-    points = startup_points(spec.space, min(STARTUP_TRIALS, spec.trials - 1), {"lr": u.lr, "epochs": u.epochs})
+    return startup_points(spec.space, min(STARTUP_TRIALS, spec.trials - 1), {"lr": u.lr, "epochs": u.epochs})
+
+
+def enqueue_startup(study: optuna.Study, spec: SweepSpec) -> int:
+    """Queue the start-up grid (startup_settings) on a study that has no trials but the default's; returns how many."""
+    points = startup_settings(spec)
     for point in points:
         study.enqueue_trial(point, user_attrs={"startup": "grid"})
     return len(points)
