@@ -1,29 +1,33 @@
 """Does the search pay? The hypervolume of the confirmed front after 5, 10, 20 and 40 trials for the sweep's own
-sampler (multivariate TPE with the collapse constraint), random search, and the lr x epochs grids people run by
-hand at the same run counts, on the embedded world, for each method asked (default GradAscent and NPO).
+strategy (the default config, the 10-run lr x epochs grid, then multivariate TPE with the collapse constraint:
+`tpe-grid`), TPE after random start-up trials (`tpe`, Optuna's way), random search, and the lr x epochs grids
+people run by hand at the same run counts, on the embedded world, for each method asked (default GradAscent and
+NPO).
 
     .venv/bin/python benchmarks/bench_search.py [--methods GradAscent,NPO] [--seeds 3] [--budgets 5,10,20,40]
-        [--strategies random,tpe] [--repeats 3] [--processes 2] [--out saves/bench_search]
+        [--strategies random,tpe,tpe-grid] [--repeats 3] [--processes 2] [--out saves/bench_search]
 
---strategies adds other samplers (tpe-sN: the sweep's TPE with N random start-up trials; gp, gp-sN: Optuna's
-GPSampler) to compare before changing the sweep's default.
+--strategies adds other samplers (tpe-sN: TPE after N random start-up trials; gp, gp-sN, gp-grid: Optuna's
+GPSampler after 10 or N random trials, or after the grid) to compare before changing the sweep's default.
 
 Every strategy is judged as a sweep judges itself: its first N trials are single draws on the experiment's seed,
 then sweep/confirm.py decides which settings are confirmed over `--repeats` seeds (rounds until the front on means
 is confirmed) and the hypervolume (leaderboard/rules.py) is that of the confirmed front in (log10 forget_quality,
-model_utility) from the target's log10 forget_quality and utility 0. TPE and random search both start from the
-experiment's default config (trial 0, as `sweep` does) and run `--seeds` sampler seeds; a grid has no sampler seed:
-N = a lr values (log-spaced over the method's range, both ends) x b epoch counts (evenly over its range): 5 = 5 x 1
-(the middle epoch count), 10 = 5 x 2, 20 = 5 x 4, 40 = 8 x 5.
+model_utility) from the target's log10 forget_quality and utility 0. The samplers and random search all start from
+the experiment's default config (trial 0, as `sweep` does) and run `--seeds` sampler seeds; a grid has no sampler
+seed: N = a lr values (log-spaced over the method's range, both ends) x b epoch counts (evenly over its range):
+5 = 5 x 1 (the middle epoch count), 10 = 5 x 2, 20 = 5 x 4, 40 = 8 x 5 (sweep/space.py::SearchSpace.grid). A -grid
+strategy at a budget of up to 11 trials is the default config plus the grid of N - 1 runs, as such a sweep runs.
 
 A run is `run_experiment` on the embedded world exactly as a sweep trial (collapse check at sweep.collapse_utility,
 the experiment's evaluation limited to the two objectives' metrics), one torch thread per process. Runs are cached by
 (method, lr, epochs, seed) in a JSON-lines file shared by the processes, so strategies that meet the same setting
 (the default config, grid points, confirmations) pay for it once, and the benchmark resumes where it stopped.
 Prints each strategy's hypervolume (mean ± sd over sampler seeds) per budget with the runs it paid (exploration
-plus confirmation), the ratios against the grid at the same budget and TPE at 20 trials against the 40-run grid
-(the goal: >= 1), the best known hypervolume (the confirmed front over every setting measured on all seeds, by any
-strategy: how much was left to find) and each strategy's share of it, and writes hypervolume.png and results.json.
+plus confirmation), the ratios of the sweep's strategy against the grid at the same budget and each sampler at 20
+trials against the 40-run grid (the goal: >= 1), the best known hypervolume (the confirmed front over every
+setting measured on all seeds, by any strategy: how much was left to find) and each strategy's share of it, and
+writes hypervolume.png and results.json.
 """
 
 from __future__ import annotations
@@ -322,7 +326,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
         "--strategies",
-        default="random,tpe",
+        default="random,tpe,tpe-grid",
         help="samplers next to the grids: random, tpe, tpe-sN (N random start-up trials), tpe-grid (the 10-run grid "
         "as start-up), gp, gp-sN, gp-grid",
     )
@@ -355,7 +359,7 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
     print(f"{method} grid: " + ", ".join(f"{n}: {by['grid'][n][-1]:.3f}" for n in budgets), flush=True)
     from concurrent.futures import ThreadPoolExecutor
 
-    from unlearn_lab.sweep.study import SAMPLER, STARTUP_TRIALS
+    from unlearn_lab.sweep.study import SAMPLER, STARTUP, STARTUP_TRIALS
 
     names = [n for n in args.strategies.split(",") if n]
     jobs = [(name, seed) for name in names for seed in range(args.seeds)]
@@ -379,7 +383,7 @@ def measure(method: str, budgets: list[int], args, oracle: Oracle) -> dict[str, 
         "target_forget_quality": target_forget_quality(method),
         "grids": grid_points,
         "startup": STARTUP_TRIALS,
-        "sweep_sampler": SAMPLER,
+        "sweep_sampler": f"{SAMPLER}-grid" if STARTUP == "grid" else SAMPLER,  # the strategy the sweep runs
     }
 
 
@@ -392,6 +396,7 @@ def report(results: dict[str, Any], out: Path) -> None:
         own = data.get("sweep_sampler", "tpe")  # the sweep's default sampler when this ran
         print(f"\n{method}: hypervolume of the confirmed front (mean ± sd over sampler seeds) [runs paid, with")
         print(f"the confirmation runs, mean over sampler seeds]; samplers start with {data.get('startup', 10)} random")
+        print("trials (-grid: the default config and the grid of up to 10 runs); the sweep runs " + own)
         print(f"{'trials':>7}  " + "  ".join(f"{name:>22}" for name in names) + f"  {own + ' / grid':>10}")
         for n in budgets:
             cells = []
@@ -443,7 +448,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     budgets = results["budgets"]
     for ax, method in zip(axes[0], methods, strict=True):
         hv = results["methods"][method]["hypervolume"]
-        styles = {"grid": "s--", "random": "^-", "tpe": "o-", "gp": "D-"}
+        styles = {"grid": "s--", "random": "^-", "tpe": "o:", "tpe-grid": "o-", "gp": "D-"}
         for name in hv:
             style = styles.get(name, "x:")
             means = [statistics.mean(_at(hv[name], n)) for n in budgets]

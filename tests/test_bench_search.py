@@ -100,3 +100,20 @@ def test_strategies_name_their_samplers(bench):
     assert isinstance(gp, optuna.samplers.GPSampler) and gp._n_startup_trials == 5
     with pytest.raises(SystemExit, match="unknown strategy 'cmaes'"):
         bench.make_sampler("cmaes", 0)
+    assert bench.parse_strategy("tpe-grid") == ("tpe", STARTUP_TRIALS, True)
+    assert bench.parse_strategy("gp-grid")[2] and not bench.parse_strategy("tpe-s5")[2]
+    for bad in ("tpe-x", "random-grid", "tpe-s"):
+        with pytest.raises(SystemExit, match="unknown strategy"):
+            bench.parse_strategy(bad)
+
+
+def test_a_grid_start_within_the_budget_is_the_sweep_of_that_budget(bench):
+    """At --trials 5 a grid-start sweep runs the default config and the grid of 4 runs (4 lrs at the middle epoch
+    count), not the first 4 points of the 10-run grid; past the start-up it runs the first N trials it drew."""
+    (lo, hi), (e_lo, e_hi), cfg, _ = bench.space_of("GradAscent")
+    drawn = [(float(k), k) for k in range(40)]  # stand-ins for the trials a sampler drew
+    five = bench.first_trials("GradAscent", "tpe-grid", drawn, 5)
+    by_hand = [float(f"{lo * (hi / lo) ** (i / 3):.4g}") for i in range(4)]
+    assert five == [(cfg.unlearn.lr, cfg.unlearn.epochs)] + [(lr, (e_lo + e_hi) // 2) for lr in by_hand]
+    assert bench.first_trials("GradAscent", "tpe-grid", drawn, 20) == drawn[:20]
+    assert bench.first_trials("GradAscent", "tpe", drawn, 5) == drawn[:5]

@@ -69,7 +69,7 @@ class SweepSpec:
     # The sampler's start-up trials after the default config: "grid", the STARTUP_TRIALS-run lr x epochs grid
     # (queued once, when the study is created); "random", Optuna's random draws. benchmarks/bench_search.py
     # measured the choice (docs/sweep.md, "Does the search pay?").
-    startup: str = "grid"
+    startup: str = "grid"  # STARTUP
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -212,6 +212,7 @@ def open_study(spec: SweepSpec, worker: int = 0) -> StudyHandle:
 # random search (docs/sweep.md, "Does the search pay?"): on the embedded world GP and TPE differ by less than their
 # sampler-seed spread, so the default stays multivariate TPE (cheaper per trial, no model fit).
 SAMPLER = "tpe"
+STARTUP = "grid"  # the sweep's start-up: "grid" (queued, startup_settings) or "random" (the sampler's draws)
 STARTUP_TRIALS = 10  # trials before the model (Optuna's default for both): the grid's (startup "grid") or random
 
 
