@@ -425,7 +425,7 @@ def report(results: dict[str, Any], out: Path) -> None:
         if 20 in budgets and 40 in budgets:
             for name in [n for n in names if n not in ("grid", "random")]:
                 goal = statistics.mean(_at(hv[name], 20)) / _at(hv["grid"], 40)[0]
-                print(f"{name} at 20 trials / grid at 40 runs: {goal:.2f} (goal >= 1)")
+                print(f"{name} at 20 trials / grid at 40 runs: {goal:.3f} (goal >= 1)")
     plot(results, out / "hypervolume.png")
 
 
