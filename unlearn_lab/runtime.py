@@ -215,7 +215,8 @@ def check_interrupted() -> None:
     """Raise the KeyboardInterrupt of a signal this process received but is still running after: Python drops an
     exception raised inside a finaliser or weakref callback ("Exception ignored in ..."), and the interrupt with
     it. Called between training steps, evaluation batches and sweep trials, so such a signal still stops the work
-    within a step (a clean-clone test run saw a lost Ctrl-C let the sweep finish its study)."""
+    within a step (in a loop of timed Ctrl-Cs against a sweep, one was lost that way and the sweep finished its
+    study)."""
     if _Interrupts.requested is not None and not _Interrupts.depth:
         raise KeyboardInterrupt(_Interrupts.requested)
 
