@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.benchmarks import tofu_scores as scores
 from unlearn_lab.config import ExperimentConfig
-from unlearn_lab.data import prompts
-from unlearn_lab.data.unlearning import UnlearnData
 from unlearn_lab.errors import UsageError
-from unlearn_lab.methods.base import MethodSpec
+
+if TYPE_CHECKING:  # torch comes with these: a report or a plan that only reads the benchmark's names does not pay
+    from unlearn_lab.data import prompts
+    from unlearn_lab.data.unlearning import UnlearnData
+    from unlearn_lab.methods.base import MethodSpec
 
 TOFU_AUTHORS = 200  # the published TOFU: 200 fictitious authors x 20 QAs
 HOLDOUTS = ("holdout01", "holdout05", "holdout10")
@@ -27,6 +29,8 @@ QUESTION_KEYS = ("question", "paraphrased_question")
 
 def qa_items(tokenizer: Any, records: list[dict], pcfg: Any) -> list[prompts.Encoded]:
     """Question-answer records in the prompt format (chat template or plain), answers (and eos/eot) supervised."""
+    from unlearn_lab.data import prompts
+
     return [prompts.encode_qa(tokenizer, r["question"], r["answer"], pcfg) for r in records]
 
 
@@ -135,6 +139,8 @@ class Tofu:
     def pretrain_items(self, cfg: ExperimentConfig, source: Any, tokenizer: Any) -> list[prompts.Encoded]:
         """The base model's general knowledge: the real-author and world-fact QA and the pre-training text."""
         general = source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
+        from unlearn_lab.data import prompts
+
         return qa_items(tokenizer, general, cfg.prompt) + prompts.text_items(tokenizer, source.world["pretrain_text"])
 
     def finetune_items(self, cfg: ExperimentConfig, source: Any, tokenizer: Any, role: str) -> list[prompts.Encoded]:
@@ -159,6 +165,9 @@ class Tofu:
 
     def unlearn_data(self, cfg: ExperimentConfig, source: Any, tokenizer: Any, spec: MethodSpec) -> UnlearnData:
         """The forget split's QA, the retain split's QA, and (IdkDPO) each forget question with an idk answer."""
+        from unlearn_lab.data import prompts
+        from unlearn_lab.data.unlearning import UnlearnData
+
         pcfg = cfg.prompt
         forget, retain = source.load(cfg.data.forget_split), source.load(cfg.data.retain_split or "")
         idk = source.load("idk") if spec.needs_alternate else None

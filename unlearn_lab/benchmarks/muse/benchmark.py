@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn_lab.benchmarks import Objective, check_method
 from unlearn_lab.config import ExperimentConfig
-from unlearn_lab.data import prompts
-from unlearn_lab.data.unlearning import UnlearnData
 from unlearn_lab.errors import UsageError
-from unlearn_lab.methods.base import MethodSpec
+
+if TYPE_CHECKING:  # torch comes with these: a report that only reads the benchmark's names does not pay
+    from unlearn_lab.data import prompts
+    from unlearn_lab.data.unlearning import UnlearnData
+    from unlearn_lab.methods.base import MethodSpec
 
 TRAINING_SPLITS = {"target": ("forget", "retain1", "retain2"), "retain": ("retain1", "retain2")}
 RETAIN_SPLITS = ("retain1", "retain2")
@@ -178,6 +180,8 @@ class Muse:
         forget = chunks(cfg, tokenizer, source.raw("forget"))
         retain = chunks(cfg, tokenizer, source.raw(cfg.data.retain_split or "retain1"))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        from unlearn_lab.data.unlearning import UnlearnData
+
         return UnlearnData(forget, retain, None, 0, pad, False)
 
     # --------------------------------------------------------------------------------------------- evaluation
