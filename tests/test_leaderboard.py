@@ -271,3 +271,22 @@ def test_muse_report_files_and_a_methods_comparison_plan(tmp_path):
     spec = SimpleNamespace(objectives=muse.objectives)
     note = comparison_note([spec, spec])  # type: ignore[list-item]
     assert "leaderboard of these 2 studies on forget_verbmem_ROUGE down vs retain_knowmem_ROUGE up" in note
+
+
+def test_reading_a_benchmark_does_not_import_torch():
+    """The report (and any plan that only reads a benchmark's names, objectives and threshold) loads both
+    benchmarks without torch: torch costs ~1.5 s of a report that should take seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from unlearn_lab.benchmarks import get_benchmark\n"
+        "for name in ('tofu', 'muse'):\n"
+        "    b = get_benchmark(name)\n"
+        "    assert b.headline and b.objectives\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
