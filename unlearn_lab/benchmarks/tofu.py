@@ -138,9 +138,9 @@ class Tofu:
 
     def pretrain_items(self, cfg: ExperimentConfig, source: Any, tokenizer: Any) -> list[prompts.Encoded]:
         """The base model's general knowledge: the real-author and world-fact QA and the pre-training text."""
-        general = source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
         from unlearn_lab.data import prompts
 
+        general = source.load("real_authors_perturbed") + source.load("world_facts_perturbed")
         return qa_items(tokenizer, general, cfg.prompt) + prompts.text_items(tokenizer, source.world["pretrain_text"])
 
     def finetune_items(self, cfg: ExperimentConfig, source: Any, tokenizer: Any, role: str) -> list[prompts.Encoded]:

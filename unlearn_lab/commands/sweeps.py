@@ -175,13 +175,13 @@ def comparison_note(specs: list[SweepSpec]) -> str:
 
 
 def describe(spec: SweepSpec, workers: int) -> str:
+    from unlearn_lab.sweep.study import startup_settings
+
     confirmed = (
         f"front candidates and the default config confirmed over seeds {', '.join(map(str, spec.seeds))}"
         if spec.repeats > 1
         else "single draws (no confirmation)"
     )
-    from unlearn_lab.sweep.study import startup_settings
-
     wanted = " and ".join(o.wording for o in spec.objectives)
     grid = len(startup_settings(spec))
     first = "the default config, then " + (f"a {grid}-run lr x epochs grid, then TPE" if grid else "TPE")

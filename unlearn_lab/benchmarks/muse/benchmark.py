@@ -176,12 +176,12 @@ class Muse:
 
     def unlearn_data(self, cfg: ExperimentConfig, source: Any, tokenizer: Any, spec: MethodSpec) -> UnlearnData:
         """Chunks of raw/forget, and of the retain split each forget chunk draws its partner from (spec 5.1)."""
+        from unlearn_lab.data.unlearning import UnlearnData
+
         check_method(self, spec)
         forget = chunks(cfg, tokenizer, source.raw("forget"))
         retain = chunks(cfg, tokenizer, source.raw(cfg.data.retain_split or "retain1"))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        from unlearn_lab.data.unlearning import UnlearnData
-
         return UnlearnData(forget, retain, None, 0, pad, False)
 
     # --------------------------------------------------------------------------------------------- evaluation
